@@ -1,0 +1,315 @@
+"""Typed model and training configuration, with JSON presets.
+
+Presets are JSON files in ``pyggml_train/presets/`` holding
+``{"model": {...}, "train": {...}, "tokenizer": "char" | "gpt2"}``; overrides are
+checked against the dataclass field types so a typo or a wrong type fails early
+with a message naming the valid fields instead of surfacing mid-training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+PRESET_DIR = Path(__file__).parent / "presets"
+TOKENIZERS = ("char", "gpt2")
+DATA_MODES = ("random", "sequential")
+
+
+@dataclass
+class GPT2Config:
+    """Shape of a GPT-2 model; the defaults are the 124M GPT-2."""
+
+    vocab_size: int | None = 50257  # tokens the tokenizer emits; None = take it from the tokenizer
+    block_size: int = 1024  # maximum context length (rows of the position embedding)
+    n_layer: int = 12  # transformer blocks
+    n_head: int = 12  # attention heads per block
+    n_embd: int = 768  # residual stream width C
+    padded_vocab_size: int | None = None  # compute-time rows of wte/logits (e.g. 50304); None = no padding
+    dropout: float = 0.0  # dropout probability; 0.0 = none (GPT-2 inference and most small runs)
+    ln_eps: float = 1e-5  # LayerNorm epsilon used by GPT-2
+    bias: bool = True  # GPT-2 has biases in every Linear and LayerNorm; kept as a field to say so
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError with a fix suggestion if the sizes can't form a GPT-2."""
+        if self.vocab_size is not None:
+            _check_positive(self, "vocab_size")
+        for name in ("block_size", "n_layer", "n_head", "n_embd"):
+            _check_positive(self, name)
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) so every head "
+                f"gets the same width; e.g. use n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}"
+            )
+        if self.padded_vocab_size is not None:
+            _check_positive(self, "padded_vocab_size")
+            if self.vocab_size is not None and self.padded_vocab_size < self.vocab_size:
+                raise ValueError(
+                    f"padded_vocab_size ({self.padded_vocab_size}) must be >= vocab_size "
+                    f"({self.vocab_size}); use None for no padding"
+                )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.ln_eps <= 0:
+            raise ValueError(f"ln_eps must be > 0, got {self.ln_eps}")
+        if not self.bias:
+            raise ValueError("bias=False is not supported: GPT-2 has biases everywhere")
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head (C // n_head)."""
+        return self.n_embd // self.n_head
+
+    def require_vocab_size(self) -> int:
+        """Return vocab_size, or explain how to set it when a preset left it to the tokenizer."""
+        if self.vocab_size is None:
+            raise ValueError(
+                "vocab_size is None (the preset takes it from the tokenizer); call "
+                "config.with_vocab_size(tokenizer.vocab_size) first"
+            )
+        return self.vocab_size
+
+    def with_vocab_size(self, vocab_size: int) -> GPT2Config:
+        """Copy with the vocabulary fixed, e.g. from a char tokenizer built on the data."""
+        return dataclasses.replace(self, vocab_size=vocab_size)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, evaluation and runtime settings for one training run."""
+
+    batch_size: int = 8  # sequences per micro-batch B
+    block_size: int = 256  # tokens per training sequence T (<= model block_size)
+    max_steps: int = 1000  # optimizer steps
+    lr: float = 6e-4  # peak learning rate after warmup
+    min_lr: float = 6e-5  # floor of the cosine decay (10% of lr is the usual choice)
+    warmup_steps: int = 100  # linear warmup length in steps
+    weight_decay: float = 0.1  # AdamW decay, applied to 2-D weights only
+    beta1: float = 0.9  # AdamW first-moment decay
+    beta2: float = 0.95  # AdamW second-moment decay (0.95 is steadier than 0.999 for LMs)
+    eps: float = 1e-8  # AdamW denominator epsilon
+    grad_clip: float | None = 1.0  # clip the global gradient norm to this; None = no clipping
+    tokens_per_step: int | None = None  # tokens per optimizer step via accumulation; None = one micro-batch
+    eval_interval: int = 100  # steps between validation evaluations; 0 = never
+    eval_steps: int = 20  # validation micro-batches averaged per evaluation
+    val_fraction: float = 0.1  # tail fraction of the corpus held out for validation
+    data_mode: str = "random"  # "random" windows or "sequential" sweeps over the tokens
+    seed: int = 1337  # seeds initialisation, batch sampling and text sampling
+    threads: int = 2  # CPU threads for the ggml backend
+    device: str = "cpu"  # ggml backend name
+    log_interval: int = 10  # steps between loss log lines
+    checkpoint_interval: int = 0  # steps between checkpoints; 0 = only at the end
+    sample_interval: int = 200  # steps between text samples; 0 = never
+    sample_tokens: int = 200  # tokens generated per sample
+    temperature: float = 1.0  # sampling temperature
+    top_k: int | None = None  # keep only the k most likely tokens when sampling; None = all
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field and the accepted range."""
+        for name in ("batch_size", "block_size", "max_steps", "eval_steps", "threads", "sample_tokens"):
+            _check_positive(self, name)
+        for name in ("warmup_steps", "eval_interval", "log_interval", "checkpoint_interval", "sample_interval"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ValueError(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.warmup_steps > self.max_steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be <= max_steps ({self.max_steps})")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.eps <= 0:
+            raise ValueError(f"eps must be > 0, got {self.eps}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0 or None (no clipping), got {self.grad_clip}")
+        if self.tokens_per_step is not None and self.tokens_per_step % self.tokens_per_micro_batch != 0:
+            raise ValueError(
+                f"tokens_per_step ({self.tokens_per_step}) must be a multiple of batch_size*block_size "
+                f"({self.tokens_per_micro_batch}); e.g. {self.tokens_per_micro_batch * max(1, round(self.tokens_per_step / self.tokens_per_micro_batch))}"
+            )
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.data_mode not in DATA_MODES:
+            raise ValueError(f"data_mode must be one of {DATA_MODES}, got {self.data_mode!r}")
+        if not self.device:
+            raise ValueError("device must be a backend name such as 'cpu'")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k <= 0:
+            raise ValueError(f"top_k must be > 0 or None, got {self.top_k}")
+
+    @property
+    def tokens_per_micro_batch(self) -> int:
+        """Tokens in one forward/backward pass (B * T)."""
+        return self.batch_size * self.block_size
+
+    @property
+    def grad_accum_steps(self) -> int:
+        """Micro-batches accumulated per optimizer step to reach tokens_per_step."""
+        if self.tokens_per_step is None:
+            return 1
+        return self.tokens_per_step // self.tokens_per_micro_batch
+
+
+def _check_positive(obj: object, name: str) -> None:
+    value = getattr(obj, name)
+    if value <= 0:
+        raise ValueError(f"{type(obj).__name__}.{name} must be > 0, got {value}")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    """Convert value (possibly a CLI string) to the declared type of cls.name, or raise."""
+    annotation = _field_types(cls)[name]
+    args = typing.get_args(annotation)
+    optional = typing.get_origin(annotation) in (Union, types.UnionType) and type(None) in args
+    base = next(a for a in args if a is not type(None)) if optional else annotation
+    where = f"{cls.__name__}.{name}"
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+        if optional:
+            return None
+        raise ValueError(f"{where} can't be None; give a {base.__name__}")
+    if isinstance(value, str) and base is not str:
+        text = value.strip().lower()
+        if base is bool:
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{where} expects a bool (true/false), got {value!r}")
+        try:
+            value = float(text) if base is float else _parse_int(text)
+        except ValueError:
+            raise ValueError(f"{where} expects {base.__name__}, got {value!r}") from None
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if base is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, base) or (base is not bool and isinstance(value, bool)):
+        raise ValueError(f"{where} expects {base.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _parse_int(text: str) -> int:
+    """Parse "128" or an integral float spelling such as "5e4"."""
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)
+        if not number.is_integer():
+            raise
+        return int(number)
+
+
+def _build(cls: type, values: dict[str, Any], source: str) -> Any:
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {unknown} in {source}; valid fields: {', '.join(valid)}")
+    return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+
+
+def list_presets() -> list[str]:
+    """Names of the bundled presets (file stems in pyggml_train/presets/)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+
+
+def _preset_path(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix == ".json" or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"preset file {path} not found")
+        return path
+    candidate = PRESET_DIR / f"{name_or_path}.json"
+    if not candidate.is_file():
+        raise ValueError(f"unknown preset {name_or_path!r}; available: {', '.join(list_presets())} (or a path to a .json file)")
+    return candidate
+
+
+def _split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """Route each override to the model and/or train section.
+
+    "model.x" / "train.x" target one section; a bare name goes to every section that
+    has it (so ``block_size`` sets both the model context and the training length).
+    """
+    model_fields = {f.name for f in dataclasses.fields(GPT2Config)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    model: dict[str, Any] = {}
+    train: dict[str, Any] = {}
+    tokenizer = None
+    for key, value in overrides.items():
+        section, _, name = key.rpartition(".")
+        if name == "tokenizer" and not section:
+            tokenizer = value
+        elif section == "model" or (not section and name in model_fields):
+            model[name] = value
+        if section == "train" or (not section and name in train_fields):
+            train[name] = value
+        if section not in ("", "model", "train") or (not section and name not in model_fields | train_fields | {"tokenizer"}):
+            raise ValueError(
+                f"unknown override {key!r}; valid model fields: {', '.join(sorted(model_fields))}; "
+                f"valid train fields: {', '.join(sorted(train_fields))}; or 'tokenizer'"
+            )
+    return model, train, tokenizer
+
+
+def _from_dict(data: dict[str, Any], source: str, overrides: dict[str, Any]) -> tuple[GPT2Config, TrainConfig, str]:
+    unknown = sorted(set(data) - {"model", "train", "tokenizer"})
+    if unknown:
+        raise ValueError(f"unknown top-level key(s) {unknown} in {source}; expected 'model', 'train', 'tokenizer'")
+    model_over, train_over, tok_over = _split_overrides(overrides)
+    model = _build(GPT2Config, {**data.get("model", {}), **model_over}, source)
+    train = _build(TrainConfig, {**data.get("train", {}), **train_over}, source)
+    tokenizer = tok_over if tok_over is not None else data.get("tokenizer", "gpt2")
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r} in {source}")
+    if train.block_size > model.block_size:
+        raise ValueError(
+            f"train.block_size ({train.block_size}) exceeds the model context model.block_size "
+            f"({model.block_size}); lower train.block_size or raise model.block_size"
+        )
+    return model, train, tokenizer
+
+
+def load_preset(name_or_path: str | Path, **overrides: Any) -> tuple[GPT2Config, TrainConfig, str]:
+    """Load a bundled preset by name (or a JSON file by path) and apply typed overrides.
+
+    Returns (model config, train config, tokenizer name). Overrides are field names
+    (``n_layer=2``), optionally qualified (``**{"train.block_size": 64}``); strings are
+    parsed to the field type so CLI ``key=value`` pairs can be passed through.
+    """
+    path = _preset_path(name_or_path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"preset {path} is not valid JSON: {exc}") from None
+    return _from_dict(data, str(path), overrides)
+
+
+def to_json(model: GPT2Config, train: TrainConfig, tokenizer: str) -> str:
+    """Serialise the three settings in the preset file format."""
+    return json.dumps(
+        {"model": dataclasses.asdict(model), "train": dataclasses.asdict(train), "tokenizer": tokenizer}, indent=2
+    )
+
+
+def from_json(text: str) -> tuple[GPT2Config, TrainConfig, str]:
+    """Inverse of to_json (also reads preset files' contents)."""
+    return _from_dict(json.loads(text), "JSON text", {})
