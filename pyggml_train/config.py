@@ -30,7 +30,9 @@ class GPT2Config:
     n_layer: int = 12  # transformer blocks
     n_head: int = 12  # attention heads per block
     n_embd: int = 768  # residual stream width C
-    padded_vocab_size: int | None = None  # compute-time rows of wte/logits (e.g. 50304); None = no padding
+    padded_vocab_size: int | None = (
+        None  # compute-time rows of wte/logits (e.g. 50304); None = no padding
+    )
     dropout: float = 0.0  # dropout probability; 0.0 = none (GPT-2 inference and most small runs)
     ln_eps: float = 1e-5  # LayerNorm epsilon used by GPT-2
     bias: bool = True  # GPT-2 has biases in every Linear and LayerNorm; kept as a field to say so
@@ -46,8 +48,8 @@ class GPT2Config:
             _check_positive(self, name)
         if self.n_embd % self.n_head != 0:
             raise ValueError(
-                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) so every head "
-                f"gets the same width; e.g. use n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}"
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) so every "
+                f"head gets the same width; e.g. use n_embd={_round_to(self.n_embd, self.n_head)}"
             )
         if self.padded_vocab_size is not None:
             _check_positive(self, "padded_vocab_size")
@@ -97,7 +99,9 @@ class TrainConfig:
     beta2: float = 0.95  # AdamW second-moment decay (0.95 is steadier than 0.999 for LMs)
     eps: float = 1e-8  # AdamW denominator epsilon
     grad_clip: float | None = 1.0  # clip the global gradient norm to this; None = no clipping
-    tokens_per_step: int | None = None  # tokens per optimizer step via accumulation; None = one micro-batch
+    tokens_per_step: int | None = (
+        None  # tokens per optimizer step via accumulation; None = one micro-batch
+    )
     eval_interval: int = 100  # steps between validation evaluations; 0 = never
     eval_steps: int = 20  # validation micro-batches averaged per evaluation
     val_fraction: float = 0.1  # tail fraction of the corpus held out for validation
@@ -117,15 +121,32 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the field and the accepted range."""
-        for name in ("batch_size", "block_size", "max_steps", "eval_steps", "threads", "sample_tokens"):
+        for name in (
+            "batch_size",
+            "block_size",
+            "max_steps",
+            "eval_steps",
+            "threads",
+            "sample_tokens",
+        ):
             _check_positive(self, name)
-        for name in ("warmup_steps", "eval_interval", "log_interval", "checkpoint_interval", "sample_interval"):
+        for name in (
+            "warmup_steps",
+            "eval_interval",
+            "log_interval",
+            "checkpoint_interval",
+            "sample_interval",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
-            raise ValueError(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
+            raise ValueError(
+                f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}"
+            )
         if self.warmup_steps > self.max_steps:
-            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be <= max_steps ({self.max_steps})")
+            raise ValueError(
+                f"warmup_steps ({self.warmup_steps}) must be <= max_steps ({self.max_steps})"
+            )
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         for name in ("beta1", "beta2"):
@@ -135,10 +156,14 @@ class TrainConfig:
             raise ValueError(f"eps must be > 0, got {self.eps}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0 or None (no clipping), got {self.grad_clip}")
-        if self.tokens_per_step is not None and self.tokens_per_step % self.tokens_per_micro_batch != 0:
+        if (
+            self.tokens_per_step is not None
+            and self.tokens_per_step % self.tokens_per_micro_batch != 0
+        ):
             raise ValueError(
-                f"tokens_per_step ({self.tokens_per_step}) must be a multiple of batch_size*block_size "
-                f"({self.tokens_per_micro_batch}); e.g. {self.tokens_per_micro_batch * max(1, round(self.tokens_per_step / self.tokens_per_micro_batch))}"
+                f"tokens_per_step ({self.tokens_per_step}) must be a multiple of "
+                f"batch_size*block_size ({self.tokens_per_micro_batch}); "
+                f"e.g. {_round_to(self.tokens_per_step, self.tokens_per_micro_batch)}"
             )
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
@@ -162,6 +187,11 @@ class TrainConfig:
         if self.tokens_per_step is None:
             return 1
         return self.tokens_per_step // self.tokens_per_micro_batch
+
+
+def _round_to(value: int, multiple: int) -> int:
+    """Nearest positive multiple, to suggest a valid value in error messages."""
+    return multiple * max(1, round(value / multiple))
 
 
 def _check_positive(obj: object, name: str) -> None:
@@ -222,7 +252,10 @@ def _build(cls: type, values: dict[str, Any], source: str) -> Any:
     valid = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(valid))
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s) {unknown} in {source}; valid fields: {', '.join(valid)}")
+        raise ValueError(
+            f"unknown {cls.__name__} field(s) {unknown} in {source}; "
+            f"valid fields: {', '.join(valid)}"
+        )
     return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
 
 
@@ -239,11 +272,16 @@ def _preset_path(name_or_path: str | Path) -> Path:
         return path
     candidate = PRESET_DIR / f"{name_or_path}.json"
     if not candidate.is_file():
-        raise ValueError(f"unknown preset {name_or_path!r}; available: {', '.join(list_presets())} (or a path to a .json file)")
+        raise ValueError(
+            f"unknown preset {name_or_path!r}; available: {', '.join(list_presets())} "
+            "(or a path to a .json file)"
+        )
     return candidate
 
 
-def _split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+def _split_overrides(
+    overrides: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], str | None]:
     """Route each override to the model and/or train section.
 
     "model.x" / "train.x" target one section; a bare name goes to every section that
@@ -262,7 +300,9 @@ def _split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[st
             model[name] = value
         if section == "train" or (not section and name in train_fields):
             train[name] = value
-        if section not in ("", "model", "train") or (not section and name not in model_fields | train_fields | {"tokenizer"}):
+        if section not in ("", "model", "train") or (
+            not section and name not in model_fields | train_fields | {"tokenizer"}
+        ):
             raise ValueError(
                 f"unknown override {key!r}; valid model fields: {', '.join(sorted(model_fields))}; "
                 f"valid train fields: {', '.join(sorted(train_fields))}; or 'tokenizer'"
@@ -270,10 +310,15 @@ def _split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[st
     return model, train, tokenizer
 
 
-def _from_dict(data: dict[str, Any], source: str, overrides: dict[str, Any]) -> tuple[GPT2Config, TrainConfig, str]:
+def _from_dict(
+    data: dict[str, Any], source: str, overrides: dict[str, Any]
+) -> tuple[GPT2Config, TrainConfig, str]:
     unknown = sorted(set(data) - {"model", "train", "tokenizer"})
     if unknown:
-        raise ValueError(f"unknown top-level key(s) {unknown} in {source}; expected 'model', 'train', 'tokenizer'")
+        raise ValueError(
+            f"unknown top-level key(s) {unknown} in {source}; "
+            "expected 'model', 'train', 'tokenizer'"
+        )
     model_over, train_over, tok_over = _split_overrides(overrides)
     model = _build(GPT2Config, {**data.get("model", {}), **model_over}, source)
     train = _build(TrainConfig, {**data.get("train", {}), **train_over}, source)
@@ -306,7 +351,12 @@ def load_preset(name_or_path: str | Path, **overrides: Any) -> tuple[GPT2Config,
 def to_json(model: GPT2Config, train: TrainConfig, tokenizer: str) -> str:
     """Serialise the three settings in the preset file format."""
     return json.dumps(
-        {"model": dataclasses.asdict(model), "train": dataclasses.asdict(train), "tokenizer": tokenizer}, indent=2
+        {
+            "model": dataclasses.asdict(model),
+            "train": dataclasses.asdict(train),
+            "tokenizer": tokenizer,
+        },
+        indent=2,
     )
 
 

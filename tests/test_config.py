@@ -4,16 +4,35 @@ import json
 
 import pytest
 
-from pyggml_train.config import GPT2Config, TrainConfig, from_json, list_presets, load_preset, to_json
+from pyggml_train.config import (
+    GPT2Config,
+    TrainConfig,
+    from_json,
+    list_presets,
+    load_preset,
+    to_json,
+)
 
 
 def test_list_presets_has_the_six_bundled() -> None:
-    assert set(list_presets()) >= {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "char-tiny", "bpe-small"}
+    assert set(list_presets()) >= {
+        "gpt2",
+        "gpt2-medium",
+        "gpt2-large",
+        "gpt2-xl",
+        "char-tiny",
+        "bpe-small",
+    }
 
 
 @pytest.mark.parametrize(
     ("name", "n_layer", "n_embd", "n_head"),
-    [("gpt2", 12, 768, 12), ("gpt2-medium", 24, 1024, 16), ("gpt2-large", 36, 1280, 20), ("gpt2-xl", 48, 1600, 25)],
+    [
+        ("gpt2", 12, 768, 12),
+        ("gpt2-medium", 24, 1024, 16),
+        ("gpt2-large", 36, 1280, 20),
+        ("gpt2-xl", 48, 1600, 25),
+    ],
 )
 def test_gpt2_family_sizes(name: str, n_layer: int, n_embd: int, n_head: int) -> None:
     model, train, tok = load_preset(name)
@@ -31,7 +50,9 @@ def test_char_tiny_takes_vocab_from_tokenizer() -> None:
 
 
 def test_overrides_are_typed_and_routed() -> None:
-    model, train, _ = load_preset("bpe-small", n_layer="2", lr="3e-4", block_size=64, grad_clip="none", tokenizer="char")
+    model, train, _ = load_preset(
+        "bpe-small", n_layer="2", lr="3e-4", block_size=64, grad_clip="none", tokenizer="char"
+    )
     assert model.n_layer == 2 and isinstance(model.n_layer, int)
     assert train.lr == 3e-4 and train.grad_clip is None
     assert model.block_size == 64 and train.block_size == 64  # bare name hits both sections
