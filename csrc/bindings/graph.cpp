@@ -1,0 +1,320 @@
+// Compute graphs: forward build, backward expansion, allocation through the backend
+// scheduler, and compute with the GIL released.
+//
+// A graph owns the op nodes it computes: their memory comes from the graph's own
+// scheduler, so an op node must not be put into a second graph (build the
+// expression again instead). Persistent tensors (parameters, inputs, gradient
+// accumulators, optimizer state) may appear in any number of graphs.
+#include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common.h"
+
+namespace pyggml {
+
+namespace {
+
+bool is_persistent(const ggml_tensor * t) { return t->op == GGML_OP_NONE; }
+
+// Ops whose backward ggml_compute_backward implements (with our patches), and
+// which sources it can differentiate.
+bool has_backward(const ggml_tensor * t, int src) {
+    switch (t->op) {
+        case GGML_OP_NONE:
+        case GGML_OP_DUP:
+        case GGML_OP_ADD:
+        case GGML_OP_ADD1:
+        case GGML_OP_ACC:
+        case GGML_OP_SUB:
+        case GGML_OP_MUL:
+        case GGML_OP_DIV:
+        case GGML_OP_SQR:
+        case GGML_OP_SQRT:
+        case GGML_OP_LOG:
+        case GGML_OP_SIN:
+        case GGML_OP_COS:
+        case GGML_OP_SUM:
+        case GGML_OP_SUM_ROWS:
+        case GGML_OP_MEAN:
+        case GGML_OP_REPEAT:
+        case GGML_OP_REPEAT_BACK:
+        case GGML_OP_NORM:
+        case GGML_OP_RMS_NORM:
+        case GGML_OP_MUL_MAT:
+        case GGML_OP_SCALE:
+        case GGML_OP_SET:
+        case GGML_OP_CPY:
+        case GGML_OP_CONT:
+        case GGML_OP_RESHAPE:
+        case GGML_OP_VIEW:
+        case GGML_OP_PERMUTE:
+        case GGML_OP_TRANSPOSE:
+        case GGML_OP_DIAG_MASK_INF:
+        case GGML_OP_DIAG_MASK_ZERO:
+            return true;
+        case GGML_OP_GET_ROWS:
+            return src == 0;
+        case GGML_OP_SOFT_MAX:
+        case GGML_OP_CROSS_ENTROPY_LOSS:
+            return src == 0;
+        case GGML_OP_UNARY:
+            switch (ggml_get_unary_op(t)) {
+                case GGML_UNARY_OP_ABS:
+                case GGML_UNARY_OP_SGN:
+                case GGML_UNARY_OP_NEG:
+                case GGML_UNARY_OP_STEP:
+                case GGML_UNARY_OP_RELU:
+                case GGML_UNARY_OP_SILU:
+                case GGML_UNARY_OP_EXP:
+                case GGML_UNARY_OP_GELU:
+                case GGML_UNARY_OP_GELU_ERF:
+                    return true;
+                default:
+                    return false;
+            }
+        default:
+            return false;
+    }
+}
+
+std::string op_name(const ggml_tensor * t) { return ggml_op_desc(t); }
+
+}  // namespace
+
+class Graph {
+  public:
+    Graph(std::shared_ptr<Context> ctx, const std::vector<TensorRef> & outputs, bool backward, int size)
+        : ctx_(std::move(ctx)) {
+        if (outputs.empty()) fail("a graph needs at least one output tensor");
+        for (const auto & o : outputs) {
+            if (o.ctx.get() != ctx_.get()) fail("all outputs of a graph must come from the same Context");
+        }
+        // Count the forward nodes to size the graph: the backward pass adds a few
+        // nodes per forward node.
+        std::unordered_set<ggml_tensor *> reach;
+        for (const auto & o : outputs) collect(o.t, reach);
+        for (ggml_tensor * t : reach) {
+            if (!is_persistent(t) && (t->buffer || t->data) && !t->view_src) {
+                fail("op node " + describe(t) + " (" + op_name(t) +
+                     ") already belongs to another graph; build the expression again for each graph");
+            }
+        }
+        size_ = size > 0 ? size : std::max<int>(2048, 10 * static_cast<int>(reach.size()) + 1024);
+        if (static_cast<int>(reach.size()) > size_) {
+            fail("graph size " + std::to_string(size_) + " is too small for " + std::to_string(reach.size()) + " tensors");
+        }
+        ggml_init_params params = {
+            /*.mem_size   =*/ggml_graph_overhead_custom(size_, true) + size_ * ggml_tensor_overhead(),
+            /*.mem_buffer =*/nullptr,
+            /*.no_alloc   =*/true,
+        };
+        gctx_.reset(ggml_init(params));
+        cg_ = ggml_new_graph_custom(gctx_.get(), size_, true);
+        for (const auto & o : outputs) ggml_build_forward_expand(cg_, o.t);
+        if (backward) expand_backward();
+    }
+
+    void expand(const TensorRef & t) {
+        if (t.ctx.get() != ctx_.get()) fail("tensor comes from another Context");
+        std::unordered_set<ggml_tensor *> reach;
+        collect(t.t, reach);
+        if (ggml_graph_n_nodes(cg_) + static_cast<int>(reach.size()) > size_) {
+            fail("graph is full (size " + std::to_string(size_) + "); create it with a larger size=");
+        }
+        ggml_build_forward_expand(cg_, t.t);
+        allocated_ = false;
+    }
+
+    void compute(int n_threads) {
+        if (n_threads > 0) ctx_->set_n_threads(n_threads);
+        ctx_->allocate();
+        ensure_allocated();
+        enum ggml_status status;
+        {
+            py::gil_scoped_release release;
+            status = ggml_backend_sched_graph_compute(sched_.get(), cg_);
+        }
+        if (status != GGML_STATUS_SUCCESS) {
+            throw std::runtime_error(std::string("graph compute failed: ") + ggml_status_to_string(status));
+        }
+    }
+
+    // Zero the gradient accumulators and set the loss gradient to loss_scale.
+    void reset_grads() {
+        require_backward("reset_grads");
+        ctx_->allocate();
+        for (auto & [param, acc] : accs_) ggml_backend_tensor_memset(acc, 0, 0, ggml_nbytes(acc));
+        std::vector<float> one = {loss_scale_};
+        for (auto & [loss, acc] : loss_accs_) ggml_backend_tensor_set(acc, one.data(), 0, sizeof(float));
+    }
+
+    void set_loss_scale(float s) {
+        loss_scale_ = s;
+        if (has_backward_) {
+            ctx_->allocate();
+            for (auto & [loss, acc] : loss_accs_) ggml_backend_tensor_set(acc, &s, 0, sizeof(float));
+        }
+    }
+
+    TensorRef grad(const TensorRef & p) {
+        require_backward("grad");
+        auto it = accs_.find(p.t);
+        if (it == accs_.end()) {
+            fail(describe(p.t) + " is not a parameter of this graph (flag it with set_param before building the graph)");
+        }
+        ggml_tensor * g = ggml_graph_get_grad(cg_, p.t);
+        return ctx_->wrap(g ? g : it->second);
+    }
+
+    TensorRef grad_accumulator(const TensorRef & p) {
+        require_backward("grad_accumulator");
+        auto it = accs_.find(p.t);
+        if (it == accs_.end()) fail(describe(p.t) + " is not a parameter of this graph");
+        return ctx_->wrap(it->second);
+    }
+
+    std::vector<TensorRef> params() const {
+        std::vector<TensorRef> out;
+        for (ggml_tensor * p : param_order_) out.push_back(ctx_->wrap(p));
+        return out;
+    }
+
+    int n_nodes() const { return ggml_graph_n_nodes(cg_); }
+    int size() const { return size_; }
+    size_t compute_buffer_bytes() const {
+        if (!sched_) return 0;
+        size_t total = 0;
+        for (int i = 0; i < ggml_backend_sched_get_n_backends(sched_.get()); ++i) {
+            total += ggml_backend_sched_get_buffer_size(sched_.get(), ggml_backend_sched_get_backend(sched_.get(), i));
+        }
+        return total;
+    }
+    std::vector<std::string> op_names() const {
+        std::vector<std::string> out;
+        for (int i = 0; i < ggml_graph_n_nodes(cg_); ++i) out.push_back(op_name(ggml_graph_node(cg_, i)));
+        return out;
+    }
+
+  private:
+    static void collect(ggml_tensor * t, std::unordered_set<ggml_tensor *> & seen) {
+        std::vector<ggml_tensor *> stack = {t};
+        while (!stack.empty()) {
+            ggml_tensor * cur = stack.back();
+            stack.pop_back();
+            if (!seen.insert(cur).second) continue;
+            for (ggml_tensor * s : cur->src) {
+                if (s) stack.push_back(s);
+            }
+        }
+    }
+
+    void require_backward(const char * what) const {
+        if (!has_backward_) fail(std::string(what) + ": this graph was built without backward=True");
+    }
+
+    // Raise instead of letting ggml_build_backward_expand abort.
+    void check_backward_supported() {
+        std::unordered_set<const ggml_tensor *> needs;
+        bool any_param = false, any_loss = false;
+        const int n = ggml_graph_n_nodes(cg_);
+        for (int i = 0; i < n; ++i) {
+            ggml_tensor * node = ggml_graph_node(cg_, i);
+            any_param |= (node->flags & GGML_TENSOR_FLAG_PARAM) != 0;
+            any_loss |= (node->flags & GGML_TENSOR_FLAG_LOSS) != 0;
+            bool need = (node->flags & GGML_TENSOR_FLAG_PARAM) != 0;
+            for (int j = 0; j < GGML_MAX_SRC; ++j) {
+                const ggml_tensor * s = node->src[j];
+                if (!s || !needs.count(s)) continue;
+                if (node->type == GGML_TYPE_I32) continue;
+                if (!has_backward(node, j)) {
+                    fail("no backward pass for op " + op_name(node) + " with respect to its input " +
+                         std::to_string(j) + " (" + describe(s) + "), needed to differentiate " + describe(node) +
+                         "; stop the gradient before it or use a differentiable op");
+                }
+                if (node->view_src && !(node->op == GGML_OP_VIEW || node->op == GGML_OP_RESHAPE ||
+                                        node->op == GGML_OP_PERMUTE || node->op == GGML_OP_TRANSPOSE ||
+                                        node->op == GGML_OP_CPY)) {
+                    fail("cannot differentiate the in-place op " + op_name(node));
+                }
+                need = true;
+            }
+            if (need) needs.insert(node);
+        }
+        if (!any_param) fail("backward=True but no tensor in the graph is a parameter (use ctx.param or set_param)");
+        if (!any_loss) fail("backward=True but no output is flagged as the loss (use set_loss on a scalar)");
+    }
+
+    void expand_backward() {
+        check_backward_supported();
+        const int n = ggml_graph_n_nodes(cg_);
+        std::vector<ggml_tensor *> grad_accs(n, nullptr);
+        for (int i = 0; i < n; ++i) {
+            ggml_tensor * node = ggml_graph_node(cg_, i);
+            const bool is_param = node->flags & GGML_TENSOR_FLAG_PARAM;
+            const bool is_loss = node->flags & GGML_TENSOR_FLAG_LOSS;
+            if (!is_param && !is_loss) continue;
+            std::string name = std::string(is_param ? "grad_acc:" : "loss_grad:") + node->name;
+            TensorRef acc = ctx_->new_persistent(GGML_TYPE_F32, {node->ne[0], node->ne[1], node->ne[2], node->ne[3]}, name);
+            grad_accs[i] = acc.t;
+            if (is_param) {
+                accs_[node] = acc.t;
+                param_order_.push_back(node);
+            } else {
+                loss_accs_[node] = acc.t;
+            }
+        }
+        ggml_build_backward_expand(gctx_.get(), cg_, grad_accs.data());
+        has_backward_ = true;
+        reset_grads();
+    }
+
+    void ensure_allocated() {
+        if (allocated_) return;
+        if (!sched_) {
+            std::vector<ggml_backend_t> backends = {ctx_->backend()};
+            if (ctx_->cpu_backend() != ctx_->backend()) backends.push_back(ctx_->cpu_backend());
+            sched_.reset(ggml_backend_sched_new(backends.data(), nullptr, static_cast<int>(backends.size()),
+                                                static_cast<size_t>(size_) * 2, false, true));
+        }
+        ggml_backend_sched_reset(sched_.get());
+        if (!ggml_backend_sched_alloc_graph(sched_.get(), cg_)) {
+            throw std::runtime_error("could not allocate the compute buffers of the graph (out of memory?)");
+        }
+        allocated_ = true;
+    }
+
+    std::shared_ptr<Context> ctx_;
+    ggml_context_ptr gctx_;
+    ggml_cgraph * cg_ = nullptr;
+    ggml_backend_sched_ptr sched_;
+    int size_ = 0;
+    bool allocated_ = false;
+    bool has_backward_ = false;
+    float loss_scale_ = 1.0f;
+    std::unordered_map<ggml_tensor *, ggml_tensor *> accs_;
+    std::unordered_map<ggml_tensor *, ggml_tensor *> loss_accs_;
+    std::vector<ggml_tensor *> param_order_;
+};
+
+void init_graph(py::module_ & m) {
+    py::class_<Graph>(m, "Graph")
+        .def(py::init([](const std::vector<TensorRef> & outputs, bool backward, int size) {
+                 if (outputs.empty()) fail("a graph needs at least one output tensor");
+                 return new Graph(outputs.front().ctx, outputs, backward, size);
+             }),
+             py::arg("outputs"), py::arg("backward") = false, py::arg("size") = 0)
+        .def("expand", &Graph::expand)
+        .def("compute", &Graph::compute, py::arg("threads") = 0)
+        .def("reset_grads", &Graph::reset_grads)
+        .def("set_loss_scale", &Graph::set_loss_scale)
+        .def("grad", &Graph::grad)
+        .def("grad_accumulator", &Graph::grad_accumulator)
+        .def_property_readonly("params", &Graph::params)
+        .def_property_readonly("n_nodes", &Graph::n_nodes)
+        .def_property_readonly("size", &Graph::size)
+        .def_property_readonly("compute_buffer_bytes", &Graph::compute_buffer_bytes)
+        .def_property_readonly("op_names", &Graph::op_names);
+}
+
+}  // namespace pyggml

@@ -1,0 +1,294 @@
+// Graph-building ops. Each checks what ggml would assert on, so that bad input
+// raises a Python exception instead of aborting the interpreter.
+#include <cmath>
+
+#include "common.h"
+
+namespace pyggml {
+
+namespace {
+
+using T = TensorRef;
+
+std::string ne_str(const ggml_tensor * t) { return shape_str(t); }
+
+void check_can_broadcast(const T & a, const T & b, const char * op) {
+    check_same_context(a, b);
+    check_f32(a, op);
+    check_f32(b, op);
+    if (!ggml_can_repeat(b.t, a.t)) {
+        fail(std::string(op) + ": cannot broadcast " + describe(b.t) + " to " + describe(a.t) +
+             " (each dimension of the second operand must divide the first's)");
+    }
+}
+
+T result(const T & like, ggml_tensor * t) { return TensorRef{like.ctx, t}; }
+
+using Binary = ggml_tensor * (*)(ggml_context *, ggml_tensor *, ggml_tensor *);
+using Unary = ggml_tensor * (*)(ggml_context *, ggml_tensor *);
+
+void def_binary(py::module_ & m, const char * name, Binary fn) {
+    m.def(name, [name, fn](const T & a, const T & b) {
+        check_can_broadcast(a, b, name);
+        return result(a, fn(a.ctx->op_ctx(), a.t, b.t));
+    });
+}
+
+void def_unary(py::module_ & m, const char * name, Unary fn, bool needs_contiguous = false) {
+    m.def(name, [name, fn, needs_contiguous](const T & a) {
+        check_f32(a, name);
+        if (needs_contiguous) check_contiguous(a, name);
+        return result(a, fn(a.ctx->op_ctx(), a.t));
+    });
+}
+
+void check_rows_op(const T & a, const char * op) {
+    check_f32(a, op);
+    if (!ggml_is_contiguous_rows(a.t)) {
+        fail(std::string(op) + " needs contiguous rows, got " + describe(a.t) + "; apply cont() first");
+    }
+}
+
+void check_eps(float eps, const char * op) {
+    if (!(eps >= 0.0f) || !std::isfinite(eps)) fail(std::string(op) + ": eps must be a finite number >= 0");
+}
+
+T mul_mat(const T & a, const T & b) {
+    check_same_context(a, b);
+    check_f32(a, "mul_mat");
+    check_f32(b, "mul_mat");
+    const ggml_tensor *x = a.t, *y = b.t;
+    if (x->ne[0] != y->ne[0]) {
+        fail("mul_mat: the last dimensions must match (it computes b @ a^T): got a " + ne_str(x) +
+             " and b " + ne_str(y));
+    }
+    if (y->ne[2] % x->ne[2] != 0 || y->ne[3] % x->ne[3] != 0) {
+        fail("mul_mat: batch dimensions of a " + ne_str(x) + " must divide those of b " + ne_str(y));
+    }
+    if (ggml_is_transposed(x)) {
+        fail("mul_mat: the first operand must not be a transposed view, got " + describe(x) +
+             "; apply cont() first");
+    }
+    return result(a, ggml_mul_mat(a.ctx->op_ctx(), a.t, b.t));
+}
+
+T out_prod(const T & a, const T & b) {
+    check_same_context(a, b);
+    check_f32(a, "out_prod");
+    check_f32(b, "out_prod");
+    const ggml_tensor *x = a.t, *y = b.t;
+    if (x->ne[1] != y->ne[1]) {
+        fail("out_prod: the second-to-last dimensions must match: got a " + ne_str(x) + " and b " + ne_str(y));
+    }
+    if (y->ne[2] % x->ne[2] != 0 || y->ne[3] % x->ne[3] != 0) {
+        fail("out_prod: batch dimensions of a " + ne_str(x) + " must divide those of b " + ne_str(y));
+    }
+    if (ggml_is_transposed(x)) {
+        fail("out_prod: the first operand must not be a transposed view; apply cont() first");
+    }
+    return result(a, ggml_out_prod(a.ctx->op_ctx(), a.t, b.t));
+}
+
+T permute(const T & a, const std::array<int, 4> & axes) {
+    bool seen[4] = {false, false, false, false};
+    for (int ax : axes) {
+        if (ax < 0 || ax > 3 || seen[ax]) fail("permute: axes must be a permutation of 0..3");
+        seen[ax] = true;
+    }
+    return result(a, ggml_permute(a.ctx->op_ctx(), a.t, axes[0], axes[1], axes[2], axes[3]));
+}
+
+T reshape(const T & a, const Ne & ne) {
+    check_contiguous(a, "reshape");
+    int64_t n = 1;
+    for (int64_t d : ne) {
+        if (d < 1) fail("reshape: dimensions must be >= 1");
+        n *= d;
+    }
+    if (n != ggml_nelements(a.t)) {
+        fail("reshape: cannot reshape " + describe(a.t) + " (" + std::to_string(ggml_nelements(a.t)) +
+             " elements) to " + std::to_string(n) + " elements");
+    }
+    return result(a, ggml_reshape_4d(a.ctx->op_ctx(), a.t, ne[0], ne[1], ne[2], ne[3]));
+}
+
+T view(const T & a, const Ne & ne, const std::array<size_t, 3> & nb123, size_t offset) {
+    // the furthest byte the view touches must lie inside a
+    size_t last = offset + ggml_type_size(a.t->type) * (ne[0] - 1);
+    for (int i = 0; i < 3; ++i) {
+        if (ne[i + 1] < 1) fail("view: dimensions must be >= 1");
+        last += nb123[i] * (ne[i + 1] - 1);
+    }
+    if (ne[0] < 1) fail("view: dimensions must be >= 1");
+    if (last + ggml_type_size(a.t->type) > ggml_nbytes(a.t)) {
+        fail("view: out of bounds of " + describe(a.t));
+    }
+    return result(a, ggml_view_4d(a.ctx->op_ctx(), a.t, ne[0], ne[1], ne[2], ne[3], nb123[0], nb123[1],
+                                  nb123[2], offset));
+}
+
+T get_rows(const T & a, const T & idx) {
+    check_same_context(a, idx);
+    if (idx.t->type != GGML_TYPE_I32) fail_type("get_rows: indices must be i32, got " + describe(idx.t));
+    if (a.t->ne[2] != idx.t->ne[1] || idx.t->ne[3] != 1 || a.t->ne[3] != 1) {
+        fail("get_rows: a table " + ne_str(a.t) + " and indices " + ne_str(idx.t) +
+             " do not fit: use a 2-D table (rows, width) with indices of any shape up to 2-D");
+    }
+    return result(a, ggml_get_rows(a.ctx->op_ctx(), a.t, idx.t));
+}
+
+T soft_max(const T & a, const T * mask, float scale) {
+    check_rows_op(a, "soft_max");
+    ggml_tensor * mt = nullptr;
+    if (mask) {
+        check_same_context(a, *mask);
+        mt = mask->t;
+        if (mt->type != GGML_TYPE_F32 && mt->type != GGML_TYPE_F16) fail_type("soft_max: mask must be f32 or f16");
+        if (!ggml_is_contiguous(mt)) fail("soft_max: mask must be contiguous");
+        if (mt->ne[0] != a.t->ne[0] || mt->ne[1] < a.t->ne[1] || a.t->ne[2] % mt->ne[2] != 0 ||
+            a.t->ne[3] % mt->ne[3] != 0) {
+            fail("soft_max: mask " + ne_str(mt) + " does not broadcast to scores " + ne_str(a.t));
+        }
+    }
+    return result(a, ggml_soft_max_ext(a.ctx->op_ctx(), a.t, mt, scale, 0.0f));
+}
+
+T cross_entropy_loss(const T & logits, const T & labels) {
+    check_same_context(logits, labels);
+    check_f32(logits, "cross_entropy_loss");
+    check_f32(labels, "cross_entropy_loss (dense label probabilities)");
+    if (!ggml_are_same_shape(logits.t, labels.t)) {
+        fail("cross_entropy_loss: logits " + ne_str(logits.t) + " and label probabilities " +
+             ne_str(labels.t) + " must have the same shape");
+    }
+    check_contiguous(logits, "cross_entropy_loss");
+    check_contiguous(labels, "cross_entropy_loss");
+    return result(logits, ggml_cross_entropy_loss(logits.ctx->op_ctx(), logits.t, labels.t));
+}
+
+void check_same_shape(const T & a, const T & b, const char * op) {
+    check_same_context(a, b);
+    if (!ggml_are_same_shape(a.t, b.t)) {
+        fail(std::string(op) + ": " + describe(a.t) + " and " + describe(b.t) + " must have the same shape");
+    }
+}
+
+void check_hparams(const T & p, int64_t n, const char * op, const char * what) {
+    check_f32(p, op);
+    if (ggml_nelements(p.t) != n) {
+        fail(std::string(op) + ": hyperparameter tensor must have " + std::to_string(n) + " elements (" + what +
+             "), got " + describe(p.t));
+    }
+}
+
+T opt_step_adamw(const T & a, const T & grad, const T & m, const T & v, const T & hparams) {
+    for (const T * t : {&a, &grad, &m, &v}) check_f32(*t, "opt_step_adamw");
+    check_same_shape(a, grad, "opt_step_adamw");
+    check_same_shape(a, m, "opt_step_adamw");
+    check_same_shape(a, v, "opt_step_adamw");
+    check_same_context(a, hparams);
+    check_hparams(hparams, 7, "opt_step_adamw", "alpha, beta1, beta2, eps, wd, beta1h, beta2h");
+    if (!(a.t->flags & GGML_TENSOR_FLAG_PARAM)) fail("opt_step_adamw: " + describe(a.t) + " is not a parameter");
+    return result(a, ggml_opt_step_adamw(a.ctx->op_ctx(), a.t, grad.t, m.t, v.t, hparams.t));
+}
+
+T opt_step_sgd(const T & a, const T & grad, const T & hparams) {
+    check_f32(a, "opt_step_sgd");
+    check_f32(grad, "opt_step_sgd");
+    check_same_shape(a, grad, "opt_step_sgd");
+    check_same_context(a, hparams);
+    check_hparams(hparams, 2, "opt_step_sgd", "alpha, wd");
+    if (!(a.t->flags & GGML_TENSOR_FLAG_PARAM)) fail("opt_step_sgd: " + describe(a.t) + " is not a parameter");
+    return result(a, ggml_opt_step_sgd(a.ctx->op_ctx(), a.t, grad.t, hparams.t));
+}
+
+}  // namespace
+
+void init_ops(py::module_ & m) {
+    def_binary(m, "add", ggml_add);
+    def_binary(m, "sub", ggml_sub);
+    def_binary(m, "mul", ggml_mul);
+    def_binary(m, "div", ggml_div);
+    m.def("repeat", [](const T & a, const Ne & ne) {
+        check_f32(a, "repeat");
+        for (int i = 0; i < 4; ++i) {
+            if (ne[i] < 1 || ne[i] % a.t->ne[i] != 0) fail("repeat: cannot broadcast " + describe(a.t) + " to the requested shape");
+        }
+        return result(a, ggml_repeat_4d(a.ctx->op_ctx(), a.t, ne[0], ne[1], ne[2], ne[3]));
+    });
+    m.def("scale", [](const T & a, float s) {
+        check_f32(a, "scale");
+        return result(a, ggml_scale(a.ctx->op_ctx(), a.t, s));
+    });
+    m.def("clamp", [](const T & a, float lo, float hi) {
+        check_f32(a, "clamp");
+        if (!(lo <= hi)) fail("clamp: min must be <= max");
+        return result(a, ggml_clamp(a.ctx->op_ctx(), a.t, lo, hi));
+    });
+    m.def("mul_mat", &mul_mat);
+    m.def("out_prod", &out_prod);
+    m.def("transpose", [](const T & a) { return result(a, ggml_transpose(a.ctx->op_ctx(), a.t)); });
+    m.def("permute", &permute);
+    m.def("reshape", &reshape);
+    m.def("view", &view);
+    m.def("cont", [](const T & a) { return result(a, ggml_cont(a.ctx->op_ctx(), a.t)); });
+    m.def("get_rows", &get_rows);
+    m.def("norm", [](const T & a, float eps) {
+        check_rows_op(a, "norm");
+        check_eps(eps, "norm");
+        return result(a, ggml_norm(a.ctx->op_ctx(), a.t, eps));
+    });
+    m.def("rms_norm", [](const T & a, float eps) {
+        check_rows_op(a, "rms_norm");
+        check_eps(eps, "rms_norm");
+        return result(a, ggml_rms_norm(a.ctx->op_ctx(), a.t, eps));
+    });
+    def_unary(m, "gelu", ggml_gelu, true);
+    def_unary(m, "gelu_erf", ggml_gelu_erf, true);
+    def_unary(m, "silu", ggml_silu, true);
+    def_unary(m, "relu", ggml_relu, true);
+    def_unary(m, "tanh", ggml_tanh, true);
+    def_unary(m, "exp", ggml_exp, true);
+    def_unary(m, "neg", ggml_neg, true);
+    def_unary(m, "log", ggml_log);
+    def_unary(m, "sqr", ggml_sqr);
+    def_unary(m, "sqrt", ggml_sqrt);
+    def_unary(m, "sum", ggml_sum);
+    def_unary(m, "sum_rows", ggml_sum_rows);
+    def_unary(m, "mean", ggml_mean);
+    m.def("soft_max", [](const T & a, std::optional<T> mask, float scale) {
+        return soft_max(a, mask ? &*mask : nullptr, scale);
+    }, py::arg("a"), py::arg("mask") = py::none(), py::arg("scale") = 1.0f);
+    m.def("diag_mask_inf", [](const T & a, int n_past) {
+        check_f32(a, "diag_mask_inf");
+        check_contiguous(a, "diag_mask_inf");
+        if (n_past < 0) fail("diag_mask_inf: n_past must be >= 0");
+        return result(a, ggml_diag_mask_inf(a.ctx->op_ctx(), a.t, n_past));
+    });
+    m.def("cross_entropy_loss", &cross_entropy_loss);
+#ifdef PYGGML_TMP_HAVE_BACK_OPS
+    m.def("norm_back", [](const T & grad, const T & x, float eps) {
+        check_same_shape(grad, x, "norm_back");
+        check_rows_op(grad, "norm_back");
+        check_rows_op(x, "norm_back");
+        check_eps(eps, "norm_back");
+        return result(x, ggml_norm_back(x.ctx->op_ctx(), grad.t, x.t, eps));
+    });
+    m.def("gelu_back", [](const T & grad, const T & x) {
+        check_same_shape(grad, x, "gelu_back");
+        check_rows_op(grad, "gelu_back");
+        check_rows_op(x, "gelu_back");
+        return result(x, ggml_gelu_back(x.ctx->op_ctx(), grad.t, x.t));
+    });
+    m.def("gelu_erf_back", [](const T & grad, const T & x) {
+        check_same_shape(grad, x, "gelu_erf_back");
+        check_rows_op(grad, "gelu_erf_back");
+        check_rows_op(x, "gelu_erf_back");
+        return result(x, ggml_gelu_erf_back(x.ctx->op_ctx(), grad.t, x.t));
+    });
+#endif
+    m.def("opt_step_adamw", &opt_step_adamw);
+    m.def("opt_step_sgd", &opt_step_sgd);
+}
+
+}  // namespace pyggml
