@@ -1,0 +1,134 @@
+"""Training checkpoints: named arrays plus JSON metadata in one .npz, written atomically.
+
+Everything needed to resume exactly lives in one file: parameters, AdamW moments,
+the step, the data loader's position and RNG, the configs and the tokenizer. The file
+is pickle-free (metadata is a JSON string stored as a uint8 array, loaded with
+allow_pickle=False) and written to a temp file in the same directory, then renamed, so
+a crash mid-save never leaves a half-written checkpoint under the real name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import GPT2Config, TrainConfig, from_json, to_json
+
+FORMAT = "pyggml_train.checkpoint"
+VERSION = 1
+_META_KEY = "__metadata__"
+_GROUPS = ("params", "adam_m", "adam_v")
+
+
+def save_arrays(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> Path:
+    """Atomically write arrays and JSON-able metadata to path (an uncompressed .npz)."""
+    path = Path(path)
+    if _META_KEY in arrays:
+        raise ValueError(f"array name {_META_KEY!r} is reserved for the metadata")
+    meta = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{_META_KEY: meta}, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read what save_arrays wrote; ValueError if the file is truncated or not ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        # our own handle: np.load leaks its file when the zip directory is unreadable
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise ValueError(
+            f"{path} is not a readable checkpoint (truncated or corrupt?): "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    if _META_KEY not in arrays:
+        raise ValueError(f"{path} is an .npz without {_META_KEY!r}: not a pyggml_train checkpoint")
+    try:
+        metadata = json.loads(arrays.pop(_META_KEY).tobytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: checkpoint metadata is not valid JSON ({exc})") from None
+    return arrays, metadata
+
+
+@dataclass
+class Checkpoint:
+    """A resumable training state; arrays are keyed by HF parameter name."""
+
+    step: int  # optimizer steps completed
+    model_config: GPT2Config
+    train_config: TrainConfig
+    tokenizer: dict[str, Any]  # Tokenizer.to_dict()
+    params: dict[str, np.ndarray]
+    adam_m: dict[str, np.ndarray] = field(default_factory=dict)  # AdamW first moments
+    adam_v: dict[str, np.ndarray] = field(default_factory=dict)  # AdamW second moments
+    loader_state: dict[str, Any] = field(default_factory=dict)  # BatchLoader.state()
+    rng_state: dict[str, Any] = field(default_factory=dict)  # e.g. Generator.bit_generator.state
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form JSON-able (best val loss...)
+
+
+def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
+    """Write ckpt atomically to path."""
+    arrays = {
+        f"{group}/{name}": value
+        for group in _GROUPS
+        for name, value in getattr(ckpt, group).items()
+    }
+    configs = json.loads(to_json(ckpt.model_config, ckpt.train_config, ckpt.tokenizer["type"]))
+    metadata = {
+        "format": FORMAT,
+        "version": VERSION,
+        "step": ckpt.step,
+        "configs": configs,
+        "tokenizer": ckpt.tokenizer,
+        "loader_state": ckpt.loader_state,
+        "rng_state": ckpt.rng_state,
+        "extra": ckpt.extra,
+    }
+    return save_arrays(path, arrays, metadata)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by save_checkpoint."""
+    arrays, meta = load_arrays(path)
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: metadata format is {meta.get('format')!r}, expected {FORMAT!r}")
+    if meta.get("version") != VERSION:
+        raise ValueError(
+            f"{path}: checkpoint version {meta.get('version')}, this code reads {VERSION}"
+        )
+    groups: dict[str, dict[str, np.ndarray]] = {group: {} for group in _GROUPS}
+    for key, value in arrays.items():
+        group, _, name = key.partition("/")
+        if group not in groups:
+            raise ValueError(f"{path}: unexpected array {key!r}; expected names under {_GROUPS}")
+        groups[group][name] = value
+    model, train, _ = from_json(json.dumps(meta["configs"]))
+    return Checkpoint(
+        step=meta["step"],
+        model_config=model,
+        train_config=train,
+        tokenizer=meta["tokenizer"],
+        **groups,
+        loader_state=meta["loader_state"],
+        rng_state=meta["rng_state"],
+        extra=meta["extra"],
+    )
