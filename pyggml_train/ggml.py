@@ -517,6 +517,17 @@ def gelu_erf_back(grad: Tensor, x: Tensor) -> Tensor:
     return _wrap(_C.gelu_erf_back(grad._h, x._h), x.shape)
 
 
+def set_rows(dst: Tensor, rows: Tensor, indices: Tensor) -> Tensor:
+    """``dst[..., indices, :] = rows`` in place (returns a view of ``dst`` to compute);
+    ``rows (..., n, W)``, i32 ``indices (n,)``. Used to write a KV cache."""
+    return _wrap(_C.set_rows(dst._h, rows._h, indices._h), dst.shape)
+
+
+def cpy(src: Tensor, dst: Tensor) -> Tensor:
+    """Copy ``src`` into ``dst`` (same number of elements), returning a view of ``dst``."""
+    return _wrap(_C.cpy(src._h, dst._h), dst.shape)
+
+
 def opt_step_adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, hparams: Tensor) -> Tensor:
     """In-place AdamW step of ``param``. ``hparams`` (7,) f32 holds
     ``[lr, beta1, beta2, eps, weight_decay, 1/(1-beta1^t), 1/(1-beta2^t)]``."""

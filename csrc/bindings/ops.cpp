@@ -287,6 +287,27 @@ void init_ops(py::module_ & m) {
         return result(x, ggml_gelu_erf_back(x.ctx->op_ctx(), grad.t, x.t));
     });
 #endif
+    m.def("set_rows", [](const T & dst, const T & src, const T & idx) {
+        check_same_context(dst, src);
+        check_same_context(dst, idx);
+        check_f32(src, "set_rows");
+        if (idx.t->type != GGML_TYPE_I32) fail_type("set_rows: indices must be i32, got " + describe(idx.t));
+        const ggml_tensor *a = dst.t, *b = src.t, *c = idx.t;
+        if (a->ne[0] != b->ne[0] || a->ne[2] != b->ne[2] || a->ne[3] != b->ne[3] || b->ne[1] != c->ne[0] ||
+            c->ne[1] != 1 || c->ne[2] != 1 || c->ne[3] != 1) {
+            fail("set_rows: destination " + ne_str(a) + ", rows " + ne_str(b) + " and indices " + ne_str(c) +
+                 " do not fit: rows must be (..., n, width) with the destination's width and batch dims, indices (n,)");
+        }
+        if (!ggml_is_contiguous_rows(a) || !ggml_is_contiguous_rows(b)) fail("set_rows: needs contiguous rows");
+        return result(dst, ggml_set_rows(dst.ctx->op_ctx(), dst.t, src.t, idx.t));
+    });
+    m.def("cpy", [](const T & src, const T & dst) {
+        check_same_context(src, dst);
+        if (ggml_nelements(src.t) != ggml_nelements(dst.t)) {
+            fail("cpy: " + describe(src.t) + " and " + describe(dst.t) + " differ in size");
+        }
+        return result(dst, ggml_cpy(dst.ctx->op_ctx(), src.t, dst.t));
+    });
     m.def("opt_step_adamw", &opt_step_adamw);
     m.def("opt_step_sgd", &opt_step_sgd);
 }
