@@ -1,0 +1,352 @@
+"""Training data: token files, dataset preparation, batching, and finding a corpus.
+
+Token files use llm.c's ``.bin`` shard layout so they can be shared with llm.c's
+tools: a header of 256 little-endian int32 (magic 20240520, version 1, token count,
+then zeros) followed by the tokens as little-endian uint16.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+import urllib.request
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .tokenizer import Tokenizer, get_tokenizer, tokenizer_from_dict
+
+MAGIC = 20240520
+VERSION = 1
+HEADER_INTS = 256
+HEADER_BYTES = HEADER_INTS * 4
+MAX_TOKEN_ID = np.iinfo(np.uint16).max  # 65535: ids are stored as uint16
+
+TINY_SHAKESPEARE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+)
+DOWNLOAD_TIMEOUT_S = 10.0
+DATA_ENV = "PYGGML_DATA"
+FALLBACK_TARGET_CHARS = 1_500_000  # size of the offline corpus built from Python's own docs
+
+
+# ---- (a) llm.c .bin token files -------------------------------------------------------------
+def _atomic_write(path: Path, chunks: list[bytes]) -> None:
+    """Write to a temp file beside path, then rename, so readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_tokens(path: str | Path, tokens: np.ndarray | list[int]) -> Path:
+    """Write token ids as an llm.c .bin file; ids must fit uint16 (vocab <= 65536)."""
+    path = Path(path)
+    ids = np.asarray(tokens)
+    if ids.ndim != 1:
+        raise ValueError(f"tokens must be 1-D, got shape {ids.shape}")
+    if ids.size and (ids.min() < 0 or ids.max() > MAX_TOKEN_ID):
+        raise ValueError(
+            f"token ids span [{ids.min()}, {ids.max()}] but the .bin format stores uint16, so "
+            f"ids must be in [0, {MAX_TOKEN_ID}] (vocab_size <= {MAX_TOKEN_ID + 1}); "
+            "a larger vocabulary needs a different token file format"
+        )
+    header = np.zeros(HEADER_INTS, dtype="<i4")
+    header[:3] = (MAGIC, VERSION, ids.size)
+    _atomic_write(path, [header.tobytes(), ids.astype("<u2").tobytes()])
+    return path
+
+
+def read_tokens(path: str | Path) -> np.ndarray:
+    """Memory-map the uint16 tokens of an llm.c .bin file, checking header and size."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"token file {path} not found (run prepare() to create it)")
+    size = path.stat().st_size
+    if size < HEADER_BYTES:
+        raise ValueError(
+            f"{path} is {size} bytes, shorter than the {HEADER_BYTES}-byte llm.c header: "
+            "truncated, or not a token file"
+        )
+    header = np.fromfile(path, dtype="<i4", count=HEADER_INTS)
+    if header[0] != MAGIC:
+        raise ValueError(
+            f"{path} is not an llm.c token file: expected magic {MAGIC} in the first int32, "
+            f"found {header[0]}"
+        )
+    if header[1] != VERSION:
+        raise ValueError(
+            f"{path}: token file version {header[1]}, expected {VERSION} (uint16 tokens)"
+        )
+    count = int(header[2])
+    expected = HEADER_BYTES + 2 * count
+    if size != expected:
+        raise ValueError(
+            f"{path}: header says {count} tokens ({expected} bytes) but the file has {size} bytes: "
+            f"{'truncated' if size < expected else 'trailing data'}; re-run prepare()"
+        )
+    if count == 0:
+        return np.zeros(0, dtype=np.uint16)
+    return np.memmap(path, dtype="<u2", mode="r", offset=HEADER_BYTES, shape=(count,))
+
+
+# ---- (b) text -> train.bin / val.bin ------------------------------------------------------
+@dataclass
+class PreparedData:
+    """Where prepare() put things and how many tokens each split holds."""
+
+    train_path: Path
+    val_path: Path
+    tokenizer_path: Path
+    train_tokens: int
+    val_tokens: int
+
+
+def prepare(
+    text_path: str | Path,
+    out_dir: str | Path,
+    tokenizer: Tokenizer | str,
+    val_fraction: float = 0.1,
+) -> PreparedData:
+    """Tokenize a text file and split it: the tail val_fraction of tokens validates.
+
+    tokenizer may be a name ('char' builds its vocabulary from this text). The tokenizer
+    is saved as tokenizer.json so the token ids can be decoded later.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    text = Path(text_path).read_text(encoding="utf-8")
+    if isinstance(tokenizer, str):
+        tokenizer = get_tokenizer(tokenizer, text)
+    ids = tokenizer.encode(text)  # (N,)
+    n_val = int(round(len(ids) * val_fraction))
+    if n_val < 2 or len(ids) - n_val < 2:
+        raise ValueError(
+            f"{text_path} gives {len(ids)} tokens; too few to split with "
+            f"val_fraction={val_fraction}"
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    split = len(ids) - n_val
+    tok_path = out / "tokenizer.json"
+    _atomic_write(tok_path, [_json_bytes(tokenizer.to_dict())])
+    return PreparedData(
+        train_path=write_tokens(out / "train.bin", ids[:split]),
+        val_path=write_tokens(out / "val.bin", ids[split:]),
+        tokenizer_path=tok_path,
+        train_tokens=split,
+        val_tokens=n_val,
+    )
+
+
+def _json_bytes(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False).encode("utf-8")
+
+
+def load_prepared(out_dir: str | Path) -> tuple[np.ndarray, np.ndarray, Tokenizer]:
+    """The (train tokens, val tokens, tokenizer) that prepare() wrote to out_dir."""
+    out = Path(out_dir)
+    tok_path = out / "tokenizer.json"
+    if not tok_path.is_file():
+        raise FileNotFoundError(f"{tok_path} not found; run prepare() on a text file first")
+    tokenizer = tokenizer_from_dict(json.loads(tok_path.read_text(encoding="utf-8")))
+    return read_tokens(out / "train.bin"), read_tokens(out / "val.bin"), tokenizer
+
+
+# ---- (c) batches --------------------------------------------------------------------------
+class BatchLoader:
+    """Serves (B, T) int32 inputs and next-token targets from a 1-D token array.
+
+    mode "random": each row starts at a uniformly drawn offset (seeded).
+    mode "sequential": rows tile the tokens in order, wrapping to the start when the
+    next row would run past the end; every token is visited once per sweep.
+    state()/set_state() capture the position and RNG so a resumed run sees the same batches.
+    """
+
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        batch_size: int,
+        block_size: int,
+        mode: str = "random",
+        seed: int = 0,
+    ) -> None:
+        if mode not in ("random", "sequential"):
+            raise ValueError(f"mode must be 'random' or 'sequential', got {mode!r}")
+        if batch_size <= 0 or block_size <= 0:
+            raise ValueError(
+                f"batch_size and block_size must be > 0, got {batch_size}, {block_size}"
+            )
+        if tokens.ndim != 1 or len(tokens) < block_size + 1:
+            raise ValueError(
+                f"need at least block_size + 1 = {block_size + 1} tokens for one (input, target) "
+                f"window, got {len(tokens)}; use a smaller block_size or more data"
+            )
+        self.tokens = tokens
+        self.batch_size = batch_size
+        self.block_size = block_size
+        self.mode = mode
+        self._rng = np.random.default_rng(seed)
+        self._position = 0  # sequential: start of the next row
+
+    def _row_starts(self) -> np.ndarray:
+        n, t = len(self.tokens), self.block_size
+        if self.mode == "random":
+            return self._rng.integers(0, n - t, size=self.batch_size)  # (B,) start in [0, n-t-1]
+        starts = np.empty(self.batch_size, dtype=np.int64)  # (B,)
+        for b in range(self.batch_size):
+            if self._position + t + 1 > n:
+                self._position = 0
+            starts[b] = self._position
+            self._position += t
+        return starts
+
+    def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs x (B, T) and targets y (B, T); y[b, t] is the token that follows x[b, t]."""
+        starts = self._row_starts()  # (B,)
+        offsets = starts[:, None] + np.arange(self.block_size + 1)  # (B, T+1)
+        window = np.asarray(self.tokens[offsets], dtype=np.int32)  # (B, T+1)
+        return window[:, :-1], window[:, 1:]  # (B, T), (B, T)
+
+    def __iter__(self) -> BatchLoader:
+        return self
+
+    def __next__(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.next_batch()
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able position and RNG state."""
+        return {"mode": self.mode, "position": self._position, "rng": self._rng.bit_generator.state}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Resume from state(); the mode must match."""
+        if state.get("mode") != self.mode:
+            raise ValueError(
+                f"loader state is for mode {state.get('mode')!r}, this loader is {self.mode!r}"
+            )
+        self._position = int(state["position"])
+        self._rng.bit_generator.state = state["rng"]
+
+
+# ---- (d) finding a corpus -------------------------------------------------------------------
+def cache_dir() -> Path:
+    """$XDG_CACHE_HOME/pyggml_train, or ~/.cache/pyggml_train."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pyggml_train"
+
+
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def fetch_text(source: str, dest: Path) -> Path:
+    """Copy source (an http(s) URL, or a local file path) to dest atomically."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if _is_url(source):
+        with urllib.request.urlopen(source, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            data = response.read()
+        data.decode("utf-8")  # refuse to cache an HTML error page in another encoding
+        if not data:
+            raise OSError(f"{source} returned no data")
+        _atomic_write(dest, [data])
+    else:
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"{source} is neither an http(s) URL nor an existing file")
+        shutil.copyfile(source, dest)
+    return dest
+
+
+def _docstrings(node: ast.AST, prefix: str) -> list[str]:
+    """Docstrings of a module/class/function and everything nested, in source order."""
+    out = []
+    doc = ast.get_docstring(node, clean=True)
+    if doc:
+        out.append(f"{prefix}\n{doc}\n")
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            out.extend(_docstrings(child, f"{prefix}.{child.name}"))
+    return out
+
+
+def python_docs_corpus(target_chars: int = FALLBACK_TARGET_CHARS) -> str:
+    """Text that every Python installation carries: its language reference topics, then
+    stdlib docstrings in sorted module order, until target_chars is reached.
+
+    Deterministic for a given Python build; used when no corpus can be downloaded.
+    """
+    import pydoc_data.topics
+
+    parts = [pydoc_data.topics.topics[k] for k in sorted(pydoc_data.topics.topics)]
+    total = sum(map(len, parts))
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"site-packages", "test", "tests", "idle_test"}
+    for path in sorted(stdlib.rglob("*.py")):
+        if total >= target_chars:
+            break
+        rel = path.relative_to(stdlib)
+        if skip & set(rel.parts):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # old escape sequences in some modules
+                tree = ast.parse(path.read_bytes())
+        except (SyntaxError, ValueError):
+            continue
+        module = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
+        for doc in _docstrings(tree, module):
+            parts.append(doc)
+            total += len(doc)
+    return "\n".join(parts)
+
+
+def resolve_text(data: str | None = None, source: str = TINY_SHAKESPEARE_URL) -> tuple[Path, str]:
+    """Find the training text: (path, one-line description of where it came from).
+
+    Precedence: ``data`` (a file path, or an http(s) URL fetched into the cache), then
+    $PYGGML_DATA (same forms), then the cached tiny shakespeare, then fetching ``source``
+    (the URL, or a local file) into the cache; if that fails (offline), a corpus built from
+    the Python installation's own documentation, cached too.
+    """
+    for given, origin in ((data, "--data"), (os.environ.get(DATA_ENV) or None, f"${DATA_ENV}")):
+        if given is None:
+            continue
+        if _is_url(given):
+            dest = cache_dir() / (given.rstrip("/").rsplit("/", 1)[-1] or "data.txt")
+            if not dest.is_file():
+                fetch_text(given, dest)
+            return dest, f"{given} (from {origin}, cached at {dest})"
+        path = Path(given).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{origin} names {given}, which is not a file")
+        return path, f"{path} (from {origin})"
+    cached = cache_dir() / "tinyshakespeare.txt"
+    if cached.is_file():
+        return cached, f"tiny shakespeare (cached at {cached})"
+    try:
+        fetch_text(source, cached)
+        return cached, f"tiny shakespeare (fetched from {source} into {cached})"
+    except (OSError, UnicodeDecodeError) as exc:  # URLError and timeouts are OSErrors
+        reason = f"{type(exc).__name__}: {exc}"
+    fallback = cache_dir() / "python-docs.txt"
+    if not fallback.is_file():
+        _atomic_write(fallback, [python_docs_corpus(FALLBACK_TARGET_CHARS).encode("utf-8")])
+    size_mb = fallback.stat().st_size / 1e6
+    message = (
+        f"could not fetch tiny shakespeare ({reason}); training on {size_mb:.1f} MB of Python's "
+        f"own documentation instead ({fallback}); pass --data FILE to choose a corpus"
+    )
+    print(f"pyggml_train: {message}", file=sys.stderr)
+    return fallback, message
