@@ -1,0 +1,47 @@
+"""The built extension says which ggml it is: the pinned upstream commit plus our patch series.
+
+A stale ``_C`` (built before a patch was added or changed) would silently test the wrong
+ggml; these tests catch that by comparing against the files in ``csrc/patches``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyggml_train
+import pyggml_train as pg
+
+REPO = Path(__file__).resolve().parents[1]
+PINNED_GGML_COMMIT = "eced84c86f8b012c752c016f7fe789adea168e1e"
+
+
+def test_pinned_commit() -> None:
+    commit, _ = pg.ggml_version()
+    assert commit == PINNED_GGML_COMMIT
+
+
+def test_patch_list_matches_csrc_patches() -> None:
+    _, patches = pg.ggml_version()
+    on_disk = sorted(p.name for p in (REPO / "csrc" / "patches").glob("*.patch"))
+    assert patches == on_disk, (
+        f"the extension was built with patches {patches} but csrc/patches holds {on_disk}; "
+        "rerun scripts/dev_build.sh"
+    )
+
+
+def test_patches_applied_in_sorted_order() -> None:
+    _, patches = pg.ggml_version()
+    assert patches == sorted(patches)
+    assert all(isinstance(p, str) and p.endswith(".patch") for p in patches)
+
+
+def test_version_matches_the_loaded_extension() -> None:
+    # ggml_version() must report the module that is actually imported, not a cached constant.
+    commit, patches = pg.ggml_version()
+    assert commit == pyggml_train._C.GGML_COMMIT
+    assert patches == list(pyggml_train._C.GGML_PATCHES)
+    assert len(commit) == 40 and all(c in "0123456789abcdef" for c in commit)
+
+
+def test_cpu_device_is_built() -> None:
+    assert "CPU" in pg.devices()
