@@ -84,10 +84,10 @@ def test_permute_matches_numpy_transpose_for_every_permutation() -> None:
         values.append(x)
         outs.append(out)
     graph = ctx.graph(outs)
-    for leaf, x in zip(leaves, values):
+    for leaf, x in zip(leaves, values, strict=False):
         leaf.set(x)
     graph.compute()
-    for (shape, axes), out, x in zip(cases, outs, values):
+    for (shape, axes), out, x in zip(cases, outs, values, strict=False):
         want = np.transpose(x, axes)
         assert out.shape == want.shape, (shape, axes)
         np.testing.assert_array_equal(out.numpy(), want, err_msg=f"shape {shape} axes {axes}")
