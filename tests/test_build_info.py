@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 import pyggml_train
 import pyggml_train as pg
+from pyggml_train import ggml as G
 
 REPO = Path(__file__).resolve().parents[1]
 PINNED_GGML_COMMIT = "eced84c86f8b012c752c016f7fe789adea168e1e"
@@ -45,3 +48,31 @@ def test_version_matches_the_loaded_extension() -> None:
 
 def test_cpu_device_is_built() -> None:
     assert "CPU" in pg.devices()
+
+
+def test_listed_patches_took_effect() -> None:
+    """The list is written by the build from file names; check that the code changed too
+    (a patch step that silently skips files would otherwise go unnoticed)."""
+    _, patches = pg.ggml_version()
+    listed = " ".join(patches).lower()
+    if "norm_back" in listed:
+        assert hasattr(pyggml_train._C, "norm_back"), (
+            "NORM_BACK patch listed but ggml_norm_back is not bound"
+        )
+    if "gelu_back" in listed:
+        assert hasattr(pyggml_train._C, "gelu_back"), (
+            "GELU_BACK patch listed but ggml_gelu_back is not bound"
+        )
+    if "gelu-exactly" in listed:
+        ctx = pg.Context(threads=1)
+        x = ctx.input((1,))
+        y = G.gelu(x)
+        g = ctx.graph(y)
+        x.set(np.array([8.495], np.float32))
+        g.compute()
+        xv = np.float64(np.float32(8.495))
+        exact = 0.5 * xv * (1 + np.tanh(np.sqrt(2 / np.pi) * (xv + 0.044715 * xv**3)))
+        # the f16 table path returns 8.4921875 here (error 2.9e-3)
+        assert abs(float(y.numpy()[0]) - exact) < 1e-5, (
+            "exact-GELU patch listed but GELU uses the f16 table"
+        )
