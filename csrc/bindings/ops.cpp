@@ -266,7 +266,6 @@ void init_ops(py::module_ & m) {
         return result(a, ggml_diag_mask_inf(a.ctx->op_ctx(), a.t, n_past));
     });
     m.def("cross_entropy_loss", &cross_entropy_loss);
-#ifdef PYGGML_TMP_HAVE_BACK_OPS
     m.def("norm_back", [](const T & grad, const T & x, float eps) {
         check_same_shape(grad, x, "norm_back");
         check_rows_op(grad, "norm_back");
@@ -286,7 +285,6 @@ void init_ops(py::module_ & m) {
         check_rows_op(x, "gelu_erf_back");
         return result(x, ggml_gelu_erf_back(x.ctx->op_ctx(), grad.t, x.t));
     });
-#endif
     m.def("set_rows", [](const T & dst, const T & src, const T & idx) {
         check_same_context(dst, src);
         check_same_context(dst, idx);
