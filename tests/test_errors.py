@@ -72,6 +72,19 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         "TypeError",
         [r"f32", r"i32", r"\(3,\)"],
     ),
+    "mul_mat_transposed_second_operand": (
+        # ggml's CPU mul_mat needs b's last axis dense; with 2 threads an abort inside a
+        # worker thread cannot be turned into an exception, so this must fail at build time
+        "ctx.threads = 2\n"
+        "a, b = ctx.input((64, 70)), ctx.input((70, 48))\n"
+        "y = G.mul_mat(a, G.transpose(b))\n"
+        "g = ctx.graph(y)\n"
+        "a.set(np.ones((64, 70), np.float32))\n"
+        "b.set(np.ones((70, 48), np.float32))\n"
+        "g.compute()",
+        "ValueError",
+        [r"mul_mat", r"\(48, 70\)", r"cont\(\)"],
+    ),
     "get_rows_float_indices": (
         "G.get_rows(ctx.input((5, 4)), ctx.input((3,)))",
         "TypeError",

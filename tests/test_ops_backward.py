@@ -211,21 +211,26 @@ def test_linear(sx: tuple) -> None:
     )
 
 
-def test_mul_mat_transposed_second_operand() -> None:
-    # b is a transposed (non-contiguous) view: y = b^T-view @ a^T
+def test_mul_mat_strided_operands() -> None:
+    """Both operands are column slices of wider matrices: rows dense, not contiguous."""
+    item = 4
+
+    def build(a, b):
+        va = G.view(a, (7, 13), offset=2 * item, strides=(20 * item, item))
+        vb = G.view(b, (5, 13), offset=1 * item, strides=(16 * item, item))
+        assert not va.is_contiguous and not vb.is_contiguous
+        return G.mul_mat(va, vb)
+
     def fwd(a, b):
-        return ref.mul_mat(a, b.T)
+        return ref.mul_mat(a[:, 2:15], b[:, 1:14])
 
     def grad(d, a, b):
-        da, db = ref.mul_mat_grad(d, a, b.T)
-        return [da, db.T]
+        da_s, db_s = ref.mul_mat_grad(d, a[:, 2:15], b[:, 1:14])
+        da, db = np.zeros_like(a), np.zeros_like(b)
+        da[:, 2:15], db[:, 1:14] = da_s, db_s
+        return [da, db]
 
-    gradcheck(
-        lambda a, b: G.mul_mat(a, G.transpose(b)),
-        fwd,
-        [randn(5, 7, seed=15), randn(7, 3, seed=16)],
-        grad,
-    )
+    gradcheck(build, fwd, [randn(7, 20, seed=15), randn(5, 16, seed=16)], grad)
 
 
 def test_attention_scores_with_permuted_views() -> None:
