@@ -251,6 +251,30 @@ def test_attention_scores_with_permuted_views() -> None:
     gradcheck(build, fwd, [randn(B, T, H, hs, seed=17), randn(B, T, H, hs, seed=18)], grad)
 
 
+@pytest.mark.parametrize(
+    ("shape", "build", "fwd", "grad"),
+    [
+        (
+            (4, 6),
+            lambda t: G.cont(G.transpose(G.cont(t))),
+            lambda a: a.T,
+            lambda d, a: [d.T],
+        ),
+        (
+            (2, 3, 4),
+            lambda t: G.cont(G.permute(G.cont(G.permute(t, (1, 0, 2))), (2, 1, 0))),
+            lambda a: a.transpose(1, 0, 2).transpose(2, 1, 0),
+            lambda d, a: [d.transpose(2, 1, 0).transpose(1, 0, 2)],
+        ),
+    ],
+    ids=["transpose", "permute"],
+)
+def test_cont_of_a_view_of_cont(shape: tuple, build, fwd, grad) -> None:
+    """Attention's ``cont(transpose(v))`` where v is itself a cont() copy: the inner cont
+    receives a transposed (non-contiguous) gradient."""
+    gradcheck(build, fwd, [randn(*shape, seed=43)], grad)
+
+
 def _split_heads_np(qkv: np.ndarray, which: int, n_head: int) -> np.ndarray:
     B, T, C3 = qkv.shape  # noqa: N806
     C = C3 // 3  # noqa: N806
