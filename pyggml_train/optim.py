@@ -1,0 +1,111 @@
+"""AdamW with global-norm clipping, run as two ggml graphs over the gradient accumulators.
+
+The backward graph leaves each parameter's gradient in a persistent accumulator; this
+module never copies it to the host. A norm graph sums the squares of all accumulators
+(one scalar comes back, for clipping and logging); an optimizer graph multiplies every
+accumulator by a (1,) clip factor and applies ggml's opt_step_adamw in place. Both are
+built once; a step only writes the clip factor and the two hyperparameter tensors.
+
+ggml's step (ops.cpp, ggml_compute_forward_opt_step_adamw_f32), with t = steps done + 1::
+
+    m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+    w = w (1 - lr wd) - lr (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+
+i.e. PyTorch's AdamW; the bias corrections enter as hparams[5:7] = 1/(1 - beta^t).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import ggml as G
+
+
+def decays(param: G.Tensor) -> bool:
+    """Weight decay applies to matrices (Linear weights, embeddings), not biases or LayerNorm."""
+    return param.ndim >= 2
+
+
+class AdamW:
+    """AdamW over named parameters whose gradients sit in persistent accumulators."""
+
+    def __init__(
+        self,
+        ctx: G.Context,
+        params: dict[str, G.Tensor],
+        grads: dict[str, G.Tensor],
+        beta1: float = 0.9,
+        beta2: float = 0.95,
+        eps: float = 1e-8,
+        weight_decay: float = 0.1,
+        grad_clip: float | None = 1.0,
+    ):
+        if set(params) != set(grads):
+            raise ValueError("params and grads must have the same names")
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.weight_decay, self.grad_clip = weight_decay, grad_clip
+        self.params = params
+        self.steps = 0  # optimizer steps taken so far (t - 1 of the next step)
+        self.m = {n: ctx.tensor(p.shape, name=f"adam_m:{n}") for n, p in params.items()}
+        self.v = {n: ctx.tensor(p.shape, name=f"adam_v:{n}") for n, p in params.items()}
+        ctx.allocate()  # one buffer for all moments, then zero them
+        for t in [*self.m.values(), *self.v.values()]:
+            t.fill(0.0)
+        self.clip_factor = ctx.input((1,), name="clip_factor")  # (1,)
+        self.hp_decay = ctx.input((7,), name="adamw_hparams_decay")  # (7,)
+        self.hp_plain = ctx.input((7,), name="adamw_hparams_no_decay")  # (7,)
+
+        squares = [G.sum(G.sqr(g)) for g in grads.values()]  # each ()
+        total = squares[0]
+        for s in squares[1:]:
+            total = total + s
+        self._sumsq = total  # ()
+        self._norm_graph = ctx.graph(total)
+
+        steps = []
+        for name, p in params.items():
+            g = G.mul(grads[name], self.clip_factor)  # same shape as p
+            hp = self.hp_decay if decays(p) else self.hp_plain
+            steps.append(G.opt_step_adamw(p, g, self.m[name], self.v[name], hp))
+        self._step_graph = ctx.graph(steps)
+
+    def grad_norm(self) -> float:
+        """Global L2 norm of the accumulated gradients."""
+        self._norm_graph.compute()
+        return float(np.sqrt(max(float(self._sumsq.numpy()), 0.0)))
+
+    def step(self, lr: float) -> float:
+        """One update with learning rate lr; returns the gradient norm before clipping."""
+        norm = self.grad_norm()
+        factor = 1.0
+        if self.grad_clip is not None and norm > self.grad_clip:
+            factor = self.grad_clip / (norm + 1e-6)
+        self.clip_factor.set(np.array([factor], dtype=np.float32))
+        t = self.steps + 1
+        common = [lr, self.beta1, self.beta2, self.eps]
+        corrections = [1.0 / (1.0 - self.beta1**t), 1.0 / (1.0 - self.beta2**t)]
+        self.hp_decay.set(np.array(common + [self.weight_decay] + corrections, dtype=np.float32))
+        self.hp_plain.set(np.array(common + [0.0] + corrections, dtype=np.float32))
+        self._step_graph.compute()
+        self.steps = t
+        return norm
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def state(self) -> dict[str, object]:
+        """{'m': {name: array}, 'v': {...}, 'steps': int}, arrays in device layout."""
+        return {
+            "m": {n: t.numpy() for n, t in self.m.items()},
+            "v": {n: t.numpy() for n, t in self.v.items()},
+            "steps": self.steps,
+        }
+
+    def set_state(self, state: dict[str, object]) -> None:
+        """Restore what state() returned."""
+        for key, tensors in (("m", self.m), ("v", self.v)):
+            arrays = state[key]
+            missing = sorted(set(tensors) - set(arrays))
+            if missing:
+                raise ValueError(f"optimizer state lacks {key} for {missing[:5]}")
+            for name, t in tensors.items():
+                t.set(arrays[name])
+        self.steps = int(state["steps"])

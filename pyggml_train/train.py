@@ -1,0 +1,306 @@
+"""The training loop: data, graphs built once, accumulation, AdamW, eval, checkpoints.
+
+Every graph (train forward+backward for one micro-batch, validation forward, gradient
+norm, optimizer step) is built and allocated once before the first step; a step only
+writes inputs and computes. Resuming from a checkpoint restores parameters, AdamW
+moments, the step, the data loader's position and RNG and the sampling RNG, so the
+resumed run computes the same losses as one that was never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import ggml as G
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .config import GPT2Config, TrainConfig
+from .data import BatchLoader, load_prepared, prepare, resolve_text
+from .gpt2 import GPT2, StepGraph, ggml_to_hf, hf_to_ggml
+from .metrics import MetricsWriter, plot_losses, read_metrics
+from .optim import AdamW
+from .sample import KVCacheDecoder, generate
+from .schedule import lr_at
+from .tokenizer import Tokenizer, tokenizer_from_dict
+
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+def accumulate(step: StepGraph, batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Gradients of the mean loss over k micro-batches into the accumulators; mean loss.
+
+    The backward seed is 1/k, so the accumulators hold the gradient of the average,
+    which equals the gradient of one batch k times larger.
+    """
+    k = len(batches)
+    step.graph.set_loss_scale(1.0 / k)
+    step.graph.reset_grads()
+    return sum(step.run(x, y) for x, y in batches) / k
+
+
+@dataclass
+class TrainData:
+    """Token splits and the tokenizer that made them."""
+
+    train: np.ndarray  # (N_train,) token ids
+    val: np.ndarray  # (N_val,)
+    tokenizer: Tokenizer
+    source: str  # where the text came from, for the log
+
+
+def load_data(
+    data: str | None, tokenizer: Tokenizer | str, out_dir: Path, val_fraction: float
+) -> TrainData:
+    """A directory written by ``prepare`` is used as is; otherwise the text (resolved by
+    data.resolve_text, which falls back offline) is tokenized into out_dir/data."""
+    if data is not None and (Path(data) / "tokenizer.json").is_file():
+        train, val, tok = load_prepared(data)
+        return TrainData(np.asarray(train), np.asarray(val), tok, f"prepared tokens in {data}")
+    path, source = resolve_text(data)
+    prepared = prepare(path, out_dir / "data", tokenizer, val_fraction)
+    train, val, tok = load_prepared(prepared.train_path.parent)
+    return TrainData(np.asarray(train), np.asarray(val), tok, source)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    steps: int
+    train_losses: list[float] = field(default_factory=list)  # one per step run in this call
+    val_loss: float | None = None  # the last validation loss
+    sample: str = ""
+    checkpoint: Path | None = None
+    metrics: Path | None = None
+    plot: Path | None = None
+
+
+class Trainer:
+    """Owns the model, the four graphs, the optimizer and the loaders of one run."""
+
+    def __init__(
+        self,
+        model_config: GPT2Config,
+        train_config: TrainConfig,
+        data: TrainData,
+        ctx: G.Context | None = None,
+    ):
+        tc = train_config
+        vocab = data.tokenizer.vocab_size
+        if model_config.vocab_size is None:
+            model_config = model_config.with_vocab_size(vocab)
+        elif model_config.vocab_size < vocab:
+            raise ValueError(
+                f"model vocab_size {model_config.vocab_size} < tokenizer vocab_size {vocab}"
+            )
+        if tc.block_size > model_config.block_size:
+            raise ValueError(
+                f"train block_size {tc.block_size} exceeds the model's {model_config.block_size}"
+            )
+        self.model_config, self.train_config, self.data = model_config, tc, data
+        self.ctx = ctx or G.Context(tc.device, tc.threads)
+        self.model = GPT2(model_config, ctx=self.ctx, seed=tc.seed)
+        b, t = tc.batch_size, tc.block_size
+        self.train_step = self.model.graph(b, t, "train")
+        self.eval_step = self.model.graph(b, t, "loss")
+        grads = {n: self.train_step.graph.grad_accumulator(p) for n, p in self.model.params.items()}
+        self.optimizer = AdamW(
+            self.ctx,
+            self.model.params,
+            grads,
+            tc.beta1,
+            tc.beta2,
+            tc.eps,
+            tc.weight_decay,
+            tc.grad_clip,
+        )
+        self.loader = BatchLoader(data.train, b, t, tc.data_mode, seed=tc.seed)
+        self.sample_rng = np.random.default_rng(tc.seed + 1)
+        self.step = 0  # optimizer steps completed
+        self.elapsed_s = 0.0  # training time so far, across resumes
+        self._decoder: KVCacheDecoder | None = None
+
+    # -- one step ---------------------------------------------------------------------------------
+    def train_one_step(self) -> tuple[float, float, float]:
+        """Accumulate, clip and update once; (mean train loss, lr, grad norm)."""
+        tc = self.train_config
+        lr = lr_at(self.step, tc.lr, tc.min_lr, tc.warmup_steps, tc.max_steps)
+        batches = [self.loader.next_batch() for _ in range(tc.grad_accum_steps)]
+        loss = accumulate(self.train_step, batches)
+        norm = self.optimizer.step(lr)
+        self.step += 1
+        return loss, lr, norm
+
+    def evaluate(self) -> float:
+        """Mean validation loss over eval_steps micro-batches; the same batches every time."""
+        tc = self.train_config
+        loader = BatchLoader(self.data.val, tc.batch_size, tc.block_size, "random", seed=tc.seed)
+        return float(
+            np.mean([self.eval_step.run(*loader.next_batch()) for _ in range(tc.eval_steps)])
+        )
+
+    def sample(self, prompt: str | None = None, max_new_tokens: int | None = None) -> str:
+        """Generated text (prompt included); the first validation token is the default prompt."""
+        tc = self.train_config
+        if self._decoder is None:
+            self._decoder = KVCacheDecoder(self.model)
+        ids = list(self.data.tokenizer.encode(prompt)) if prompt else [int(self.data.val[0])]
+        seed = int(self.sample_rng.integers(2**31))
+        out = generate(
+            self._decoder,
+            ids,
+            max_new_tokens or tc.sample_tokens,
+            tc.temperature,
+            tc.top_k,
+            None,
+            seed,
+        )
+        return self.data.tokenizer.decode(out)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def save(self, path: Path) -> Path:
+        opt = self.optimizer.state()
+        to_hf = lambda arrays: {n: ggml_to_hf(n, a, self.model_config) for n, a in arrays.items()}  # noqa: E731
+        ckpt = Checkpoint(
+            step=self.step,
+            model_config=self.model_config,
+            train_config=self.train_config,
+            tokenizer=self.data.tokenizer.to_dict(),
+            params=self.model.state_dict(),
+            adam_m=to_hf(opt["m"]),
+            adam_v=to_hf(opt["v"]),
+            loader_state=self.loader.state(),
+            rng_state=self.sample_rng.bit_generator.state,
+            extra={"optimizer_steps": opt["steps"], "elapsed_s": self.elapsed_s},
+        )
+        return save_checkpoint(path, ckpt)
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        self.model.load_state_dict(ckpt.params)
+        to_dev = lambda arrays: {n: hf_to_ggml(n, a, self.model_config) for n, a in arrays.items()}  # noqa: E731
+        self.optimizer.set_state(
+            {
+                "m": to_dev(ckpt.adam_m),
+                "v": to_dev(ckpt.adam_v),
+                "steps": ckpt.extra["optimizer_steps"],
+            }
+        )
+        self.loader.set_state(ckpt.loader_state)
+        self.sample_rng.bit_generator.state = ckpt.rng_state
+        self.step = ckpt.step
+        self.elapsed_s = float(ckpt.extra.get("elapsed_s", 0.0))
+
+
+def train(
+    model_config: GPT2Config,
+    train_config: TrainConfig,
+    tokenizer: str = "char",
+    data: str | None = None,
+    out_dir: str | Path = "out",
+    resume: str | Path | None = None,
+    metrics_path: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    sample_prompt: str | None = None,
+) -> TrainResult:
+    """Train (or resume) a GPT-2 and return losses, the last val loss and a sample.
+
+    resume: a checkpoint file; the configs and tokenizer then come from it, except
+    max_steps, which may be raised to train further. data: a text file or URL, a
+    directory written by ``prepare``, or None for tiny shakespeare (offline fallback).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = load_checkpoint(resume) if resume else None
+    tok: Tokenizer | str = tokenizer
+    if ckpt is not None:
+        model_config = ckpt.model_config
+        train_config = dataclasses.replace(ckpt.train_config, max_steps=train_config.max_steps)
+        tok = tokenizer_from_dict(ckpt.tokenizer)
+    tc = train_config
+    dataset = load_data(data, tok, out, tc.val_fraction)
+    log(
+        f"data: {dataset.source}: {len(dataset.train)} train / {len(dataset.val)} val tokens, "
+        f"vocab {dataset.tokenizer.vocab_size}"
+    )
+    trainer = Trainer(model_config, tc, dataset)
+    if ckpt is not None:
+        trainer.restore(ckpt)
+        log(f"resumed from {resume} at step {trainer.step}")
+    cfg = trainer.model_config
+    log(
+        f"model: {cfg.n_layer} layers, {cfg.n_head} heads, C={cfg.n_embd}, "
+        f"{trainer.model.num_params() / 1e6:.2f}M parameters; {tc.grad_accum_steps} x "
+        f"({tc.batch_size} x {tc.block_size}) tokens per step, {trainer.ctx.threads} threads"
+    )
+    metrics_file = Path(metrics_path) if metrics_path else out / "metrics.jsonl"
+    writer = MetricsWriter(metrics_file, resume_step=trainer.step if ckpt is not None else None)
+    result = TrainResult(steps=trainer.step, metrics=metrics_file)
+    tokens_per_step = tc.grad_accum_steps * tc.tokens_per_micro_batch
+    bar = _progress(trainer.step, tc.max_steps, progress)
+    say = bar.write if progress else log  # keeps messages from tearing the progress bar
+    try:
+        while trainer.step < tc.max_steps:
+            t0 = time.perf_counter()
+            loss, lr, norm = trainer.train_one_step()
+            dt = time.perf_counter() - t0
+            trainer.elapsed_s += dt
+            step = trainer.step
+            last = step == tc.max_steps
+            val = None
+            if (tc.eval_interval and step % tc.eval_interval == 0) or last:
+                val = trainer.evaluate()
+                result.val_loss = val
+                say(f"step {step}: train {loss:.4f}, val {val:.4f} (ppl {math.exp(val):.2f})")
+            result.train_losses.append(loss)
+            writer.write(
+                step=step,
+                train_loss=loss,
+                val_loss=val,
+                lr=lr,
+                grad_norm=norm,
+                tokens_per_s=tokens_per_step / dt,
+                elapsed_s=trainer.elapsed_s,
+            )
+            bar.set_postfix(
+                loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_step / dt:,.0f}"
+            )
+            bar.update(1)
+            if tc.sample_interval and step % tc.sample_interval == 0 and not last:
+                say(f"--- sample at step {step} ---\n{trainer.sample(sample_prompt)}\n---")
+            if (tc.checkpoint_interval and step % tc.checkpoint_interval == 0) or last:
+                result.checkpoint = trainer.save(out / CHECKPOINT_NAME)
+    finally:
+        bar.close()
+        writer.close()
+    result.steps = trainer.step
+    if result.checkpoint is None:
+        result.checkpoint = trainer.save(out / CHECKPOINT_NAME)
+    if result.val_loss is None:
+        result.val_loss = trainer.evaluate()
+    log(
+        f"validation loss {result.val_loss:.4f} (perplexity {math.exp(result.val_loss):.2f}; "
+        f"uniform baseline {math.log(cfg.require_vocab_size()):.4f}); "
+        f"checkpoint {result.checkpoint}"
+    )
+    result.plot = plot_losses(read_metrics(metrics_file), out / "loss.png")
+    log(
+        f"loss curves: {result.plot}"
+        if result.plot
+        else "loss curves: install matplotlib (pip install 'pyggml_train[plot]') for loss.png"
+    )
+    result.sample = trainer.sample(sample_prompt)
+    log(f"--- sample ---\n{result.sample}\n---")
+    return result
+
+
+def _progress(start: int, total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, disable=not enabled, unit="step", dynamic_ncols=True)
