@@ -1,0 +1,159 @@
+"""``pyggml-train train|sample|prepare``: a thin argparse layer over train.py and sample.py."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import ggml as G
+from .checkpoint import load_checkpoint
+from .config import list_presets, load_preset
+from .data import prepare, resolve_text
+from .gpt2 import GPT2
+from .sample import KVCacheDecoder, generate
+from .tokenizer import tokenizer_from_dict
+from .train import CHECKPOINT_NAME, train
+
+# CLI flag -> config override name (a bare name sets the model and train fields it names)
+_OVERRIDES = {
+    "max_steps": "max_steps",
+    "batch_size": "batch_size",
+    "block_size": "block_size",
+    "lr": "lr",
+    "device": "device",
+    "threads": "threads",
+    "seed": "seed",
+    "tokenizer": "tokenizer",
+}
+
+
+def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -> None:
+    """The train flags; examples/train_gpt2.py reuses them with its own defaults."""
+    p.add_argument(
+        "--preset", default=preset, help=f"one of {', '.join(list_presets())} or a .json path"
+    )
+    p.add_argument(
+        "--data", help="text file, URL or prepared directory (default: tiny shakespeare)"
+    )
+    p.add_argument("--tokenizer", choices=["char", "gpt2"], help="override the preset's tokenizer")
+    p.add_argument("--max-steps", type=int, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, help="sequences per micro-batch")
+    p.add_argument("--block-size", type=int, help="tokens per sequence (also the model context)")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--device", help="cpu, cuda or metal")
+    p.add_argument("--threads", type=int, help="CPU threads")
+    p.add_argument("--seed", type=int, help="seed of init, batches and sampling")
+    p.add_argument("--out-dir", default="out", help="checkpoint, metrics and plot directory")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        help=f"checkpoint to resume (no value: OUT_DIR/{CHECKPOINT_NAME})",
+    )
+    p.add_argument("--metrics", help="metrics JSONL path (default: OUT_DIR/metrics.jsonl)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="other config fields")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    overrides = {
+        name: getattr(args, flag)
+        for flag, name in _OVERRIDES.items()
+        if getattr(args, flag, None) is not None
+    }
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key] = value
+    if args.max_steps is not None and "warmup_steps" not in overrides:
+        # a short run keeps the preset's warmup fraction instead of failing validation
+        _, preset_train, _ = load_preset(args.preset)
+        if preset_train.warmup_steps > args.max_steps:
+            overrides["warmup_steps"] = args.max_steps // 10
+    model_cfg, train_cfg, tokenizer = load_preset(args.preset, **overrides)
+    resume = args.resume
+    if resume == "auto":
+        resume = Path(args.out_dir) / CHECKPOINT_NAME
+    result = train(
+        model_cfg,
+        train_cfg,
+        tokenizer,
+        data=args.data,
+        out_dir=args.out_dir,
+        resume=resume,
+        metrics_path=args.metrics,
+        progress=not args.no_progress,
+    )
+    print(f"final val loss: {result.val_loss:.4f}")
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    ckpt = load_checkpoint(args.checkpoint)
+    tokenizer = tokenizer_from_dict(ckpt.tokenizer)
+    threads = args.threads or ckpt.train_config.threads
+    ctx = G.Context(args.device or ckpt.train_config.device, threads)
+    model = GPT2(ckpt.model_config, params=ckpt.params, ctx=ctx)
+    prompt = list(tokenizer.encode(args.prompt)) if args.prompt else [0]
+    out = generate(
+        KVCacheDecoder(model),
+        prompt,
+        args.max_new_tokens,
+        args.temperature,
+        args.top_k,
+        args.top_p,
+        args.seed,
+    )
+    print(tokenizer.decode(out))
+    return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    path, source = resolve_text(args.data)
+    prepared = prepare(path, args.out_dir, args.tokenizer, args.val_fraction)
+    print(
+        f"{source}: {prepared.train_tokens} train / {prepared.val_tokens} val tokens in "
+        f"{Path(args.out_dir)} (use --data {args.out_dir} to train on them)"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyggml-train", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train_arguments(sub.add_parser("train", help="train or resume a GPT-2"))
+
+    s = sub.add_parser("sample", help="generate text from a checkpoint")
+    s.add_argument("--checkpoint", default=f"out/{CHECKPOINT_NAME}")
+    s.add_argument("--prompt", default="", help="text to continue (default: token 0)")
+    s.add_argument("--max-new-tokens", type=int, default=200)
+    s.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    s.add_argument("--top-k", type=int)
+    s.add_argument("--top-p", type=float)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device")
+    s.add_argument("--threads", type=int)
+
+    p = sub.add_parser("prepare", help="tokenize a text into train.bin / val.bin")
+    p.add_argument("--data", help="text file or URL (default: tiny shakespeare)")
+    p.add_argument("--tokenizer", choices=["char", "gpt2"], default="char")
+    p.add_argument("--out-dir", default="data")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"train": run_train, "sample": run_sample, "prepare": run_prepare}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"pyggml-train {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
