@@ -14,7 +14,9 @@ constexpr int kTensorsPerBlock = 16;
 std::string validate(const GptConfig & c) {
     if (c.vocab < 1 || c.vocab > 256) return "vocabulary size must be in [1, 256]";
     if (c.block < 1 || c.block > 4096) return "block size must be in [1, 4096]";
-    if (c.n_layer < 1 || c.n_layer > 12) return "layers must be in [1, 12]";
+    // ggml-opt's static training graphs hold at most GGML_DEFAULT_GRAPH_SIZE (2048)
+    // tensors, forward, backward and AdamW together; 8 blocks fit, 9 do not.
+    if (c.n_layer < 1 || c.n_layer > 8) return "layers must be in [1, 8]";
     if (c.n_embd < 1 || c.n_embd > 4096) return "width must be in [1, 4096]";
     if (c.n_head < 1 || c.n_embd % c.n_head != 0) return "heads must be >= 1 and divide the width";
     return "";
