@@ -57,7 +57,9 @@ std::string validate(const MlpOptions & o) {
     if (o.threads < 1 || o.threads > 256) return "--threads must be in [1, 256]";
     if (o.epochs  < 1 || o.epochs > 100000) return "--epochs must be in [1, 100000]";
     if (o.hidden  < 1 || o.hidden > 8192) return "--hidden must be in [1, 8192]";
-    if (o.layers  < 1 || o.layers > 64) return "--layers must be in [1, 64]";
+    // ggml-opt's static graphs hold at most GGML_DEFAULT_GRAPH_SIZE (2048) tensors,
+    // forward, backward and AdamW together: 48 layers fit, 64 do not.
+    if (o.layers  < 1 || o.layers > 32) return "--layers must be in [1, 32]";
     if (!(o.lr > 0.0f) || o.lr > 1.0f) return "--lr must be in (0, 1]";
     if (o.seed < 0) return "--seed must be >= 0";
     return "";

@@ -11,10 +11,10 @@ constexpr size_t kGraphSize = 4096;
 }
 
 Sampler::Sampler(const Backend & backend, const GptModel & model)
-    : block_(model.config().block), vocab_(model.config().vocab), io_(new Weights(1)) {
+    : block_(model.config().block), vocab_(model.config().vocab), io_(1) {
     const int64_t ne[2] = {block_, 1};
-    tokens_ = io_->new_input("tokens", GGML_TYPE_I32, 2, ne);
-    if (!io_->allocate(backend.main())) {
+    tokens_ = io_.new_input("tokens", GGML_TYPE_I32, 2, ne);
+    if (!io_.allocate(backend.main())) {
         return;
     }
     ctx_ = new_compute_context(kGraphSize, 1, kGraphSize);

@@ -6,7 +6,6 @@
 #include "gpt_model.h"
 #include "vocab.h"
 
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,7 +34,7 @@ private:
     static int draw(std::vector<float> & logits, const SampleSettings & s, Rng & rng);
 
     int block_, vocab_;
-    std::unique_ptr<Weights> io_;
+    Weights io_; // holds tokens_
     ggml_tensor * tokens_ = nullptr; // [block, 1]
     ggml_tensor * logits_ = nullptr; // [vocab, block]
     ContextPtr ctx_;
