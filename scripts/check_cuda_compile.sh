@@ -70,14 +70,22 @@ EOF
 CUBLAS_INC=$(find_cublas_headers)
 
 # --- files to compile ------------------------------------------------------------------
-# Every .cu file of ggml-cuda that the patches change, plus the ones the series is known to
-# touch (in case the patches are not found next to this script).
+# Every .cu file of ggml-cuda that csrc/patches changes, plus the ones the series is known
+# to touch (in case the patches are not found next to this script).
 PATCH_DIR=$(cd "$(dirname "$0")/.." && pwd)/csrc/patches
 FILES=(src/ggml-cuda/ggml-cuda.cu src/ggml-cuda/norm.cu src/ggml-cuda/unary.cu)
 if compgen -G "$PATCH_DIR/*.patch" > /dev/null; then
     while read -r f; do
         [[ " ${FILES[*]} " == *" $f "* ]] || FILES+=("$f")
     done < <(grep -h '^+++ b/src/ggml-cuda/.*\.cu$' "$PATCH_DIR"/*.patch | sed 's|^+++ b/||' | sort -u)
+fi
+
+# In a workspace made by scripts/ggml_patch_workspace.sh, also everything changed since the
+# upstream tag (commits not exported yet, uncommitted edits).
+if git -C "$GGML_DIR" rev-parse -q --verify upstream > /dev/null 2>&1; then
+    while read -r f; do
+        [[ -n "$f" && " ${FILES[*]} " != *" $f "* ]] && FILES+=("$f")
+    done < <(git -C "$GGML_DIR" diff --name-only upstream -- 'src/ggml-cuda/*.cu')
 fi
 
 # Flags as ggml's CMake uses them for ggml-cuda (src/ggml-cuda/CMakeLists.txt, defaults).
