@@ -157,7 +157,7 @@ class Context:
     """A device, its thread count, and the tensors built on it."""
 
     def __init__(self, device: str = "cpu", threads: int | None = None):
-        self._c = _C.Context(device, threads or default_threads())
+        self._c = _C.Context(device, default_threads() if threads is None else threads)
 
     @property
     def device(self) -> str:

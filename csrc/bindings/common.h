@@ -13,6 +13,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "ggml-alloc.h"
@@ -73,6 +74,8 @@ class Context : public std::enable_shared_from_this<Context> {
     int n_threads() const { return n_threads_; }
     void set_n_threads(int n);
     size_t persistent_bytes() const;
+    // op node -> the graph that computes it (see Graph::claim)
+    std::unordered_map<const ggml_tensor *, const void *> & owners() { return owners_; }
 
   private:
     std::string device_;
@@ -82,6 +85,7 @@ class Context : public std::enable_shared_from_this<Context> {
     std::vector<ggml_context_ptr> persistent_ctxs_;
     std::vector<ggml_backend_buffer_ptr> buffers_;
     std::vector<ggml_context_ptr> op_ctxs_;
+    std::unordered_map<const ggml_tensor *, const void *> owners_;
     size_t first_unallocated_ = 0;
     bool pending_ = false;
 };

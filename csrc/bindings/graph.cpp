@@ -94,12 +94,7 @@ class Graph {
         // nodes per forward node.
         std::unordered_set<ggml_tensor *> reach;
         for (const auto & o : outputs) collect(o.t, reach);
-        for (ggml_tensor * t : reach) {
-            if (!is_persistent(t) && (t->buffer || t->data) && !t->view_src) {
-                fail("op node " + describe(t) + " (" + op_name(t) +
-                     ") already belongs to another graph; build the expression again for each graph");
-            }
-        }
+        claim(reach);
         size_ = size > 0 ? size : std::max<int>(2048, 10 * static_cast<int>(reach.size()) + 1024);
         if (static_cast<int>(reach.size()) > size_) {
             fail("graph size " + std::to_string(size_) + " is too small for " + std::to_string(reach.size()) + " tensors");
@@ -111,7 +106,10 @@ class Graph {
         };
         gctx_.reset(ggml_init(params));
         cg_ = ggml_new_graph_custom(gctx_.get(), size_, true);
-        for (const auto & o : outputs) ggml_build_forward_expand(cg_, o.t);
+        for (const auto & o : outputs) {
+            mark_output(o.t);
+            ggml_build_forward_expand(cg_, o.t);
+        }
         if (backward) expand_backward();
     }
 
@@ -122,6 +120,8 @@ class Graph {
         if (ggml_graph_n_nodes(cg_) + static_cast<int>(reach.size()) > size_) {
             fail("graph is full (size " + std::to_string(size_) + "); create it with a larger size=");
         }
+        claim(reach);
+        mark_output(t.t);
         ggml_build_forward_expand(cg_, t.t);
         allocated_ = false;
     }
@@ -196,6 +196,21 @@ class Graph {
         return out;
     }
 
+    ~Graph() {
+        auto & owners = ctx_->owners();
+        for (auto it = owners.begin(); it != owners.end();) {
+            if (it->second != this) {
+                ++it;
+                continue;
+            }
+            // The memory went with our scheduler: let a later graph allocate anew.
+            auto * t = const_cast<ggml_tensor *>(it->first);
+            t->data = nullptr;
+            t->buffer = nullptr;
+            it = owners.erase(it);
+        }
+    }
+
   private:
     static void collect(ggml_tensor * t, std::unordered_set<ggml_tensor *> & seen) {
         std::vector<ggml_tensor *> stack = {t};
@@ -206,6 +221,27 @@ class Graph {
             for (ggml_tensor * s : cur->src) {
                 if (s) stack.push_back(s);
             }
+        }
+    }
+
+    // An op node gets its memory from the graph that computes it, so it may belong
+    // to one graph only. Views whose memory is a persistent tensor's are exempt.
+    void claim(const std::unordered_set<ggml_tensor *> & reach) {
+        for (ggml_tensor * t : reach) {
+            if (is_persistent(t) || (t->view_src && is_persistent(t->view_src))) continue;
+            auto [it, inserted] = ctx_->owners().emplace(t, this);
+            if (!inserted && it->second != this) {
+                fail("op node " + describe(t) + " (" + op_name(t) +
+                     ") already belongs to another graph; build the expression again for each graph");
+            }
+        }
+    }
+
+    // Outputs (and the tensors whose memory they view) must survive to the end of
+    // the compute: otherwise the allocator reuses their memory for later nodes.
+    static void mark_output(ggml_tensor * t) {
+        for (; t; t = t->view_src) {
+            if (!is_persistent(t)) ggml_set_output(t);
         }
     }
 

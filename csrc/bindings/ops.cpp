@@ -65,9 +65,11 @@ T mul_mat(const T & a, const T & b) {
     if (y->ne[2] % x->ne[2] != 0 || y->ne[3] % x->ne[3] != 0) {
         fail("mul_mat: batch dimensions of a " + ne_str(x) + " must divide those of b " + ne_str(y));
     }
-    if (ggml_is_transposed(x)) {
-        fail("mul_mat: the first operand must not be a transposed view, got " + describe(x) +
-             "; apply cont() first");
+    for (const ggml_tensor * t : {x, y}) {
+        if (ggml_is_transposed(t) || t->nb[0] != ggml_type_size(t->type)) {
+            fail("mul_mat: operands need contiguous rows (their last axis dense), got a transposed view " +
+                 describe(t) + "; apply cont() first");
+        }
     }
     return result(a, ggml_mul_mat(a.ctx->op_ctx(), a.t, b.t));
 }
@@ -83,8 +85,9 @@ T out_prod(const T & a, const T & b) {
     if (y->ne[2] % x->ne[2] != 0 || y->ne[3] % x->ne[3] != 0) {
         fail("out_prod: batch dimensions of a " + ne_str(x) + " must divide those of b " + ne_str(y));
     }
-    if (ggml_is_transposed(x)) {
-        fail("out_prod: the first operand must not be a transposed view; apply cont() first");
+    if (ggml_is_transposed(x) || x->nb[0] != ggml_type_size(x->type)) {
+        fail("out_prod: the first operand needs contiguous rows, got a transposed view " + describe(x) +
+             "; apply cont() first");
     }
     return result(a, ggml_out_prod(a.ctx->op_ctx(), a.t, b.t));
 }
