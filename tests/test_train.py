@@ -1,6 +1,7 @@
 """Training loop: checkpoints restore exactly, resuming repeats the same losses, and a
 short run on real text learns well below the uniform baseline."""
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from pyggml_train.checkpoint import load_checkpoint
 from pyggml_train.config import GPT2Config, TrainConfig
-from pyggml_train.metrics import read_metrics
+from pyggml_train.metrics import MetricsWriter, plot_losses, read_metrics
 from pyggml_train.tokenizer import CharTokenizer
 from pyggml_train.train import TrainData, Trainer, train
 
@@ -134,3 +135,19 @@ def test_short_run_on_real_text_beats_uniform_baseline():
         trainer.train_one_step()
     after = trainer.evaluate()
     assert after < baseline - 1.3, (before, after, baseline)
+
+
+def test_metrics_nan_is_null_and_plot(tmp_path):
+    writer = MetricsWriter(tmp_path / "m.jsonl")
+    writer.write(step=1, train_loss=3.0, val_loss=None, lr=1e-3, grad_norm=float("nan"),
+                 tokens_per_s=10.0, elapsed_s=0.1)  # fmt: skip
+    writer.write(step=2, train_loss=2.5, val_loss=2.7, lr=1e-3, grad_norm=1.0,
+                 tokens_per_s=10.0, elapsed_s=0.2)  # fmt: skip
+    writer.close()
+    records = read_metrics(tmp_path / "m.jsonl")
+    assert records[0]["grad_norm"] is None and records[1]["val_loss"] == 2.7
+    png = plot_losses(records, tmp_path / "loss.png")
+    if importlib.util.find_spec("matplotlib") is None:
+        assert png is None  # optional dependency: the run says so instead
+    else:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
