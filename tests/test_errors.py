@@ -158,7 +158,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "op_node_in_second_graph": (
         "x = ctx.input((3,)).set(np.ones(3, np.float32))\n"
         "y = G.scale(x, 2.0)\n"
-        "ctx.graph(G.sum(y)).compute()\n"
+        "first = ctx.graph(G.sum(y))\n"
         "ctx.graph(G.sum(y))",
         "ValueError",
         [r"already belongs to another graph", r"build the expression again"],
