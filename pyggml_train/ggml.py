@@ -502,6 +502,14 @@ def cross_entropy_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return _wrap(_C.cross_entropy_loss(logits._h, labels._h), ())
 
 
+def cross_entropy_loss_sparse(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean over rows of ``-log_softmax(logits)[target]`` with i32 ``targets`` of shape
+    ``logits.shape[:-1]``; rows with a negative target are ignored. Needs no dense labels."""
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(f"cross_entropy_loss_sparse: targets {targets.shape} must have shape {logits.shape[:-1]}")
+    return _wrap(_C.cross_entropy_loss_sparse(logits._h, targets._h), ())
+
+
 def norm_back(grad: Tensor, x: Tensor, eps: float = 1e-5) -> Tensor:
     """dL/dx of ``norm(x, eps)`` given ``grad = dL/dnorm(x)``."""
     return _wrap(_C.norm_back(grad._h, x._h, float(eps)), x.shape)

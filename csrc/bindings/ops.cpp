@@ -269,6 +269,19 @@ void init_ops(py::module_ & m) {
         return result(a, ggml_diag_mask_inf(a.ctx->op_ctx(), a.t, n_past));
     });
     m.def("cross_entropy_loss", &cross_entropy_loss);
+    m.def("cross_entropy_loss_sparse", [](const T & logits, const T & targets) {
+        check_same_context(logits, targets);
+        check_rows_op(logits, "cross_entropy_loss_sparse");
+        if (targets.t->type != GGML_TYPE_I32) {
+            fail_type("cross_entropy_loss_sparse: targets must be i32 class indices, got " + describe(targets.t));
+        }
+        check_contiguous(targets, "cross_entropy_loss_sparse");
+        if (ggml_nelements(targets.t) != ggml_nrows(logits.t)) {
+            fail("cross_entropy_loss_sparse: one target per row of logits " + ne_str(logits.t) + " expected, got " +
+                 std::to_string(ggml_nelements(targets.t)) + " targets");
+        }
+        return result(logits, ggml_cross_entropy_loss_sparse(logits.ctx->op_ctx(), logits.t, targets.t));
+    });
     m.def("norm_back", [](const T & grad, const T & x, float eps) {
         check_same_shape(grad, x, "norm_back");
         check_rows_op(grad, "norm_back");
