@@ -82,12 +82,11 @@ def attention(x: G.Tensor, params: dict[str, G.Tensor], h: str, n_head: int) -> 
     hs = c // n_head
     qkv = G.linear(x, _p(params, h, "attn.c_attn.weight"), _p(params, h, "attn.c_attn.bias"))
     # (B, T, 3C): q, k, v side by side in the last axis
+    row = 3 * c * 4  # bytes per (b, t) row of qkv
 
     def heads(i: int, axes: tuple[int, ...]) -> G.Tensor:
-        # view -> cont -> reshape rather than view -> permute: reshape's backward makes
-        # the gradient contiguous before it reaches the view (ggml's ACC needs that)
-        part = G.cont(G.view(qkv, (b, t, c), offset=i * c * 4))  # (B, T, C)
-        return G.cont(G.permute(G.reshape(part, (b, t, n_head, hs)), axes))
+        part = G.view(qkv, (b, t, n_head, hs), offset=i * c * 4, strides=(t * row, row, hs * 4, 4))
+        return G.cont(G.permute(part, axes))  # part (B, T, nh, hs)
 
     q = heads(0, (0, 2, 1, 3))  # (B, nh, T, hs)
     k = heads(1, (0, 2, 1, 3))  # (B, nh, T, hs)
