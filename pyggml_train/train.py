@@ -245,6 +245,7 @@ def train(
     tokens_per_step = tc.grad_accum_steps * tc.tokens_per_micro_batch
     bar = _progress(trainer.step, tc.max_steps, progress)
     say = bar.write if progress else log  # keeps messages from tearing the progress bar
+    rate: float | None = None  # tokens/s, exponentially smoothed
     try:
         while trainer.step < tc.max_steps:
             t0 = time.perf_counter()
@@ -268,9 +269,9 @@ def train(
                 tokens_per_s=tokens_per_step / dt,
                 elapsed_s=trainer.elapsed_s,
             )
-            bar.set_postfix(
-                loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_step / dt:,.0f}"
-            )
+            # the bar shows a smoothed rate; single steps jitter on a shared machine
+            rate = tokens_per_step / dt if rate is None else 0.9 * rate + 0.1 * tokens_per_step / dt
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{rate:,.0f}")
             bar.update(1)
             if tc.sample_interval and step % tc.sample_interval == 0 and not last:
                 say(f"--- sample at step {step} ---\n{trainer.sample(sample_prompt)}\n---")
