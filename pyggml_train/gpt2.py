@@ -28,9 +28,7 @@ _CONV1D_SUFFIXES = (
     "mlp.c_proj.weight",
 )
 WTE = PREFIX + "wte.weight"
-# Below this many label floats per micro-batch (N * V) the dense one-hot loss is used;
-# above it the gather loss, which needs no (N, V) label buffer. See docs/training.md.
-DENSE_LOSS_MAX_LABELS = 4 * 1024 * 1024
+LOSS_KINDS = ("sparse", "dense", "gather")
 
 
 def padded_vocab(config: GPT2Config) -> int:
@@ -136,15 +134,20 @@ def logits_graph(idx: G.Tensor, params: dict[str, G.Tensor], config: GPT2Config)
 class LossHead:
     """Mean cross-entropy of the logits (N, V) against next-token targets.
 
+    ``sparse``: ggml_cross_entropy_loss_sparse (patch 0006) with the targets (N,) i32.
     ``dense``: ggml's cross_entropy_loss with a one-hot (N, V) f32 label input, as large
     as the logits. ``gather``: -mean(log(softmax(logits)[n, target_n])) via get_rows on
     the flattened probabilities, fed with the flat indices n*V + target_n (N,) i32.
+    docs/training.md compares their memory and speed.
     """
 
     def __init__(self, ctx: G.Context, logits: G.Tensor, kind: str):
         n, v = logits.shape
         self.kind, self.rows, self.vocab = kind, n, v
-        if kind == "dense":
+        if kind == "sparse":
+            self.labels = ctx.input((n,), dtype="i32", name="targets")  # (N,)
+            self.loss = G.cross_entropy_loss_sparse(logits, self.labels)  # ()
+        elif kind == "dense":
             self.labels = ctx.input((n, v), name="labels")  # (N, V) one-hot
             self.loss = G.cross_entropy_loss(logits, self.labels)  # ()
         elif kind == "gather":
@@ -157,7 +160,7 @@ class LossHead:
             picked = G.get_rows(probs, self.labels)  # (N, 1)
             self.loss = G.sum(G.log(picked)) * (-1.0 / n)  # ()
         else:
-            raise ValueError(f"loss kind must be 'dense' or 'gather', got {kind!r}")
+            raise ValueError(f"loss kind must be one of {LOSS_KINDS}, got {kind!r}")
 
     def set_targets(self, targets: np.ndarray) -> None:
         flat = np.asarray(targets).reshape(-1)  # (N,)
@@ -167,17 +170,14 @@ class LossHead:
             raise ValueError(
                 f"targets must lie in [0, {self.vocab}), got [{flat.min()}, {flat.max()}]"
             )
-        if self.kind == "dense":
+        if self.kind == "sparse":
+            self.labels.set(flat)
+        elif self.kind == "dense":
             onehot = np.zeros((self.rows, self.vocab), dtype=np.float32)  # (N, V)
             onehot[np.arange(self.rows), flat] = 1.0
             self.labels.set(onehot)
         else:
             self.labels.set(np.arange(self.rows, dtype=np.int64) * self.vocab + flat)
-
-
-def default_loss_kind(rows: int, vocab: int) -> str:
-    """Dense while its label buffer stays small; gather for GPT-2-sized vocabularies."""
-    return "dense" if rows * vocab <= DENSE_LOSS_MAX_LABELS else "gather"
 
 
 @dataclass
@@ -209,7 +209,7 @@ class GPT2:
         params: dict[str, np.ndarray] | None = None,
         ctx: G.Context | None = None,
         seed: int = 0,
-        loss_kind: str | None = None,
+        loss_kind: str = "sparse",
     ):
         if config.dropout > 0:
             raise ValueError(
@@ -218,7 +218,9 @@ class GPT2:
             )
         self.config = config
         self.ctx = ctx or G.Context("cpu")
-        self.loss_kind = loss_kind  # None: default_loss_kind per shape
+        if loss_kind not in LOSS_KINDS:
+            raise ValueError(f"loss_kind must be one of {LOSS_KINDS}, got {loss_kind!r}")
+        self.loss_kind = loss_kind  # "sparse" is the smallest and fastest (docs/training.md)
         self.hf_shapes = param_shapes(config)
         self.params: dict[str, G.Tensor] = {
             name: self.ctx.param(device_shape(name, shape, config), name=name)
@@ -264,8 +266,7 @@ class GPT2:
         logits = logits_graph(idx, self.params, self.config)  # (N, V)
         if mode == "logits":
             return StepGraph(self.ctx.graph(logits), idx, logits, None)
-        kind = self.loss_kind or default_loss_kind(batch * seq, logits.shape[1])
-        head = LossHead(self.ctx, logits, kind)
+        head = LossHead(self.ctx, logits, self.loss_kind)
         if mode == "loss":
             return StepGraph(self.ctx.graph(head.loss), idx, logits, head)
         if mode == "train":

@@ -60,7 +60,7 @@ def test_logits_match_reference(ctx):
     assert len(model._graphs) == 2
 
 
-@pytest.mark.parametrize("loss_kind", ["dense", "gather"])
+@pytest.mark.parametrize("loss_kind", ["sparse", "dense", "gather"])
 def test_loss_and_every_gradient_match_reference(ctx, loss_kind):
     cfg = tiny_config()
     params = random_params(cfg, seed=2)
