@@ -1,0 +1,45 @@
+"""Benchmark configurations: model size, batch and context for one training step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    name: str
+    n_layer: int
+    n_embd: int
+    n_head: int
+    vocab_size: int
+    block_size: int  # T
+    batch_size: int  # B
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.block_size * self.batch_size
+
+    def n_params(self) -> int:
+        """Parameters of a GPT-2 of this shape (tied lm_head)."""
+        c, v, t = self.n_embd, self.vocab_size, self.block_size
+        per_block = 12 * c * c + 13 * c
+        return v * c + t * c + self.n_layer * per_block + 2 * c
+
+    def flops_per_step(self) -> float:
+        """Matmul FLOPs of forward + backward (6 per parameter-token, plus attention)."""
+        b, t, c, n = self.batch_size, self.block_size, self.n_embd, self.n_layer
+        dense = 6.0 * (self.n_params() - t * c) * b * t
+        attention = 6.0 * 2 * n * b * t * t * c  # QK^T and AV, forward x3 for backward
+        return dense + attention
+
+    def with_block_size(self, t: int) -> BenchConfig:
+        return BenchConfig(self.name + f"-T{t}", self.n_layer, self.n_embd, self.n_head,
+                           self.vocab_size, t, self.batch_size)
+
+
+CONFIGS = {
+    "A": BenchConfig("A char-tiny", 4, 128, 4, 65, 128, 16),
+    "B": BenchConfig("B small-bpe", 6, 384, 6, 50257, 256, 8),
+    "C": BenchConfig("C gpt2-124M", 12, 768, 12, 50257, 256, 4),
+    "smoke": BenchConfig("smoke", 2, 64, 2, 65, 32, 2),
+}

@@ -1,0 +1,240 @@
+"""Side-by-side training-step benchmark: pyggml_train vs PyTorch eager on the CPU.
+
+Each (framework, config) runs in its own subprocess so that peak RSS is its own.
+One invocation measures everything and writes a JSON result and docs/benchmarks.md:
+
+    python -m benchmarks.run                 # configs A, B, C + T scaling
+    python -m benchmarks.run --smoke         # tiny config, 2 steps: the CI check
+
+A step is forward + backward + global-norm clipping + AdamW, f32, same threads and
+batch for both. Speed is reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .configs import CONFIGS, BenchConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- one measurement, inside the child process -------------------------------------------------
+
+
+def _batch(cfg: BenchConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, cfg.vocab_size, (cfg.batch_size, cfg.block_size + 1), dtype=np.int32)
+    return tokens[:, :-1], tokens[:, 1:]
+
+
+def _ours(cfg: BenchConfig, threads: int, steps: int, warmup: int) -> dict:
+    from pyggml_train import ggml as G
+    from pyggml_train.config import GPT2Config
+    from pyggml_train.gpt2 import GPT2
+    from pyggml_train.optim import AdamW
+
+    ctx = G.Context("cpu", threads)
+    mc = GPT2Config(vocab_size=cfg.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
+                    n_head=cfg.n_head, n_embd=cfg.n_embd)
+    model = GPT2(mc, ctx=ctx, seed=0)
+    train = model.graph(cfg.batch_size, cfg.block_size, "train")
+    forward = model.graph(cfg.batch_size, cfg.block_size, "loss")
+    grads = {n: train.graph.grad_accumulator(p) for n, p in model.params.items()}
+    opt = AdamW(ctx, model.params, grads)
+    times: dict[str, list[float]] = {"forward": [], "backward": [], "optimizer": [], "step": []}
+    losses = []
+    for i in range(warmup + steps):
+        idx, tgt = _batch(cfg, i)
+        t0 = time.perf_counter()
+        forward.run(idx, tgt)  # forward alone, to split the fused forward+backward graph
+        t1 = time.perf_counter()
+        losses.append(train.run(idx, tgt))
+        t2 = time.perf_counter()
+        opt.step(3e-4)
+        train.graph.reset_grads()
+        t3 = time.perf_counter()
+        if i >= warmup:
+            times["forward"].append(t1 - t0)
+            times["backward"].append((t2 - t1) - (t1 - t0))
+            times["optimizer"].append(t3 - t2)
+            times["step"].append(t3 - t1)
+    return {"times": times, "losses": losses}
+
+
+def _torch(cfg: BenchConfig, threads: int, steps: int, warmup: int, bf16: bool = False) -> dict:
+    from .torch_gpt2 import TorchStep
+
+    step = TorchStep(cfg, threads, autocast_bf16=bf16)
+    times: dict[str, list[float]] = {"forward": [], "backward": [], "optimizer": [], "step": []}
+    losses = []
+    for i in range(warmup + steps):
+        idx, tgt = _batch(cfg, i)
+        t0 = time.perf_counter()
+        losses.append(step.forward(idx, tgt))
+        t1 = time.perf_counter()
+        step.backward()
+        t2 = time.perf_counter()
+        step.optimizer()
+        t3 = time.perf_counter()
+        if i >= warmup:
+            times["forward"].append(t1 - t0)
+            times["backward"].append(t2 - t1)
+            times["optimizer"].append(t3 - t2)
+            times["step"].append(t3 - t0)
+    return {"times": times, "losses": losses}
+
+
+def measure_one(framework: str, cfg: BenchConfig, threads: int, steps: int, warmup: int) -> dict:
+    runner = {"ours": _ours, "torch": _torch,
+              "torch-bf16": lambda *a: _torch(*a, bf16=True)}[framework]
+    out = runner(cfg, threads, steps, warmup)
+    med = {k: statistics.median(v) for k, v in out["times"].items()}
+    return {
+        "framework": framework,
+        "config": cfg.name,
+        "threads": threads,
+        "steps": steps,
+        "tokens_per_s": cfg.tokens_per_step / med["step"],
+        "ms": {k: 1000 * v for k, v in med.items()},
+        "gflops_per_s": cfg.flops_per_step() / med["step"] / 1e9,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "first_loss": out["losses"][0],
+    }
+
+
+# ---- the parent: run children, collect, report ----------------------------------------------
+
+
+def _child(framework: str, cfg: BenchConfig, threads: int, steps: int, warmup: int,
+           env: dict[str, str]) -> dict:
+    # ROOT goes last on sys.path so that an installed pyggml_train wins over the source
+    # tree (which has no compiled extension in a fresh clone).
+    boot = f"import sys; sys.path.append({str(ROOT)!r}); from benchmarks.run import main; main()"
+    cmd = [sys.executable, "-c", boot, "--child", framework, "--threads", str(threads),
+           "--steps", str(steps), "--warmup", str(warmup), "--config-json",
+           json.dumps(cfg.__dict__)]
+    proc = subprocess.run(cmd, cwd=Path.home(), env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{framework} on {cfg.name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def matmul_peak(threads: int) -> dict[str, float]:
+    """Measured f32 matmul GFLOP/s of numpy's BLAS and PyTorch, n = 2048."""
+    n = 2048
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    result = {}
+    a @ a
+    t0 = time.perf_counter()
+    for _ in range(3):
+        a @ a
+    result["numpy"] = 3 * 2 * n**3 / (time.perf_counter() - t0) / 1e9
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        ta = torch.from_numpy(a)
+        ta @ ta
+        t0 = time.perf_counter()
+        for _ in range(3):
+            ta @ ta
+        result["torch"] = 3 * 2 * n**3 / (time.perf_counter() - t0) / 1e9
+    except ImportError:
+        pass
+    return result
+
+
+def machine() -> dict[str, str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(),
+            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "(unset)")}
+
+
+def render_markdown(result: dict) -> str:
+    lines = ["# Training-step benchmark: pyggml_train vs PyTorch (CPU, f32)", "",
+             f"Measured {result['date']} on {result['machine']['cpu']} "
+             f"({result['machine']['cores']} cores), {result['threads']} threads, "
+             f"median of {result['steps']} steps after {result['warmup']} warm-up.",
+             "A step is forward + backward + global-norm clipping + AdamW. "
+             "Reproduce: `pip install '.[bench]' && python -m benchmarks.run`.", "",
+             "Matmul peak measured in the same run (f32, n=2048): " +
+             ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in result["matmul_peak"].items()) + ".", "",
+             "| config | framework | tokens/s | ms/step | fwd | bwd | opt | GFLOP/s | peak RSS MB | speedup |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = result["rows"]
+    for r in rows:
+        peer = next((p for p in rows if p["config"] == r["config"] and p["framework"] == "torch"), None)
+        speed = f"{r['tokens_per_s'] / peer['tokens_per_s']:.2f}x" if peer else ""
+        ms = r["ms"]
+        lines.append(f"| {r['config']} | {r['framework']} | {r['tokens_per_s']:.0f} | {ms['step']:.0f} | "
+                     f"{ms['forward']:.0f} | {ms['backward']:.0f} | {ms['optimizer']:.0f} | "
+                     f"{r['gflops_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {speed} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", default="A,B,C", help="comma-separated names from benchmarks/configs.py")
+    ap.add_argument("--seq-scaling", default="512,1024", help="extra block sizes for config C ('' for none)")
+    ap.add_argument("--frameworks", default="ours,torch")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--smoke", action="store_true", help="tiny config, 2 steps: proves the harness runs")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results.json"))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--config-json", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.child:
+        cfg = BenchConfig(**json.loads(args.config_json))
+        print(json.dumps(measure_one(args.child, cfg, args.threads, args.steps, args.warmup)))
+        return
+
+    if args.smoke:
+        configs = [CONFIGS["smoke"]]
+        args.steps, args.warmup = 2, 1
+    else:
+        configs = [CONFIGS[c] for c in args.configs.split(",") if c]
+        configs += [CONFIGS["C"].with_block_size(int(t)) for t in args.seq_scaling.split(",") if t]
+    frameworks = args.frameworks.split(",")
+    env = dict(os.environ)
+    rows = []
+    for cfg in configs:
+        for fw in frameworks:
+            row = _child(fw, cfg, args.threads, args.steps, args.warmup, env)
+            rows.append(row)
+            print(f"{cfg.name:>18} {fw:>10}: {row['tokens_per_s']:8.1f} tok/s  "
+                  f"{row['ms']['step']:8.1f} ms/step  {row['peak_rss_mb']:7.0f} MB", flush=True)
+    result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "threads": args.threads,
+              "steps": args.steps, "warmup": args.warmup, "matmul_peak": matmul_peak(args.threads),
+              "rows": rows}
+    if not args.smoke:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+        Path(args.out).write_text(render_markdown(result))
+    else:
+        print(render_markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The PyTorch peer: the same GPT-2 and the same training step, in eager mode.
+
+Written here for the benchmark only (not a runtime dependency): forward + backward
++ global-norm clipping + AdamW, matching pyggml_train's step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .configs import BenchConfig
+
+
+class Block(nn.Module):
+    def __init__(self, c: int, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+        self.ln_1 = nn.LayerNorm(c, eps=1e-5)
+        self.c_attn = nn.Linear(c, 3 * c)
+        self.c_proj = nn.Linear(c, c)
+        self.ln_2 = nn.LayerNorm(c, eps=1e-5)
+        self.c_fc = nn.Linear(c, 4 * c)
+        self.mlp_proj = nn.Linear(4 * c, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(c, dim=2)  # each (B, T, C)
+        heads = lambda z: z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)  # noqa: E731
+        y = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), is_causal=True)
+        x = x + self.c_proj(y.transpose(1, 2).reshape(b, t, c))
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+
+class TorchGPT2(nn.Module):
+    def __init__(self, cfg: BenchConfig):
+        super().__init__()
+        c = cfg.n_embd
+        self.wte = nn.Embedding(cfg.vocab_size, c)
+        self.wpe = nn.Embedding(cfg.block_size, c)
+        self.blocks = nn.ModuleList(Block(c, cfg.n_head) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(c, eps=1e-5)
+        std = 0.02
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                scale = (2 * cfg.n_layer) ** -0.5 if name.endswith("proj.weight") else 1.0
+                nn.init.normal_(p, 0.0, std * scale)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        t = idx.shape[1]
+        x = self.wte(idx) + self.wpe(torch.arange(t))
+        for block in self.blocks:
+            x = block(x)
+        logits = self.ln_f(x) @ self.wte.weight.T  # (B, T, V), tied lm_head
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+
+
+class TorchStep:
+    """One training step, split into forward / backward / optimizer for timing."""
+
+    def __init__(self, cfg: BenchConfig, threads: int, seed: int = 0, autocast_bf16: bool = False):
+        torch.manual_seed(seed)
+        torch.set_num_threads(threads)
+        self.model = TorchGPT2(cfg)
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        self.opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=3e-4, betas=(0.9, 0.95), eps=1e-8, foreach=True,
+        )
+        self.autocast = autocast_bf16
+        self.loss: torch.Tensor | None = None
+
+    def forward(self, idx, targets) -> float:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            self.loss = self.model(torch.from_numpy(idx).long(), torch.from_numpy(targets).long())
+        return float(self.loss.detach())
+
+    def backward(self) -> None:
+        assert self.loss is not None
+        self.loss.backward()
+
+    def optimizer(self) -> float:
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return float(norm)
+
+    @staticmethod
+    def expected_initial_loss(cfg: BenchConfig) -> float:
+        return math.log(cfg.vocab_size)
