@@ -13,5 +13,9 @@ cmake -S "$root" -B "$build" -DPYGGML_BUILD_PYTHON=ON -DPYGGML_BUILD_DEMOS="${PY
   -Dpybind11_DIR="$(python -m pybind11 --cmakedir)" -DPython_EXECUTABLE="$(command -v python)" >"$build/configure.log" \
   || { cat "$build/configure.log"; exit 1; }
 cmake --build "$build" -j"$(nproc)" --target _C "$@"
-cp "$build"/_C*.so "$root/pyggml_train/"
+# copy then rename: a running process keeps its mapping of the old file intact
+for so in "$build"/_C*.so; do
+  cp "$so" "$root/pyggml_train/.$(basename "$so").tmp"
+  mv -f "$root/pyggml_train/.$(basename "$so").tmp" "$root/pyggml_train/$(basename "$so")"
+done
 echo "dev build ok: $(ls "$root"/pyggml_train/_C*.so)"

@@ -70,6 +70,7 @@ bool has_backward(const ggml_tensor * t, int src) {
                 case GGML_UNARY_OP_EXP:
                 case GGML_UNARY_OP_GELU:
                 case GGML_UNARY_OP_GELU_ERF:
+                case GGML_UNARY_OP_TANH:
                     return true;
                 default:
                     return false;

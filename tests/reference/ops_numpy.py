@@ -237,6 +237,10 @@ def tanh(x: Array) -> Array:
     return np.tanh(x)
 
 
+def tanh_grad(dout: Array, x: Array) -> Array:
+    return dout * (1.0 - np.tanh(x) ** 2)
+
+
 def exp_grad(dout: Array, x: Array) -> Array:
     return dout * np.exp(x)
 
