@@ -11,15 +11,9 @@ tiny shakespeare (downloaded once, cached), or Python's own docs when offline.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-# ggml's CPU threads are OpenMP threads; on a busy machine spinning at every barrier
-# costs more than sleeping, so sleep unless the user chose otherwise. Must precede the
-# first import of the extension.
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-
-from pyggml_train.cli import add_train_arguments, run_train  # noqa: E402
+from pyggml_train.cli import add_train_arguments, run_train
 
 # fewer steps than the preset's 600 so that a 2-core laptop finishes in a few minutes
 EXAMPLE_STEPS = 300
