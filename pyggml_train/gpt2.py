@@ -154,9 +154,7 @@ class LossHead:
             if n * v >= 2**31:
                 raise ValueError(f"gather loss: N*V = {n * v} overflows the i32 flat index")
             self.labels = ctx.input((n,), dtype="i32", name="flat_targets")  # (N,)
-            # scale(., 1) gives soft_max's backward a fresh gradient tensor: ggml computes a
-            # wrong soft_max gradient when it arrives through a reshape view (see docs)
-            probs = G.reshape(G.soft_max(logits) * 1.0, (n * v, 1))  # (N*V, 1)
+            probs = G.reshape(G.soft_max(logits), (n * v, 1))  # (N*V, 1)
             picked = G.get_rows(probs, self.labels)  # (N, 1)
             self.loss = G.sum(G.log(picked)) * (-1.0 / n)  # ()
         else:

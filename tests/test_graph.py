@@ -72,3 +72,23 @@ def test_optimizer_graph_reads_the_persistent_gradient() -> None:
     train.compute()
     step.compute()
     np.testing.assert_allclose(w.numpy(), np.array([1.0, -2.0, 3.0]) * (1 - 0.2), rtol=1e-6)
+
+
+def test_softmax_gradient_through_a_reshape_of_its_output() -> None:
+    # The allocator runs SOFT_MAX_BACK in place over the softmax output when the incoming
+    # gradient is a view; patch 0009 makes the CPU kernel safe for that.
+    rng = np.random.default_rng(0)
+    n, v = 6, 7
+    wv = rng.standard_normal((n, v)).astype(np.float32)
+    cv = rng.standard_normal((n, v)).astype(np.float32)
+    ctx = pg.Context(threads=1)
+    w = ctx.param((n, v), init=wv)
+    c = ctx.constant(cv)
+    loss = G.sum(G.mul(G.reshape(G.soft_max(w), (n * v,)), G.reshape(c, (n * v,)))).set_loss()
+    g = ctx.graph(loss, backward=True)
+    g.compute()
+    x = wv.astype(np.float64)
+    p = np.exp(x - x.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    want = p * (cv - (cv * p).sum(-1, keepdims=True))
+    np.testing.assert_allclose(g.grad(w), want, rtol=0, atol=1e-6)
