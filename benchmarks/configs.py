@@ -33,8 +33,15 @@ class BenchConfig:
         return dense + attention
 
     def with_block_size(self, t: int) -> BenchConfig:
-        return BenchConfig(self.name + f"-T{t}", self.n_layer, self.n_embd, self.n_head,
-                           self.vocab_size, t, self.batch_size)
+        return BenchConfig(
+            self.name + f"-T{t}",
+            self.n_layer,
+            self.n_embd,
+            self.n_head,
+            self.vocab_size,
+            t,
+            self.batch_size,
+        )
 
 
 CONFIGS = {

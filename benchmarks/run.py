@@ -49,8 +49,14 @@ def _ours(cfg: BenchConfig, threads: int, steps: int, warmup: int) -> dict:
     # Pad a large vocabulary to a multiple of 64 rows (50257 -> 50304): the padded logits
     # are never seen by the loss, and the lm_head matmuls take ggml's fast sgemm path.
     padded = -(-cfg.vocab_size // 64) * 64 if cfg.vocab_size > 1024 else None
-    mc = GPT2Config(vocab_size=cfg.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
-                    n_head=cfg.n_head, n_embd=cfg.n_embd, padded_vocab_size=padded)
+    mc = GPT2Config(
+        vocab_size=cfg.vocab_size,
+        block_size=cfg.block_size,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        n_embd=cfg.n_embd,
+        padded_vocab_size=padded,
+    )
     model = GPT2(mc, ctx=ctx, seed=0)
     train = model.graph(cfg.batch_size, cfg.block_size, "train")
     forward = model.graph(cfg.batch_size, cfg.block_size, "loss")
@@ -100,8 +106,9 @@ def _torch(cfg: BenchConfig, threads: int, steps: int, warmup: int, bf16: bool =
 
 
 def measure_one(framework: str, cfg: BenchConfig, threads: int, steps: int, warmup: int) -> dict:
-    runner = {"ours": _ours, "torch": _torch,
-              "torch-bf16": lambda *a: _torch(*a, bf16=True)}[framework]
+    runner = {"ours": _ours, "torch": _torch, "torch-bf16": lambda *a: _torch(*a, bf16=True)}[
+        framework
+    ]
     out = runner(cfg, threads, steps, warmup)
     med = {k: statistics.median(v) for k, v in out["times"].items()}
     return {
@@ -120,14 +127,27 @@ def measure_one(framework: str, cfg: BenchConfig, threads: int, steps: int, warm
 # ---- the parent: run children, collect, report ----------------------------------------------
 
 
-def _child(framework: str, cfg: BenchConfig, threads: int, steps: int, warmup: int,
-           env: dict[str, str]) -> dict:
+def _child(
+    framework: str, cfg: BenchConfig, threads: int, steps: int, warmup: int, env: dict[str, str]
+) -> dict:
     # ROOT goes last on sys.path so that an installed pyggml_train wins over the source
     # tree (which has no compiled extension in a fresh clone).
     boot = f"import sys; sys.path.append({str(ROOT)!r}); from benchmarks.run import main; main()"
-    cmd = [sys.executable, "-c", boot, "--child", framework, "--threads", str(threads),
-           "--steps", str(steps), "--warmup", str(warmup), "--config-json",
-           json.dumps(cfg.__dict__)]
+    cmd = [
+        sys.executable,
+        "-c",
+        boot,
+        "--child",
+        framework,
+        "--threads",
+        str(threads),
+        "--steps",
+        str(steps),
+        "--warmup",
+        str(warmup),
+        "--config-json",
+        json.dumps(cfg.__dict__),
+    ]
     proc = subprocess.run(cmd, cwd=Path.home(), env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{framework} on {cfg.name} failed:\n{proc.stderr[-3000:]}")
@@ -168,41 +188,62 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(),
-            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "(unset)")}
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+    }
 
 
 def render_markdown(result: dict) -> str:
-    lines = ["# Training-step benchmark: pyggml_train vs PyTorch (CPU, f32)", "",
-             f"Measured {result['date']} on {result['machine']['cpu']} "
-             f"({result['machine']['cores']} cores), {result['threads']} threads, "
-             f"median of {result['steps']} steps after {result['warmup']} warm-up.",
-             "A step is forward + backward + global-norm clipping + AdamW. "
-             "Reproduce: `pip install '.[bench]' && python -m benchmarks.run`.", "",
-             "Matmul peak measured in the same run (f32, n=2048): " +
-             ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in result["matmul_peak"].items()) + ".", "",
-             "| config | framework | tokens/s | ms/step | fwd | bwd | opt | GFLOP/s | peak RSS MB | speedup |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Training-step benchmark: pyggml_train vs PyTorch (CPU, f32)",
+        "",
+        f"Measured {result['date']} on {result['machine']['cpu']} "
+        f"({result['machine']['cores']} cores), {result['threads']} threads, "
+        f"median of {result['steps']} steps after {result['warmup']} warm-up.",
+        "A step is forward + backward + global-norm clipping + AdamW. "
+        "Reproduce: `pip install '.[bench]' && python -m benchmarks.run`.",
+        "",
+        "Matmul peak measured in the same run (f32, n=2048): "
+        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in result["matmul_peak"].items())
+        + ".",
+        "",
+        "| config | framework | tokens/s | ms/step | fwd | bwd | opt | GFLOP/s | peak RSS MB "
+        "| speedup |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     rows = result["rows"]
     for r in rows:
-        peer = next((p for p in rows if p["config"] == r["config"] and p["framework"] == "torch"), None)
+        peer = next(
+            (p for p in rows if p["config"] == r["config"] and p["framework"] == "torch"), None
+        )
         speed = f"{r['tokens_per_s'] / peer['tokens_per_s']:.2f}x" if peer else ""
         ms = r["ms"]
-        lines.append(f"| {r['config']} | {r['framework']} | {r['tokens_per_s']:.0f} | {ms['step']:.0f} | "
-                     f"{ms['forward']:.0f} | {ms['backward']:.0f} | {ms['optimizer']:.0f} | "
-                     f"{r['gflops_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {speed} |")
+        lines.append(
+            f"| {r['config']} | {r['framework']} | {r['tokens_per_s']:.0f} | {ms['step']:.0f} | "
+            f"{ms['forward']:.0f} | {ms['backward']:.0f} | {ms['optimizer']:.0f} | "
+            f"{r['gflops_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {speed} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", default="A,B,C", help="comma-separated names from benchmarks/configs.py")
-    ap.add_argument("--seq-scaling", default="512,1024", help="extra block sizes for config C ('' for none)")
+    ap.add_argument(
+        "--configs", default="A,B,C", help="comma-separated names from benchmarks/configs.py"
+    )
+    ap.add_argument(
+        "--seq-scaling", default="512,1024", help="extra block sizes for config C ('' for none)"
+    )
     ap.add_argument("--frameworks", default="ours,torch")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--smoke", action="store_true", help="tiny config, 2 steps: proves the harness runs")
+    ap.add_argument(
+        "--smoke", action="store_true", help="tiny config, 2 steps: proves the harness runs"
+    )
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results.json"))
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -227,11 +268,20 @@ def main(argv: list[str] | None = None) -> None:
         for fw in frameworks:
             row = _child(fw, cfg, args.threads, args.steps, args.warmup, env)
             rows.append(row)
-            print(f"{cfg.name:>18} {fw:>10}: {row['tokens_per_s']:8.1f} tok/s  "
-                  f"{row['ms']['step']:8.1f} ms/step  {row['peak_rss_mb']:7.0f} MB", flush=True)
-    result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "threads": args.threads,
-              "steps": args.steps, "warmup": args.warmup, "matmul_peak": matmul_peak(args.threads),
-              "rows": rows}
+            print(
+                f"{cfg.name:>18} {fw:>10}: {row['tokens_per_s']:8.1f} tok/s  "
+                f"{row['ms']['step']:8.1f} ms/step  {row['peak_rss_mb']:7.0f} MB",
+                flush=True,
+            )
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "threads": args.threads,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "matmul_peak": matmul_peak(args.threads),
+        "rows": rows,
+    }
     if not args.smoke:
         Path(args.json).write_text(json.dumps(result, indent=1))
         Path(args.out).write_text(render_markdown(result))

@@ -71,7 +71,10 @@ class TorchStep:
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         self.opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=3e-4, betas=(0.9, 0.95), eps=1e-8, foreach=True,
+            lr=3e-4,
+            betas=(0.9, 0.95),
+            eps=1e-8,
+            foreach=True,
         )
         self.autocast = autocast_bf16
         self.loss: torch.Tensor | None = None

@@ -10,8 +10,6 @@ a crash mid-save never leaves a half-written checkpoint under the real name.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_open
 from .config import GPT2Config, TrainConfig, from_json, to_json
 
 FORMAT = "pyggml_train.checkpoint"
@@ -33,16 +32,8 @@ def save_arrays(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict[
     if _META_KEY in arrays:
         raise ValueError(f"array name {_META_KEY!r} is reserved for the metadata")
     meta = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{_META_KEY: meta}, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        np.savez(f, **{_META_KEY: meta}, **arrays)
     return path
 
 

@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 import sysconfig
-import tempfile
 import urllib.request
 import warnings
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_open
 from .tokenizer import Tokenizer, get_tokenizer, tokenizer_from_dict
 
 MAGIC = 20240520
@@ -40,16 +40,10 @@ FALLBACK_TARGET_CHARS = 1_500_000  # size of the offline corpus built from Pytho
 
 # ---- (a) llm.c .bin token files -------------------------------------------------------------
 def _atomic_write(path: Path, chunks: list[bytes]) -> None:
-    """Write to a temp file beside path, then rename, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write chunks so that readers never see half a file."""
+    with atomic_open(path) as f:
+        for chunk in chunks:
+            f.write(chunk)
 
 
 def write_tokens(path: str | Path, tokens: np.ndarray | list[int]) -> Path:

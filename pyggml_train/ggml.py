@@ -18,9 +18,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import _C
-from .shape import from_ne, to_ggml_axes, to_ne
+from .shape import to_ggml_axes, to_ne
 
-_DTYPES = {"f32": (_C.Type.f32, np.float32), "f16": (_C.Type.f16, np.float16), "i32": (_C.Type.i32, np.int32)}
+_DTYPES = {
+    "f32": (_C.Type.f32, np.float32),
+    "f16": (_C.Type.f16, np.float16),
+    "i32": (_C.Type.i32, np.int32),
+}
 _NAMES = {v[0]: k for k, v in _DTYPES.items()}
 
 
@@ -101,7 +105,10 @@ class Tensor:
                 arr = np.full(self.shape, arr)
             else:
                 raise ValueError(f"shape mismatch for {self!r}: got array of shape {arr.shape}")
-        if np.issubdtype(want, np.floating) != np.issubdtype(arr.dtype, np.floating) and arr.dtype != np.bool_:
+        if (
+            np.issubdtype(want, np.floating) != np.issubdtype(arr.dtype, np.floating)
+            and arr.dtype != np.bool_
+        ):
             if not (np.issubdtype(want, np.floating) and np.issubdtype(arr.dtype, np.integer)):
                 raise TypeError(
                     f"dtype mismatch for {self!r}: got {arr.dtype}; an {self.dtype} tensor takes "
@@ -205,7 +212,9 @@ class Context:
         """Give memory to every leaf tensor that has none yet."""
         self._c.allocate()
 
-    def graph(self, outputs: Tensor | Sequence[Tensor], backward: bool = False, size: int = 0) -> Graph:
+    def graph(
+        self, outputs: Tensor | Sequence[Tensor], backward: bool = False, size: int = 0
+    ) -> Graph:
         return Graph(outputs, backward=backward, size=size)
 
 
@@ -345,9 +354,11 @@ def mul_mat(a: Tensor, b: Tensor) -> Tensor:
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``x @ weight.T + bias`` with ``weight (N, K)`` as in torch.nn.Linear; x (..., K) -> (..., N)."""
+    """``x @ weight.T + bias``, ``weight (N, K)`` as in torch.nn.Linear: x (..., K) -> (..., N)."""
     if weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: x {x.shape} and weight {weight.shape} do not fit (weight is (out, in))")
+        raise ValueError(
+            f"linear: x {x.shape} and weight {weight.shape} do not fit (weight is (out, in))"
+        )
     flat = reshape(x, (-1, x.shape[-1])) if x.ndim != 2 else x
     y = mul_mat(weight, flat)  # (rows, N)
     if bias is not None:
@@ -394,7 +405,9 @@ def reshape(a: Tensor, shape: Sequence[int]) -> Tensor:
     return _wrap(_C.reshape(a._h, to_ne(tuple(shape))), tuple(shape))
 
 
-def view(a: Tensor, shape: Sequence[int], offset: int = 0, strides: Sequence[int] | None = None) -> Tensor:
+def view(
+    a: Tensor, shape: Sequence[int], offset: int = 0, strides: Sequence[int] | None = None
+) -> Tensor:
     """A view of ``a`` with numpy ``shape``, byte ``strides`` (default: those of ``a``'s
     trailing axes) and byte ``offset``. The last axis must be dense."""
     shape = tuple(int(d) for d in shape)
@@ -407,7 +420,9 @@ def view(a: Tensor, shape: Sequence[int], offset: int = 0, strides: Sequence[int
         raise ValueError(f"view: {len(strides)} strides for shape {shape}")
     item = 4 if a.dtype != "f16" else 2
     if shape and strides[-1] != item:
-        raise ValueError(f"view: the last axis must be dense (stride {item} bytes), got {strides[-1]}")
+        raise ValueError(
+            f"view: the last axis must be dense (stride {item} bytes), got {strides[-1]}"
+        )
     nb = list(reversed(strides[:-1])) if shape else []
     nb123 = [0, 0, 0]
     ne = to_ne(shape)
@@ -506,7 +521,10 @@ def cross_entropy_loss_sparse(logits: Tensor, targets: Tensor) -> Tensor:
     """Mean over rows of ``-log_softmax(logits)[target]`` with i32 ``targets`` of shape
     ``logits.shape[:-1]``; rows with a negative target are ignored. Needs no dense labels."""
     if targets.shape != logits.shape[:-1]:
-        raise ValueError(f"cross_entropy_loss_sparse: targets {targets.shape} must have shape {logits.shape[:-1]}")
+        raise ValueError(
+            f"cross_entropy_loss_sparse: targets {targets.shape} must have shape "
+            f"{logits.shape[:-1]}"
+        )
     return _wrap(_C.cross_entropy_loss_sparse(logits._h, targets._h), ())
 
 
