@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyggml_train
+
 REPO = Path(__file__).resolve().parents[1]
 TEXT = REPO / ".." / "shared" / "data" / "the-verdict.txt"
 TINY = ["--set", "n_layer=1", "n_embd=32", "n_head=2", "eval_interval=5", "eval_steps=2",
@@ -13,11 +15,15 @@ TINY = ["--set", "n_layer=1", "n_embd=32", "n_head=2", "eval_interval=5", "eval_
         "--no-progress"]  # fmt: skip
 
 
+# the pyggml_train this test imported (installed, or the source tree with a dev build)
+PACKAGE_ROOT = Path(pyggml_train.__file__).resolve().parents[1]
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "passive"}
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT), "OMP_WAIT_POLICY": "passive"}
     return subprocess.run(
         [sys.executable, "-m", "pyggml_train.cli", *args],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True, text=True, env=env, timeout=300, cwd=PACKAGE_ROOT,
     )  # fmt: skip
 
 

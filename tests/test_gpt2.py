@@ -6,12 +6,12 @@ parameter's gradient to 1e-4 of that gradient's largest magnitude.
 
 import numpy as np
 import pytest
+from reference import gpt2_numpy as ref
 
 from pyggml_train import ggml as G
 from pyggml_train.config import GPT2Config
 from pyggml_train.gpt2 import GPT2
 from pyggml_train.hf_gpt2 import init_params, save_hf_checkpoint
-from tests.reference import gpt2_numpy as ref
 
 GRAD_REL = 1e-4
 VALUE_REL = 1e-5
