@@ -59,27 +59,43 @@ def _ours(cfg: BenchConfig, threads: int, steps: int, warmup: int) -> dict:
     )
     model = GPT2(mc, ctx=ctx, seed=0)
     train = model.graph(cfg.batch_size, cfg.block_size, "train")
-    forward = model.graph(cfg.batch_size, cfg.block_size, "loss")
     grads = {n: train.graph.grad_accumulator(p) for n, p in model.params.items()}
     opt = AdamW(ctx, model.params, grads)
-    times: dict[str, list[float]] = {"forward": [], "backward": [], "optimizer": [], "step": []}
-    losses = []
+    fwd_bwd, optimizer, losses = [], [], []
     for i in range(warmup + steps):
         idx, tgt = _batch(cfg, i)
         t0 = time.perf_counter()
-        forward.run(idx, tgt)  # forward alone, to split the fused forward+backward graph
-        t1 = time.perf_counter()
         losses.append(train.run(idx, tgt))
-        t2 = time.perf_counter()
+        t1 = time.perf_counter()
         opt.step(3e-4)
         train.graph.reset_grads()
-        t3 = time.perf_counter()
+        t2 = time.perf_counter()
         if i >= warmup:
-            times["forward"].append(t1 - t0)
-            times["backward"].append((t2 - t1) - (t1 - t0))
-            times["optimizer"].append(t3 - t2)
-            times["step"].append(t3 - t1)
-    return {"times": times, "losses": losses}
+            fwd_bwd.append(t1 - t0)
+            optimizer.append(t2 - t1)
+    # Peak memory of training alone, before the extra graph that splits the timing.
+    peak_rss_mb = _peak_rss_mb()
+    # ggml runs forward and backward as one graph: time a forward-only graph on the same
+    # batches and attribute the rest to the backward pass.
+    forward_graph = model.graph(cfg.batch_size, cfg.block_size, "loss")
+    forward = []
+    for i in range(warmup + steps):
+        idx, tgt = _batch(cfg, i)
+        t0 = time.perf_counter()
+        forward_graph.run(idx, tgt)
+        if i >= warmup:
+            forward.append(time.perf_counter() - t0)
+    times = {
+        "forward": forward,
+        "backward": [fb - f for fb, f in zip(fwd_bwd, forward, strict=True)],
+        "optimizer": optimizer,
+        "step": [fb + o for fb, o in zip(fwd_bwd, optimizer, strict=True)],
+    }
+    return {"times": times, "losses": losses, "peak_rss_mb": peak_rss_mb}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _torch(cfg: BenchConfig, threads: int, steps: int, warmup: int, bf16: bool = False) -> dict:
@@ -119,7 +135,7 @@ def measure_one(framework: str, cfg: BenchConfig, threads: int, steps: int, warm
         "tokens_per_s": cfg.tokens_per_step / med["step"],
         "ms": {k: 1000 * v for k, v in med.items()},
         "gflops_per_s": cfg.flops_per_step() / med["step"] / 1e9,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": out.get("peak_rss_mb", _peak_rss_mb()),
         "first_loss": out["losses"][0],
     }
 
