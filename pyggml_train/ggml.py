@@ -133,6 +133,16 @@ class Tensor:
         self._h.set_loss()
         return self
 
+    def set_output(self) -> Tensor:
+        """Keep this op result readable after compute (graph outputs are marked already)."""
+        self._h.set_output()
+        return self
+
+    def set_input(self) -> Tensor:
+        """Mark a leaf as written by the caller before each compute (``Context.input`` does)."""
+        self._h.set_input()
+        return self
+
     # -- operators ---------------------------------------------------------------------
     def __add__(self, other: Tensor) -> Tensor:
         return add(self, other)

@@ -92,3 +92,17 @@ def test_softmax_gradient_through_a_reshape_of_its_output() -> None:
     p /= p.sum(-1, keepdims=True)
     want = p * (cv - (cv * p).sum(-1, keepdims=True))
     np.testing.assert_allclose(g.grad(w), want, rtol=0, atol=1e-6)
+
+
+def test_an_intermediate_flagged_as_output_stays_readable() -> None:
+    ctx = pg.Context(threads=1)
+    a = ctx.input((32,))
+    mid = G.exp(a).set_output()  # consumed below, then its memory would be reused
+    out = G.sum(G.sqr(G.scale(mid, 2.0)))
+    g = ctx.graph(out)
+    a.set(np.linspace(-1, 1, 32))
+    g.compute()
+    np.testing.assert_allclose(mid.numpy(), np.exp(np.linspace(-1, 1, 32)), rtol=1e-6)
+    np.testing.assert_allclose(
+        out.numpy(), (4 * np.exp(np.linspace(-1, 1, 32)) ** 2).sum(), rtol=1e-5
+    )
