@@ -245,6 +245,21 @@ def render_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+BEGIN, END = "<!-- results: written by benchmarks/run.py -->", "<!-- end of results -->"
+
+
+def write_results(path: Path, table: str) -> None:
+    """Replace the results block of ``path``, keeping the hand-written analysis around it."""
+    block = f"{BEGIN}\n{table}{END}\n"
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1].lstrip("\n")
+    else:
+        text = block + text
+    path.write_text(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -300,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     if not args.smoke:
         Path(args.json).write_text(json.dumps(result, indent=1))
-        Path(args.out).write_text(render_markdown(result))
+        write_results(Path(args.out), render_markdown(result))
     else:
         print(render_markdown(result))
 
