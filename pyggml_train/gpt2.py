@@ -18,7 +18,7 @@ import numpy as np
 
 from . import ggml as G
 from .config import GPT2Config
-from .hf_gpt2 import PREFIX, init_params, load_hf_checkpoint, param_shapes
+from .hf_gpt2 import PREFIX, iter_init_params, load_hf_checkpoint, param_shapes
 
 # HF Conv1D weights stored (in, out); ggml's linear wants (out, in)
 _CONV1D_SUFFIXES = (
@@ -224,7 +224,11 @@ class GPT2:
             name: self.ctx.param(device_shape(name, shape, config), name=name)
             for name, shape in self.hf_shapes.items()
         }
-        self.load_state_dict(params if params is not None else init_params(config, seed))
+        if params is not None:
+            self.load_state_dict(params)
+        else:
+            for name, value in iter_init_params(config, seed):  # one tensor resident at a time
+                self._load_one(name, value)
         self._graphs: dict[tuple[str, int, int], StepGraph] = {}
 
     @classmethod
@@ -244,11 +248,15 @@ class GPT2:
         extra = sorted(set(state) - set(self.hf_shapes))
         if missing or extra:
             raise ValueError(f"state dict mismatch: missing {missing[:5]}, unexpected {extra[:5]}")
-        for name, shape in self.hf_shapes.items():
-            value = np.asarray(state[name])
-            if value.shape != shape:
-                raise ValueError(f"{name}: expected shape {shape} (HF layout), got {value.shape}")
-            self.params[name].set(hf_to_ggml(name, value, self.config))
+        for name in self.hf_shapes:
+            self._load_one(name, state[name])
+
+    def _load_one(self, name: str, value: np.ndarray) -> None:
+        value = np.asarray(value)
+        shape = self.hf_shapes[name]
+        if value.shape != shape:
+            raise ValueError(f"{name}: expected shape {shape} (HF layout), got {value.shape}")
+        self.params[name].set(hf_to_ggml(name, value, self.config))
 
     def num_params(self) -> int:
         return sum(math.prod(s) for s in self.hf_shapes.values())

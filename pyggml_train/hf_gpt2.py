@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,13 @@ def param_count(config: GPT2Config) -> int:
 
 
 def init_params(config: GPT2Config, seed: int = 0) -> dict[str, np.ndarray]:
-    """GPT-2 initialisation, float32, HF layout.
+    """GPT-2 initialisation, float32, HF layout (all at once; see iter_init_params)."""
+    return dict(iter_init_params(config, seed))
+
+
+def iter_init_params(config: GPT2Config, seed: int = 0) -> Iterator[tuple[str, np.ndarray]]:
+    """GPT-2 initialisation one tensor at a time, so a caller that copies each away never
+    holds a second copy of the whole model.
 
     Weights and embeddings ~ N(0, 0.02); the two residual projections per block
     (attn.c_proj, mlp.c_proj) use 0.02/sqrt(2*n_layer) so the residual stream's variance
@@ -73,7 +80,6 @@ def init_params(config: GPT2Config, seed: int = 0) -> dict[str, np.ndarray]:
     """
     rng = np.random.default_rng(seed)
     residual_std = 0.02 / math.sqrt(2 * config.n_layer)
-    params: dict[str, np.ndarray] = {}
     for name, shape in param_shapes(config).items():
         if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
             value = np.ones(shape, dtype=np.float32)
@@ -82,8 +88,7 @@ def init_params(config: GPT2Config, seed: int = 0) -> dict[str, np.ndarray]:
         else:
             std = residual_std if name.endswith("c_proj.weight") else 0.02
             value = rng.normal(0.0, std, size=shape).astype(np.float32)
-        params[name] = value
-    return params
+        yield name, value
 
 
 def _canonical(name: str) -> str:
