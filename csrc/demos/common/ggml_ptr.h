@@ -29,4 +29,9 @@ using GgufPtr      = std::unique_ptr<gguf_context, GgufFree>;
 // sized for n_tensors tensors plus n_graphs graphs of graph_size nodes with grads.
 ContextPtr new_compute_context(size_t n_tensors, size_t n_graphs, size_t graph_size);
 
+// ggml-opt with AdamW and constant hyperparameters *pars (which must outlive the
+// result), a cross-entropy loss on outputs, and graphs built in ctx_compute.
+OptPtr new_adamw_opt(ggml_backend_sched_t sched, ggml_context * ctx_compute,
+                     ggml_tensor * inputs, ggml_tensor * outputs, ggml_opt_optimizer_params * pars);
+
 } // namespace demo

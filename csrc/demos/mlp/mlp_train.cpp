@@ -95,14 +95,7 @@ int train_mlp(const MlpOptions & o) {
     ggml_opt_optimizer_params opt_pars = ggml_opt_get_default_optimizer_params(nullptr);
     opt_pars.adamw.alpha = o.lr;
 
-    ggml_opt_params params = ggml_opt_default_params(sched.get(), GGML_OPT_LOSS_TYPE_CROSS_ENTROPY);
-    params.ctx_compute     = ctx_compute.get();
-    params.inputs          = inputs;
-    params.outputs         = logits;
-    params.optimizer       = GGML_OPT_OPTIMIZER_TYPE_ADAMW;
-    params.get_opt_pars    = ggml_opt_get_constant_optimizer_params;
-    params.get_opt_pars_ud = &opt_pars;
-    OptPtr opt(ggml_opt_init(params));
+    OptPtr opt = new_adamw_opt(sched.get(), ctx_compute.get(), inputs, logits, &opt_pars);
 
     // The dataset lives in host memory; ggml-opt copies each batch to the backend.
     DatasetPtr dataset(ggml_opt_dataset_init(GGML_TYPE_F32, GGML_TYPE_F32, 2, kSpiralClasses, data.n, 1));

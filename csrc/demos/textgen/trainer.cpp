@@ -83,14 +83,7 @@ double train_gpt(const Backend & backend, GptModel & model, const TokenSplit & d
     opt_pars.adamw.alpha = s.lr;
     opt_pars.adamw.beta2 = 0.99f; // short runs: let the second moment adapt faster
 
-    ggml_opt_params params = ggml_opt_default_params(sched.get(), GGML_OPT_LOSS_TYPE_CROSS_ENTROPY);
-    params.ctx_compute     = ctx_compute.get();
-    params.inputs          = tokens;
-    params.outputs         = logits;
-    params.optimizer       = GGML_OPT_OPTIMIZER_TYPE_ADAMW;
-    params.get_opt_pars    = ggml_opt_get_constant_optimizer_params;
-    params.get_opt_pars_ud = &opt_pars;
-    OptPtr opt(ggml_opt_init(params));
+    OptPtr opt = new_adamw_opt(sched.get(), ctx_compute.get(), tokens, logits, &opt_pars);
 
     BatchMaker batch(cfg.vocab, cfg.block, s.batch);
     OptResultPtr res_train(ggml_opt_result_init());
