@@ -74,8 +74,11 @@ def _p(params: dict[str, G.Tensor], h: str, name: str) -> G.Tensor:
     return params[h + name]
 
 
-def attention(x: G.Tensor, params: dict[str, G.Tensor], h: str, n_head: int) -> G.Tensor:
-    """Causal self-attention on ln_1(x) (B, T, C) through the fused c_attn projection."""
+def attention(
+    x: G.Tensor, params: dict[str, G.Tensor], h: str, n_head: int, mask: G.Tensor
+) -> G.Tensor:
+    """Causal self-attention on ln_1(x) (B, T, C) through the fused c_attn projection;
+    ``mask`` (T, T) holds 0 on and below the diagonal, -inf above."""
     b, t, c = x.shape
     hs = c // n_head
     qkv = G.linear(x, _p(params, h, "attn.c_attn.weight"), _p(params, h, "attn.c_attn.bias"))
@@ -90,7 +93,8 @@ def attention(x: G.Tensor, params: dict[str, G.Tensor], h: str, n_head: int) -> 
     k = heads(1, (0, 2, 1, 3))  # (B, nh, T, hs)
     v_t = heads(2, (0, 2, 3, 1))  # (B, nh, hs, T)
     scores = G.mul_mat(k, q)  # (B, nh, T, T) = q @ k^T
-    probs = G.soft_max(G.diag_mask_inf(scores), scale=1.0 / math.sqrt(hs))  # (B, nh, T, T)
+    # one fused op: softmax(scores / sqrt(hs) + mask), no masked copy of the scores
+    probs = G.soft_max(scores, mask=mask, scale=1.0 / math.sqrt(hs))  # (B, nh, T, T)
     y = G.mul_mat(v_t, probs)  # (B, nh, T, hs) = probs @ v
     y = G.reshape(G.cont(G.permute(y, (0, 2, 1, 3))), (b, t, c))  # (B, T, C)
     out = G.linear(y, _p(params, h, "attn.c_proj.weight"), _p(params, h, "attn.c_proj.bias"))
@@ -105,24 +109,34 @@ def mlp(x: G.Tensor, params: dict[str, G.Tensor], h: str) -> G.Tensor:
     return G.linear(hidden, _p(params, h, "mlp.c_proj.weight"), _p(params, h, "mlp.c_proj.bias"))
 
 
-def block(x: G.Tensor, params: dict[str, G.Tensor], h: str, config: GPT2Config) -> G.Tensor:
+def block(
+    x: G.Tensor, params: dict[str, G.Tensor], h: str, config: GPT2Config, mask: G.Tensor
+) -> G.Tensor:
     """Pre-LayerNorm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x))."""
     eps = config.ln_eps
     ln1 = G.layer_norm(x, _p(params, h, "ln_1.weight"), _p(params, h, "ln_1.bias"), eps)
-    x = x + attention(ln1, params, h, config.n_head)  # (B, T, C)
+    x = x + attention(ln1, params, h, config.n_head, mask)  # (B, T, C)
     ln2 = G.layer_norm(x, _p(params, h, "ln_2.weight"), _p(params, h, "ln_2.bias"), eps)
     return x + mlp(ln2, params, h)  # (B, T, C)
 
 
-def logits_graph(idx: G.Tensor, params: dict[str, G.Tensor], config: GPT2Config) -> G.Tensor:
-    """Logits (N, V) for i32 token ids ``idx`` (B, T); padded vocab columns cut off."""
+def causal_mask(t: int) -> np.ndarray:
+    """(T, T) additive attention mask: 0 where a position may look, -inf at the future."""
+    return np.triu(np.full((t, t), -np.inf, dtype=np.float32), k=1)
+
+
+def logits_graph(
+    idx: G.Tensor, params: dict[str, G.Tensor], config: GPT2Config, mask: G.Tensor
+) -> G.Tensor:
+    """Logits (N, V) for i32 token ids ``idx`` (B, T) given ``causal_mask(T)`` as a tensor;
+    padded vocab columns cut off."""
     b, t = idx.shape
     c, v = config.n_embd, config.require_vocab_size()
     wte = params[WTE]  # (Vp, C)
     wpe = G.view(params[PREFIX + "wpe.weight"], (t, c), offset=0)  # (T, C) first T positions
     x = G.get_rows(wte, idx) + wpe  # (B, T, C)
     for i in range(config.n_layer):
-        x = block(x, params, f"{PREFIX}h.{i}.", config)
+        x = block(x, params, f"{PREFIX}h.{i}.", config, mask)
     assert x.shape == (b, t, c), x.shape
     x = G.layer_norm(x, params[PREFIX + "ln_f.weight"], params[PREFIX + "ln_f.bias"], config.ln_eps)
     logits = G.mul_mat(wte, G.reshape(x, (b * t, c)))  # (N, Vp), lm_head tied to wte
@@ -269,7 +283,8 @@ class GPT2:
                 f"sequence length {seq} must be in [1, block_size={self.config.block_size}]"
             )
         idx = self.ctx.input((batch, seq), dtype="i32", name="idx")  # (B, T)
-        logits = logits_graph(idx, self.params, self.config)  # (N, V)
+        mask = self.ctx.constant(causal_mask(seq), name="causal_mask")  # (T, T)
+        logits = logits_graph(idx, self.params, self.config, mask)  # (N, V)
         if mode == "logits":
             return StepGraph(self.ctx.graph(logits), idx, logits, None)
         head = LossHead(self.ctx, logits, self.loss_kind)
