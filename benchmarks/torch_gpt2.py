@@ -6,8 +6,6 @@ Written here for the benchmark only (not a runtime dependency): forward + backwa
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -93,7 +91,3 @@ class TorchStep:
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         return float(norm)
-
-    @staticmethod
-    def expected_initial_loss(cfg: BenchConfig) -> float:
-        return math.log(cfg.vocab_size)

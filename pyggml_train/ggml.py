@@ -242,7 +242,6 @@ class Graph:
         if not outs:
             raise ValueError("a graph needs at least one output tensor")
         self._g = _C.Graph([o._h for o in outs], backward, size)
-        self._shapes: dict[int, tuple[int, ...]] = {}
 
     def expand(self, tensor: Tensor) -> Tensor:
         """Append ``tensor`` (and what it needs) to the graph, e.g. optimizer steps."""

@@ -10,7 +10,6 @@ namespace {
 
 using T = TensorRef;
 
-std::string ne_str(const ggml_tensor * t) { return shape_str(t); }
 
 void check_can_broadcast(const T & a, const T & b, const char * op) {
     check_same_context(a, b);
@@ -59,11 +58,11 @@ T mul_mat(const T & a, const T & b) {
     check_f32(b, "mul_mat");
     const ggml_tensor *x = a.t, *y = b.t;
     if (x->ne[0] != y->ne[0]) {
-        fail("mul_mat: the last dimensions must match (it computes b @ a^T): got a " + ne_str(x) +
-             " and b " + ne_str(y));
+        fail("mul_mat: the last dimensions must match (it computes b @ a^T): got a " + shape_str(x) +
+             " and b " + shape_str(y));
     }
     if (y->ne[2] % x->ne[2] != 0 || y->ne[3] % x->ne[3] != 0) {
-        fail("mul_mat: batch dimensions of a " + ne_str(x) + " must divide those of b " + ne_str(y));
+        fail("mul_mat: batch dimensions of a " + shape_str(x) + " must divide those of b " + shape_str(y));
     }
     for (const ggml_tensor * t : {x, y}) {
         if (ggml_is_transposed(t) || t->nb[0] != ggml_type_size(t->type)) {
@@ -80,10 +79,10 @@ T out_prod(const T & a, const T & b) {
     check_f32(b, "out_prod");
     const ggml_tensor *x = a.t, *y = b.t;
     if (x->ne[1] != y->ne[1]) {
-        fail("out_prod: the second-to-last dimensions must match: got a " + ne_str(x) + " and b " + ne_str(y));
+        fail("out_prod: the second-to-last dimensions must match: got a " + shape_str(x) + " and b " + shape_str(y));
     }
     if (y->ne[2] % x->ne[2] != 0 || y->ne[3] % x->ne[3] != 0) {
-        fail("out_prod: batch dimensions of a " + ne_str(x) + " must divide those of b " + ne_str(y));
+        fail("out_prod: batch dimensions of a " + shape_str(x) + " must divide those of b " + shape_str(y));
     }
     if (ggml_is_transposed(x) || x->nb[0] != ggml_type_size(x->type)) {
         fail("out_prod: the first operand needs contiguous rows, got a transposed view " + describe(x) +
@@ -134,7 +133,7 @@ T get_rows(const T & a, const T & idx) {
     check_same_context(a, idx);
     if (idx.t->type != GGML_TYPE_I32) fail_type("get_rows: indices must be i32, got " + describe(idx.t));
     if (a.t->ne[2] != idx.t->ne[1] || idx.t->ne[3] != 1 || a.t->ne[3] != 1) {
-        fail("get_rows: a table " + ne_str(a.t) + " and indices " + ne_str(idx.t) +
+        fail("get_rows: a table " + shape_str(a.t) + " and indices " + shape_str(idx.t) +
              " do not fit: use a 2-D table (rows, width) with indices of any shape up to 2-D");
     }
     return result(a, ggml_get_rows(a.ctx->op_ctx(), a.t, idx.t));
@@ -150,7 +149,7 @@ T soft_max(const T & a, const T * mask, float scale) {
         if (!ggml_is_contiguous(mt)) fail("soft_max: mask must be contiguous");
         if (mt->ne[0] != a.t->ne[0] || mt->ne[1] < a.t->ne[1] || a.t->ne[2] % mt->ne[2] != 0 ||
             a.t->ne[3] % mt->ne[3] != 0) {
-            fail("soft_max: mask " + ne_str(mt) + " does not broadcast to scores " + ne_str(a.t));
+            fail("soft_max: mask " + shape_str(mt) + " does not broadcast to scores " + shape_str(a.t));
         }
     }
     return result(a, ggml_soft_max_ext(a.ctx->op_ctx(), a.t, mt, scale, 0.0f));
@@ -161,8 +160,8 @@ T cross_entropy_loss(const T & logits, const T & labels) {
     check_f32(logits, "cross_entropy_loss");
     check_f32(labels, "cross_entropy_loss (dense label probabilities)");
     if (!ggml_are_same_shape(logits.t, labels.t)) {
-        fail("cross_entropy_loss: logits " + ne_str(logits.t) + " and label probabilities " +
-             ne_str(labels.t) + " must have the same shape");
+        fail("cross_entropy_loss: logits " + shape_str(logits.t) + " and label probabilities " +
+             shape_str(labels.t) + " must have the same shape");
     }
     check_contiguous(logits, "cross_entropy_loss");
     check_contiguous(labels, "cross_entropy_loss");
@@ -277,7 +276,7 @@ void init_ops(py::module_ & m) {
         }
         check_contiguous(targets, "cross_entropy_loss_sparse");
         if (ggml_nelements(targets.t) != ggml_nrows(logits.t)) {
-            fail("cross_entropy_loss_sparse: one target per row of logits " + ne_str(logits.t) + " expected, got " +
+            fail("cross_entropy_loss_sparse: one target per row of logits " + shape_str(logits.t) + " expected, got " +
                  std::to_string(ggml_nelements(targets.t)) + " targets");
         }
         return result(logits, ggml_cross_entropy_loss_sparse(logits.ctx->op_ctx(), logits.t, targets.t));
@@ -309,7 +308,7 @@ void init_ops(py::module_ & m) {
         const ggml_tensor *a = dst.t, *b = src.t, *c = idx.t;
         if (a->ne[0] != b->ne[0] || a->ne[2] != b->ne[2] || a->ne[3] != b->ne[3] || b->ne[1] != c->ne[0] ||
             c->ne[1] != 1 || c->ne[2] != 1 || c->ne[3] != 1) {
-            fail("set_rows: destination " + ne_str(a) + ", rows " + ne_str(b) + " and indices " + ne_str(c) +
+            fail("set_rows: destination " + shape_str(a) + ", rows " + shape_str(b) + " and indices " + shape_str(c) +
                  " do not fit: rows must be (..., n, width) with the destination's width and batch dims, indices (n,)");
         }
         if (!ggml_is_contiguous_rows(a) || !ggml_is_contiguous_rows(b)) fail("set_rows: needs contiguous rows");
