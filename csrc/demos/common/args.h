@@ -45,4 +45,20 @@ private:
 // Parses argv, prints help or the error; returns -1 to go on, else the exit code.
 int parse_or_exit_code(ArgParser & parser, int argc, char ** argv);
 
+// The whole body of a demo's main: parse the flags into o, check them, run.
+template <class Options>
+int run_program(ArgParser & parser, int argc, char ** argv, const Options & o,
+                std::string (*check)(const Options &), int (*run)(const Options &)) {
+    const int code = parse_or_exit_code(parser, argc, argv);
+    if (code >= 0) {
+        return code;
+    }
+    const std::string problem = check(o);
+    if (!problem.empty()) {
+        std::fprintf(stderr, "error: %s\n", problem.c_str());
+        return 2;
+    }
+    return run(o);
+}
+
 } // namespace demo
