@@ -239,8 +239,6 @@ class Graph:
 
     def __init__(self, outputs: Tensor | Sequence[Tensor], backward: bool = False, size: int = 0):
         outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
-        if not outs:
-            raise ValueError("a graph needs at least one output tensor")
         self._g = _C.Graph([o._h for o in outs], backward, size)
 
     def expand(self, tensor: Tensor) -> Tensor:

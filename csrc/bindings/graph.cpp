@@ -88,7 +88,6 @@ class Graph {
   public:
     Graph(std::shared_ptr<Context> ctx, const std::vector<TensorRef> & outputs, bool backward, int size)
         : ctx_(std::move(ctx)) {
-        if (outputs.empty()) fail("a graph needs at least one output tensor");
         for (const auto & o : outputs) {
             if (o.ctx.get() != ctx_.get()) fail("all outputs of a graph must come from the same Context");
         }
@@ -147,15 +146,14 @@ class Graph {
         require_backward("reset_grads");
         ctx_->allocate();
         for (auto & [param, acc] : accs_) ggml_backend_tensor_memset(acc, 0, 0, ggml_nbytes(acc));
-        std::vector<float> one = {loss_scale_};
-        for (auto & [loss, acc] : loss_accs_) ggml_backend_tensor_set(acc, one.data(), 0, sizeof(float));
+        write_loss_seed();
     }
 
     void set_loss_scale(float s) {
         loss_scale_ = s;
         if (has_backward_) {
             ctx_->allocate();
-            for (auto & [loss, acc] : loss_accs_) ggml_backend_tensor_set(acc, &s, 0, sizeof(float));
+            write_loss_seed();
         }
     }
 
@@ -245,6 +243,11 @@ class Graph {
         for (; t; t = t->view_src) {
             if (!is_persistent(t)) ggml_set_output(t);
         }
+    }
+
+    // dL/dloss, where the backward pass starts.
+    void write_loss_seed() {
+        for (auto & [loss, acc] : loss_accs_) ggml_backend_tensor_set(acc, &loss_scale_, 0, sizeof(float));
     }
 
     void require_backward(const char * what) const {
