@@ -572,6 +572,12 @@ def opt_step_sgd(param: Tensor, grad: Tensor, hparams: Tensor) -> Tensor:
     return _wrap(_C.opt_step_sgd(param._h, grad._h, hparams._h), param.shape)
 
 
+def cpu_blas() -> str:
+    """The BLAS library (and the kernels it chose for this CPU) that runs the CPU's large f32
+    matmuls, or ``''`` for a build on ggml's own sgemm (``-DPYGGML_CPU_BLAS=OFF``)."""
+    return _C.cpu_blas()
+
+
 def ggml_version() -> tuple[str, list[str]]:
     """(pinned upstream ggml commit, names of the patches applied to it)."""
     return _C.GGML_COMMIT, list(_C.GGML_PATCHES)

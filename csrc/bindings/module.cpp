@@ -32,6 +32,21 @@ std::vector<std::string> split_csv(const std::string & s) {
     return out;
 }
 
+#ifdef PYGGML_CPU_BLAS
+extern "C" char * scipy_openblas_get_config(void);
+extern "C" char * scipy_openblas_get_corename(void);
+#endif
+
+// The BLAS library behind the CPU backend's large f32 matmuls (patch 0010), with the
+// kernel it picked for this CPU; empty when built with ggml's own sgemm only.
+std::string cpu_blas() {
+#ifdef PYGGML_CPU_BLAS
+    return std::string(scipy_openblas_get_config()) + " (kernels: " + scipy_openblas_get_corename() + ")";
+#else
+    return "";
+#endif
+}
+
 void quiet_log(ggml_log_level level, const char * text, void *) {
     if (level == GGML_LOG_LEVEL_ERROR || level == GGML_LOG_LEVEL_WARN) fputs(text, stderr);
 }
@@ -51,6 +66,7 @@ PYBIND11_MODULE(_C, m) {
     m.attr("GGML_COMMIT") = PYGGML_GGML_COMMIT;
     m.attr("GGML_PATCHES") = split_csv(PYGGML_GGML_PATCHES);
     m.def("devices", &devices, "Names of the ggml devices this build can run on");
+    m.def("cpu_blas", &cpu_blas, "The BLAS behind the CPU's large f32 matmuls ('' if none)");
 
     init_context(m);
     init_ops(m);
