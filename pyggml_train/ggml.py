@@ -524,15 +524,21 @@ def cross_entropy_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return _wrap(_C.cross_entropy_loss(logits._h, labels._h), ())
 
 
-def cross_entropy_loss_sparse(logits: Tensor, targets: Tensor) -> Tensor:
+def cross_entropy_loss_sparse(
+    logits: Tensor, targets: Tensor, n_classes: int | None = None
+) -> Tensor:
     """Mean over rows of ``-log_softmax(logits)[target]`` with i32 ``targets`` of shape
-    ``logits.shape[:-1]``; rows with a negative target are ignored. Needs no dense labels."""
+    ``logits.shape[:-1]``; rows with a negative target are ignored. Needs no dense labels.
+    With ``n_classes``, only the first ``n_classes`` entries of each row are classes: the
+    rest (a padded vocabulary) stay out of the softmax and get zero gradient, so padded
+    logits need no cut-off copy."""
     if targets.shape != logits.shape[:-1]:
         raise ValueError(
             f"cross_entropy_loss_sparse: targets {targets.shape} must have shape "
             f"{logits.shape[:-1]}"
         )
-    return _wrap(_C.cross_entropy_loss_sparse(logits._h, targets._h), ())
+    classes = logits.shape[-1] if n_classes is None else n_classes
+    return _wrap(_C.cross_entropy_loss_sparse(logits._h, targets._h, classes), ())
 
 
 def norm_back(grad: Tensor, x: Tensor, eps: float = 1e-5) -> Tensor:

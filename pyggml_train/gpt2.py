@@ -128,10 +128,10 @@ def causal_mask(t: int) -> np.ndarray:
 def logits_graph(
     idx: G.Tensor, params: dict[str, G.Tensor], config: GPT2Config, mask: G.Tensor
 ) -> G.Tensor:
-    """Logits (N, V) for i32 token ids ``idx`` (B, T) given ``causal_mask(T)`` as a tensor;
-    padded vocab columns cut off."""
+    """Logits (N, Vp) for i32 token ids ``idx`` (B, T) given ``causal_mask(T)`` as a tensor,
+    padded vocab columns included (see :func:`vocab_logits`)."""
     b, t = idx.shape
-    c, v = config.n_embd, config.require_vocab_size()
+    c = config.n_embd
     wte = params[WTE]  # (Vp, C)
     wpe = G.view(params[PREFIX + "wpe.weight"], (t, c), offset=0)  # (T, C) first T positions
     x = G.get_rows(wte, idx) + wpe  # (B, T, C)
@@ -139,29 +139,38 @@ def logits_graph(
         x = block(x, params, f"{PREFIX}h.{i}.", config, mask)
     assert x.shape == (b, t, c), x.shape
     x = G.layer_norm(x, params[PREFIX + "ln_f.weight"], params[PREFIX + "ln_f.bias"], config.ln_eps)
-    logits = G.mul_mat(wte, G.reshape(x, (b * t, c)))  # (N, Vp), lm_head tied to wte
-    if wte.shape[0] != v:
-        logits = G.cont(G.view(logits, (b * t, v), offset=0))  # (N, V)
-    return logits
+    return G.mul_mat(wte, G.reshape(x, (b * t, c)))  # (N, Vp), lm_head tied to wte
+
+
+def vocab_logits(logits: G.Tensor, vocab_size: int) -> G.Tensor:
+    """The (N, V) real-vocabulary columns of padded logits (N, Vp), as a contiguous copy."""
+    n, vp = logits.shape
+    if vp == vocab_size:
+        return logits
+    return G.cont(G.view(logits, (n, vocab_size), offset=0))  # (N, V)
 
 
 class LossHead:
-    """Mean cross-entropy of the logits (N, V) against next-token targets.
+    """Mean cross-entropy of the padded logits (N, Vp) over the first V columns against
+    next-token targets.
 
-    ``sparse``: ggml_cross_entropy_loss_sparse (patch 0006) with the targets (N,) i32.
+    ``sparse``: ggml_cross_entropy_loss_sparse (patch 0006) with the targets (N,) i32; the
+    padded columns stay out of its softmax, so the logits need no cut-off copy.
     ``dense``: ggml's cross_entropy_loss with a one-hot (N, V) f32 label input, as large
     as the logits. ``gather``: -mean(log(softmax(logits)[n, target_n])) via get_rows on
     the flattened probabilities, fed with the flat indices n*V + target_n (N,) i32.
     docs/training.md compares their memory and speed.
     """
 
-    def __init__(self, ctx: G.Context, logits: G.Tensor, kind: str):
-        n, v = logits.shape
+    def __init__(self, ctx: G.Context, logits: G.Tensor, vocab_size: int, kind: str):
+        n, v = logits.shape[0], vocab_size
         self.kind, self.rows, self.vocab = kind, n, v
         if kind == "sparse":
             self.labels = ctx.input((n,), dtype="i32", name="targets")  # (N,)
-            self.loss = G.cross_entropy_loss_sparse(logits, self.labels)  # ()
-        elif kind == "dense":
+            self.loss = G.cross_entropy_loss_sparse(logits, self.labels, n_classes=v)  # ()
+            return
+        logits = vocab_logits(logits, v)  # (N, V)
+        if kind == "dense":
             self.labels = ctx.input((n, v), name="labels")  # (N, V) one-hot
             self.loss = G.cross_entropy_loss(logits, self.labels)  # ()
         elif kind == "gather":
@@ -198,7 +207,7 @@ class StepGraph:
 
     graph: G.Graph
     idx: G.Tensor  # (B, T) i32 inputs
-    logits: G.Tensor  # (N, V)
+    logits: G.Tensor  # (N, V) in a logits graph; (N, Vp) with a loss head
     head: LossHead | None  # None for a logits-only graph
 
     def run(self, idx: np.ndarray, targets: np.ndarray | None = None) -> float | None:
@@ -284,10 +293,12 @@ class GPT2:
             )
         idx = self.ctx.input((batch, seq), dtype="i32", name="idx")  # (B, T)
         mask = self.ctx.constant(causal_mask(seq), name="causal_mask")  # (T, T)
-        logits = logits_graph(idx, self.params, self.config, mask)  # (N, V)
+        logits = logits_graph(idx, self.params, self.config, mask)  # (N, Vp)
+        vocab = self.config.require_vocab_size()
         if mode == "logits":
+            logits = vocab_logits(logits, vocab)  # (N, V)
             return StepGraph(self.ctx.graph(logits), idx, logits, None)
-        head = LossHead(self.ctx, logits, self.loss_kind)
+        head = LossHead(self.ctx, logits, vocab, self.loss_kind)
         if mode == "loss":
             return StepGraph(self.ctx.graph(head.loss), idx, logits, head)
         if mode == "train":

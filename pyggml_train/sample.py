@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from . import ggml as G
-from .gpt2 import GPT2, WTE, mlp
+from .gpt2 import GPT2, WTE, mlp, vocab_logits
 from .hf_gpt2 import PREFIX
 
 
@@ -97,10 +97,7 @@ class KVCacheDecoder:
         x = G.layer_norm(
             x, params[PREFIX + "ln_f.weight"], params[PREFIX + "ln_f.bias"], cfg.ln_eps
         )
-        logits = G.mul_mat(params[WTE], x)  # (1, Vp)
-        if logits.shape[1] != v:
-            logits = G.cont(G.view(logits, (1, v), offset=0))  # (1, V)
-        self.logits = logits
+        self.logits = vocab_logits(G.mul_mat(params[WTE], x), v)  # (1, V)
         self.graph = ctx.graph(self.logits)
         self.length = 0  # positions filled in the caches
 

@@ -65,3 +65,33 @@ def test_target_shape_is_checked() -> None:
         G.cross_entropy_loss_sparse(x, ctx.input((5,), "i32"))
     with pytest.raises(TypeError, match="i32"):
         G.cross_entropy_loss_sparse(x, ctx.input((4,)))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_padded_columns_are_not_classes(threads: int) -> None:
+    """n_classes: a padded vocabulary's extra columns stay out of the softmax, get zero grad."""
+    n, v, vp = 37, 301, 320
+    rng = np.random.default_rng(3)
+    logits = (3 * rng.standard_normal((n, vp))).astype(np.float32)
+    logits[:, v:] = 50.0  # would dominate the softmax if they counted
+    targets = rng.integers(0, v, n).astype(np.int32)
+    targets[4] = -1
+    ctx = pg.Context(threads=threads)
+    x = ctx.param((n, vp), init=logits)
+    t = ctx.input((n,), "i32").set(targets)
+    loss = G.cross_entropy_loss_sparse(x, t, n_classes=v).set_loss()
+    g = ctx.graph(loss, backward=True)
+    g.compute()
+    want_loss, want_grad = reference(logits[:, :v], targets)
+    assert abs(float(loss.numpy()) - want_loss) <= RTOL * abs(want_loss)
+    grad = g.grad(x)
+    np.testing.assert_array_equal(grad[:, v:], 0.0)
+    assert np.abs(grad[:, :v] - want_grad).max() <= RTOL * np.abs(want_grad).max()
+
+
+def test_n_classes_is_checked() -> None:
+    ctx = pg.Context(threads=1)
+    x, t = ctx.param((4, 6)), ctx.input((4,), "i32")
+    for bad in (0, 7):
+        with pytest.raises(ValueError, match=rf"n_classes must be in \[1, 6\].*got {bad}"):
+            G.cross_entropy_loss_sparse(x, t, n_classes=bad)

@@ -268,7 +268,7 @@ void init_ops(py::module_ & m) {
         return result(a, ggml_diag_mask_inf(a.ctx->op_ctx(), a.t, n_past));
     });
     m.def("cross_entropy_loss", &cross_entropy_loss);
-    m.def("cross_entropy_loss_sparse", [](const T & logits, const T & targets) {
+    m.def("cross_entropy_loss_sparse", [](const T & logits, const T & targets, int64_t n_classes) {
         check_same_context(logits, targets);
         check_rows_op(logits, "cross_entropy_loss_sparse");
         if (targets.t->type != GGML_TYPE_I32) {
@@ -279,8 +279,13 @@ void init_ops(py::module_ & m) {
             fail("cross_entropy_loss_sparse: one target per row of logits " + shape_str(logits.t) + " expected, got " +
                  std::to_string(ggml_nelements(targets.t)) + " targets");
         }
-        return result(logits, ggml_cross_entropy_loss_sparse(logits.ctx->op_ctx(), logits.t, targets.t));
-    });
+        if (n_classes < 1 || n_classes > logits.t->ne[0]) {
+            fail("cross_entropy_loss_sparse: n_classes must be in [1, " + std::to_string(logits.t->ne[0]) +
+                 "] (the last axis of logits " + shape_str(logits.t) + "), got " + std::to_string(n_classes));
+        }
+        return result(logits, ggml_cross_entropy_loss_sparse_ext(logits.ctx->op_ctx(), logits.t, targets.t,
+                                                                 static_cast<int>(n_classes)));
+    }, py::arg("logits"), py::arg("targets"), py::arg("n_classes"));
     m.def("norm_back", [](const T & grad, const T & x, float eps) {
         check_same_shape(grad, x, "norm_back");
         check_rows_op(grad, "norm_back");
