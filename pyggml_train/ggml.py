@@ -569,7 +569,8 @@ def cpy(src: Tensor, dst: Tensor) -> Tensor:
 
 def opt_step_adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, hparams: Tensor) -> Tensor:
     """In-place AdamW step of ``param``. ``hparams`` (7,) f32 holds
-    ``[lr, beta1, beta2, eps, weight_decay, 1/(1-beta1^t), 1/(1-beta2^t)]``."""
+    ``[lr, beta1, beta2, eps, weight_decay, 1/(1-beta1^t), 1/(1-beta2^t)]``; an (8,) tensor
+    adds a factor the step multiplies ``grad`` by (global-norm clipping without a copy)."""
     return _wrap(_C.opt_step_adamw(param._h, grad._h, m._h, v._h, hparams._h), param.shape)
 
 

@@ -2,9 +2,10 @@
 
 The backward graph leaves each parameter's gradient in a persistent accumulator; this
 module never copies it to the host. A norm graph sums the squares of all accumulators
-(one scalar comes back, for clipping and logging); an optimizer graph multiplies every
-accumulator by a (1,) clip factor and applies ggml's opt_step_adamw in place. Both are
-built once; a step only writes the clip factor and the two hyperparameter tensors.
+(one scalar comes back, for clipping and logging); an optimizer graph applies ggml's
+opt_step_adamw in place, with the clip factor as the step's 8th hyperparameter (patch
+0011: the step scales the gradient itself, so no scaled copy is made). Both graphs are
+built once; a step only writes the two hyperparameter tensors.
 
 ggml's step (ops.cpp, ggml_compute_forward_opt_step_adamw_f32), with t = steps done + 1::
 
@@ -51,9 +52,9 @@ class AdamW:
         ctx.allocate()  # one buffer for all moments, then zero them
         for t in [*self.m.values(), *self.v.values()]:
             t.fill(0.0)
-        self.clip_factor = ctx.input((1,), name="clip_factor")  # (1,)
-        self.hp_decay = ctx.input((7,), name="adamw_hparams_decay")  # (7,)
-        self.hp_plain = ctx.input((7,), name="adamw_hparams_no_decay")  # (7,)
+        # [lr, beta1, beta2, eps, weight_decay, 1/(1-beta1^t), 1/(1-beta2^t), clip factor]
+        self.hp_decay = ctx.input((8,), name="adamw_hparams_decay")  # (8,)
+        self.hp_plain = ctx.input((8,), name="adamw_hparams_no_decay")  # (8,)
 
         squares = [G.sum(G.sqr(g)) for g in grads.values()]  # each ()
         total = squares[0]
@@ -64,9 +65,8 @@ class AdamW:
 
         steps = []
         for name, p in params.items():
-            g = G.mul(grads[name], self.clip_factor)  # same shape as p
             hp = self.hp_decay if decays(p) else self.hp_plain
-            steps.append(G.opt_step_adamw(p, g, self.m[name], self.v[name], hp))
+            steps.append(G.opt_step_adamw(p, grads[name], self.m[name], self.v[name], hp))
         self._step_graph = ctx.graph(steps)
 
     def grad_norm(self) -> float:
@@ -80,12 +80,11 @@ class AdamW:
         factor = 1.0
         if self.grad_clip is not None and norm > self.grad_clip:
             factor = self.grad_clip / (norm + 1e-6)
-        self.clip_factor.set(np.array([factor], dtype=np.float32))
         t = self.steps + 1
         common = [lr, self.beta1, self.beta2, self.eps]
-        corrections = [1.0 / (1.0 - self.beta1**t), 1.0 / (1.0 - self.beta2**t)]
-        self.hp_decay.set(np.array(common + [self.weight_decay] + corrections, dtype=np.float32))
-        self.hp_plain.set(np.array(common + [0.0] + corrections, dtype=np.float32))
+        tail = [1.0 / (1.0 - self.beta1**t), 1.0 / (1.0 - self.beta2**t), factor]
+        self.hp_decay.set(np.array(common + [self.weight_decay] + tail, dtype=np.float32))
+        self.hp_plain.set(np.array(common + [0.0] + tail, dtype=np.float32))
         self._step_graph.compute()
         self.steps = t
         return norm

@@ -279,6 +279,16 @@ def test_sum_sum_rows_mean() -> None:
     assert_close(forward(G.mean, [x]), ref.mean(x64), FWD_RTOL, "mean")
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(1001, 37), (2, 5, 7, 3), (5000,)])
+def test_sum_on_threads(shape: tuple, threads: int) -> None:
+    """Patch 0012 splits the rows of an f32 sum among the threads (uneven row counts, a
+    single long row) and adds the per-thread partial sums."""
+    x = randn(*shape, seed=29) + 0.25
+    got = forward(G.sum, [x], threads)
+    assert_close(got, x.astype(np.float64).sum(), FWD_RTOL, f"sum on {threads} threads")
+
+
 # ---- softmax, masks, loss ------
 def test_soft_max_plain() -> None:
     x = randn(3, 7, 13, seed=28) * 4
@@ -357,26 +367,31 @@ def test_gelu_backs(name: str, grad) -> None:
 
 
 # ---- optimizer steps ------
-def test_opt_step_adamw_several_steps() -> None:
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(5, 7), (3, 37)])  # SIMD blocks and a scalar tail
+@pytest.mark.parametrize("grad_scale", [None, 0.37])  # 7 or 8 hyperparameters
+def test_opt_step_adamw_several_steps(shape: tuple, grad_scale: float | None, threads: int) -> None:
     # the op receives f32 hyperparameters: 1 - f32(0.999) differs from 0.001 by 1.3e-5
     # relative, so the reference uses the same f32-rounded values
     lr, b1, b2, eps, wd = (float(np.float32(h)) for h in (1e-2, 0.9, 0.999, 1e-8, 0.1))
-    shape = (5, 7)
     w0 = randn(*shape, seed=41)
     grads = [randn(*shape, seed=42 + k) for k in range(5)]
-    ctx = pg.Context(threads=1)
+    ctx = pg.Context(threads=threads)
     w = ctx.param(shape, init=w0)
     g = ctx.input(shape)
     m = ctx.tensor(shape).fill(0.0)
     v = ctx.tensor(shape).fill(0.0)
-    hp = ctx.input((7,))
+    extra = [] if grad_scale is None else [grad_scale]
+    hp = ctx.input((7 + len(extra),))
     graph = ctx.graph(G.opt_step_adamw(w, g, m, v, hp))
     for t, grad in enumerate(grads, start=1):
         g.set(grad)
-        hp.set(np.array([lr, b1, b2, eps, wd, 1 / (1 - b1**t), 1 / (1 - b2**t)], np.float32))
+        corrections = [1 / (1 - b1**t), 1 / (1 - b2**t)]
+        hp.set(np.array([lr, b1, b2, eps, wd, *corrections, *extra], np.float32))
         graph.compute()
+    scale = 1.0 if grad_scale is None else float(np.float32(grad_scale))
     want_w, want_m, want_v = ref.adamw_steps(
-        w0, [x.astype(np.float64) for x in grads], lr, b1, b2, eps, wd
+        w0, [x.astype(np.float64) * scale for x in grads], lr, b1, b2, eps, wd
     )
     assert_close(w.numpy(), want_w, OPT_RTOL, "adamw weights")
     assert_close(m.numpy(), want_m, OPT_RTOL, "adamw first moment")

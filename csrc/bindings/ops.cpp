@@ -189,7 +189,11 @@ T opt_step_adamw(const T & a, const T & grad, const T & m, const T & v, const T 
     check_same_shape(a, m, "opt_step_adamw");
     check_same_shape(a, v, "opt_step_adamw");
     check_same_context(a, hparams);
-    check_hparams(hparams, 7, "opt_step_adamw", "alpha, beta1, beta2, eps, wd, beta1h, beta2h");
+    check_f32(hparams, "opt_step_adamw");
+    if (ggml_nelements(hparams.t) != 7 && ggml_nelements(hparams.t) != 8) {
+        fail("opt_step_adamw: hyperparameter tensor must have 7 or 8 elements (alpha, beta1, beta2, eps, wd, "
+             "beta1h, beta2h[, grad scale]), got " + describe(hparams.t));
+    }
     if (!(a.t->flags & GGML_TENSOR_FLAG_PARAM)) fail("opt_step_adamw: " + describe(a.t) + " is not a parameter");
     return result(a, ggml_opt_step_adamw(a.ctx->op_ctx(), a.t, grad.t, m.t, v.t, hparams.t));
 }
