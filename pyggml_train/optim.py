@@ -27,6 +27,23 @@ def decays(param: G.Tensor) -> bool:
     return param.ndim >= 2
 
 
+# The norm graph squares gradients in pieces of at most this many elements: its compute
+# buffer holds one piece's squares, not a copy of the largest gradient (154 MB for GPT-2's wte).
+SQUARES_CHUNK = 1 << 21
+
+
+def square_sums(grad: G.Tensor) -> list[G.Tensor]:
+    """Sums of squares () of consecutive row blocks of a contiguous ``grad``."""
+    flat = G.reshape(grad, (grad.size // grad.shape[-1], grad.shape[-1]))  # (R, C)
+    rows, cols = flat.shape
+    step = max(1, SQUARES_CHUNK // cols)
+    pieces = [
+        G.view(flat, (min(step, rows - r0), cols), offset=r0 * cols * 4)
+        for r0 in range(0, rows, step)
+    ]
+    return [G.sum(G.sqr(p)) for p in pieces]
+
+
 class AdamW:
     """AdamW over named parameters whose gradients sit in persistent accumulators."""
 
@@ -56,7 +73,7 @@ class AdamW:
         self.hp_decay = ctx.input((8,), name="adamw_hparams_decay")  # (8,)
         self.hp_plain = ctx.input((8,), name="adamw_hparams_no_decay")  # (8,)
 
-        squares = [G.sum(G.sqr(g)) for g in grads.values()]  # each ()
+        squares = [part for g in grads.values() for part in square_sums(g)]  # each ()
         total = squares[0]
         for s in squares[1:]:
             total = total + s
