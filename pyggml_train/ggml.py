@@ -23,6 +23,7 @@ from .shape import to_ggml_axes, to_ne
 _DTYPES = {
     "f32": (_C.Type.f32, np.float32),
     "f16": (_C.Type.f16, np.float16),
+    "bf16": (_C.Type.bf16, np.float32),  # made by cast() in graphs; read back as f32
     "i32": (_C.Type.i32, np.int32),
 }
 _NAMES = {v[0]: k for k, v in _DTYPES.items()}
@@ -436,6 +437,14 @@ def view(
     for i in range(3):
         nb123[i] = nb[i] if i < len(nb) else (nb123[i - 1] * ne[i] if i else item * ne[0])
     return _wrap(_C.view(a._h, ne, nb123, int(offset)), shape)
+
+
+def cast(a: Tensor, dtype: str) -> Tensor:
+    """``a`` (f32) converted to ``dtype`` ('f32', 'f16' or 'bf16'); differentiable, the
+    gradient reaches ``a`` in f32. Mixed precision casts weights to bf16 for the matmuls."""
+    if dtype not in ("f32", "f16", "bf16"):
+        raise ValueError(f"cast: dtype must be 'f32', 'f16' or 'bf16', got {dtype!r}")
+    return _wrap(_C.cast(a._h, _DTYPES[dtype][0]), a.shape)
 
 
 def cont(a: Tensor) -> Tensor:

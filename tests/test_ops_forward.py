@@ -414,3 +414,42 @@ def test_opt_step_sgd() -> None:
     graph.compute()
     want = ref.sgd_step(ref.sgd_step(w0.astype(np.float64), g0, lr, wd), g0, lr, wd)
     assert_close(w.numpy(), want, OPT_RTOL, "sgd")
+
+
+# ---- casts (mixed precision) ------
+def _round_to_bf16(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 (round to nearest even) -> float32, by bit manipulation."""
+    bits = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16
+    return rounded.astype(np.uint32).view(np.float32)
+
+
+def test_cast_rounds_like_numpy() -> None:
+    x = randn(7, 33, seed=60) * 100
+    bf16 = forward(lambda t: G.cast(t, "bf16"), [x])
+    np.testing.assert_array_equal(bf16, _round_to_bf16(x))
+    f16 = forward(lambda t: G.cast(t, "f16"), [x])
+    np.testing.assert_array_equal(f16, x.astype(np.float16))
+    with pytest.raises(ValueError, match="dtype must be"):
+        G.cast(pg.Context().input((2,)), "i32")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gradients_through_a_bf16_weight(threads: int) -> None:
+    """mul_mat(cast(w, 'bf16'), x) with an f32 master weight w: the weight gradient is
+    computed in f32 (exact to f32 rounding); the forward and the input gradient run on bf16
+    operands, so they carry bf16's ~3 significant digits."""
+    w0, x0, r0 = randn(48, 64, seed=61), randn(40, 64, seed=62), randn(40, 48, seed=63)
+    ctx = pg.Context(threads=threads)
+    w, x = ctx.param(w0.shape, init=w0), ctx.param(x0.shape, init=x0)
+    r = ctx.input(r0.shape).set(r0)
+    y = G.mul_mat(G.cast(w, "bf16"), x)  # (40, 48)
+    y._h.set_output()
+    loss = G.sum(G.mul(y, r)).set_loss()
+    g = ctx.graph(loss, backward=True)
+    g.compute()
+    w64, x64, r64 = (a.astype(np.float64) for a in (w0, x0, r0))
+    dw, dx = ref.mul_mat_grad(r64, w64, x64)
+    assert_close(y.numpy(), ref.mul_mat(w64, x64), 2e-2, "bf16 forward")
+    assert_close(g.grad(x), dx, 2e-2, "input gradient through bf16")
+    assert_close(g.grad(w), dw, FWD_RTOL, "f32 weight gradient")

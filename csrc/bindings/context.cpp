@@ -64,7 +64,8 @@ py::dtype numpy_dtype(ggml_type type) {
         case GGML_TYPE_F32: return py::dtype::of<float>();
         case GGML_TYPE_I32: return py::dtype::of<int32_t>();
         case GGML_TYPE_F16: return py::dtype("float16");
-        default: fail_type(std::string("no numpy dtype for ggml type ") + ggml_type_name(type));
+        default: fail_type(std::string("no numpy dtype for ggml type ") + ggml_type_name(type) +
+                           " (bf16 tensors are made in graphs with cast(); reading one gives f32)");
     }
 }
 
@@ -108,6 +109,13 @@ py::array get_data(const TensorRef & r) {
              "read cont() of it instead");
     }
     std::vector<py::ssize_t> shape = {t->ne[3], t->ne[2], t->ne[1], t->ne[0]};
+    if (t->type == GGML_TYPE_BF16) {  // numpy has no bfloat16: widen to f32 (exact)
+        std::vector<ggml_bf16_t> raw(ggml_nelements(t));
+        ggml_backend_tensor_get(t, raw.data(), 0, ggml_nbytes(t));
+        py::array_t<float> out(shape);
+        ggml_bf16_to_fp32_row(raw.data(), out.mutable_data(), ggml_nelements(t));
+        return std::move(out);
+    }
     py::array out(numpy_dtype(t->type), shape);
     ggml_backend_tensor_get(t, out.mutable_data(), 0, ggml_nbytes(t));
     return out;
@@ -261,6 +269,7 @@ void init_context(py::module_ & m) {
     py::enum_<ggml_type>(m, "Type")
         .value("f32", GGML_TYPE_F32)
         .value("f16", GGML_TYPE_F16)
+        .value("bf16", GGML_TYPE_BF16)
         .value("i32", GGML_TYPE_I32);
 
     py::class_<Context, std::shared_ptr<Context>>(m, "Context")

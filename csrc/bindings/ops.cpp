@@ -54,7 +54,9 @@ void check_eps(float eps, const char * op) {
 
 T mul_mat(const T & a, const T & b) {
     check_same_context(a, b);
-    check_f32(a, "mul_mat");
+    if (a.t->type != GGML_TYPE_F32 && a.t->type != GGML_TYPE_F16 && a.t->type != GGML_TYPE_BF16) {
+        fail_type("mul_mat: a must be f32, f16 or bf16, got " + describe(a.t));
+    }
     check_f32(b, "mul_mat");
     const ggml_tensor *x = a.t, *y = b.t;
     if (x->ne[0] != y->ne[0]) {
@@ -322,6 +324,12 @@ void init_ops(py::module_ & m) {
         }
         if (!ggml_is_contiguous_rows(a) || !ggml_is_contiguous_rows(b)) fail("set_rows: needs contiguous rows");
         return result(dst, ggml_set_rows(dst.ctx->op_ctx(), dst.t, src.t, idx.t));
+    });
+    m.def("cast", [](const T & a, ggml_type type) {
+        if (a.t->type != GGML_TYPE_F32 || (type != GGML_TYPE_F32 && type != GGML_TYPE_F16 && type != GGML_TYPE_BF16)) {
+            fail_type("cast: converts f32 to f32, f16 or bf16; got " + describe(a.t) + " to " + ggml_type_name(type));
+        }
+        return result(a, ggml_cast(a.ctx->op_ctx(), a.t, type));
     });
     m.def("cpy", [](const T & src, const T & dst) {
         check_same_context(src, dst);
