@@ -6,8 +6,10 @@ One invocation measures everything and writes a JSON result and docs/benchmarks.
     python -m benchmarks.run                 # configs A, B, C + T scaling
     python -m benchmarks.run --smoke         # tiny config, 2 steps: the CI check
 
-A step is forward + backward + global-norm clipping + AdamW, f32, same threads and
-batch for both. Speed is reported, never asserted.
+A step is forward + backward + global-norm clipping + AdamW, same threads and batch for
+all. Frameworks: ``ours`` (f32; OpenBLAS on this CPU's best kernels), ``ours-avx2`` (the
+same with OpenBLAS forced to its Haswell kernels), ``torch`` (f32 eager) and ``torch-bf16``
+(bf16 autocast, f32 master weights). Speed is reported, never asserted.
 """
 
 from __future__ import annotations
@@ -122,11 +124,18 @@ def _torch(cfg: BenchConfig, threads: int, steps: int, warmup: int, bf16: bool =
 
 
 def measure_one(framework: str, cfg: BenchConfig, threads: int, steps: int, warmup: int) -> dict:
-    runner = {"ours": _ours, "torch": _torch, "torch-bf16": lambda *a: _torch(*a, bf16=True)}[
-        framework
-    ]
+    runner = {
+        "ours": _ours,
+        "ours-avx2": _ours,
+        "torch": _torch,
+        "torch-bf16": lambda *a: _torch(*a, bf16=True),
+    }[framework]
     out = runner(cfg, threads, steps, warmup)
     med = {k: statistics.median(v) for k, v in out["times"].items()}
+    if framework.startswith("ours"):
+        import pyggml_train
+
+        out["blas"] = pyggml_train.cpu_blas() or "none (ggml's own sgemm)"
     return {
         "framework": framework,
         "config": cfg.name,
@@ -137,10 +146,24 @@ def measure_one(framework: str, cfg: BenchConfig, threads: int, steps: int, warm
         "gflops_per_s": cfg.flops_per_step() / med["step"] / 1e9,
         "peak_rss_mb": out.get("peak_rss_mb", _peak_rss_mb()),
         "first_loss": out["losses"][0],
+        "blas": out.get("blas", ""),
     }
 
 
 # ---- the parent: run children, collect, report ----------------------------------------------
+
+
+# OpenBLAS picks its kernels from the CPU unless OPENBLAS_CORETYPE says otherwise (some
+# machines export OPENBLAS_CORETYPE=Haswell with OPENBLAS_L2_SIZE). "ours" runs with both
+# unset, so this CPU's best kernels (AVX-512 here); "ours-avx2" forces the Haswell (AVX2) ones.
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def child_env(framework: str, base: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in base.items() if k not in OPENBLAS_VARS}
+    if framework == "ours-avx2":
+        env["OPENBLAS_CORETYPE"] = "Haswell"
+    return env
 
 
 def _child(
@@ -164,7 +187,9 @@ def _child(
         "--config-json",
         json.dumps(cfg.__dict__),
     ]
-    proc = subprocess.run(cmd, cwd=Path.home(), env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        cmd, cwd=Path.home(), env=child_env(framework, env), capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{framework} on {cfg.name} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -208,13 +233,13 @@ def machine() -> dict[str, str]:
         "cpu": cpu,
         "cores": str(os.cpu_count()),
         "python": platform.python_version(),
-        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+        "openblas_env": ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in OPENBLAS_VARS),
     }
 
 
 def render_markdown(result: dict) -> str:
     lines = [
-        "# Training-step benchmark: pyggml_train vs PyTorch (CPU, f32)",
+        "# Training-step benchmark: pyggml_train vs PyTorch (CPU)",
         "",
         f"Measured {result['date']} on {result['machine']['cpu']} "
         f"({result['machine']['cores']} cores), {result['threads']} threads, "
@@ -227,21 +252,29 @@ def render_markdown(result: dict) -> str:
         + ".",
         "",
         "| config | framework | tokens/s | ms/step | fwd | bwd | opt | GFLOP/s | peak RSS MB "
-        "| speedup |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| vs torch | vs torch-bf16 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rows = result["rows"]
-    for r in rows:
+
+    def speedup(r: dict, peer_name: str) -> str:
         peer = next(
-            (p for p in rows if p["config"] == r["config"] and p["framework"] == "torch"), None
+            (p for p in rows if p["config"] == r["config"] and p["framework"] == peer_name), None
         )
-        speed = f"{r['tokens_per_s'] / peer['tokens_per_s']:.2f}x" if peer else ""
+        return f"{r['tokens_per_s'] / peer['tokens_per_s']:.2f}x" if peer else ""
+
+    for r in rows:
         ms = r["ms"]
         lines.append(
             f"| {r['config']} | {r['framework']} | {r['tokens_per_s']:.0f} | {ms['step']:.0f} | "
             f"{ms['forward']:.0f} | {ms['backward']:.0f} | {ms['optimizer']:.0f} | "
-            f"{r['gflops_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {speed} |"
+            f"{r['gflops_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {speedup(r, 'torch')} | "
+            f"{speedup(r, 'torch-bf16')} |"
         )
+    kernels = sorted({(r["framework"], r["blas"]) for r in rows if r.get("blas")})
+    if kernels:
+        lines += ["", "BLAS behind our matmuls, as the library reported it in each run:"]
+        lines += [f"- {fw}: {blas}" for fw, blas in kernels]
     return "\n".join(lines) + "\n"
 
 
@@ -268,7 +301,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--seq-scaling", default="512,1024", help="extra block sizes for config C ('' for none)"
     )
-    ap.add_argument("--frameworks", default="ours,torch")
+    ap.add_argument(
+        "--frameworks",
+        default="ours,ours-avx2,torch,torch-bf16",
+        help="for the configs; the block-size scaling runs ours and torch of these",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
@@ -289,14 +326,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         configs = [CONFIGS["smoke"]]
         args.steps, args.warmup = 2, 1
+        scaling = []
     else:
         configs = [CONFIGS[c] for c in args.configs.split(",") if c]
-        configs += [CONFIGS["C"].with_block_size(int(t)) for t in args.seq_scaling.split(",") if t]
+        scaling = [CONFIGS["C"].with_block_size(int(t)) for t in args.seq_scaling.split(",") if t]
     frameworks = args.frameworks.split(",")
+    runs = [(cfg, frameworks) for cfg in configs]
+    runs += [(cfg, [f for f in frameworks if f in ("ours", "torch")]) for cfg in scaling]
     env = dict(os.environ)
     rows = []
-    for cfg in configs:
-        for fw in frameworks:
+    for cfg, fws in runs:
+        for fw in fws:
             row = _child(fw, cfg, args.threads, args.steps, args.warmup, env)
             rows.append(row)
             print(
