@@ -1,6 +1,6 @@
 """Train a small character-level GPT-2 on tiny shakespeare, then sample from it.
 
-    python examples/train_gpt2.py                 # char-tiny preset, CPU, a few minutes
+    python examples/train_gpt2.py                 # char-tiny preset, CPU, about 30 s
     python examples/train_gpt2.py --max-steps 600 --threads 4
     python examples/train_gpt2.py --resume        # continue from out/checkpoint.npz
 
@@ -15,7 +15,7 @@ import sys
 
 from pyggml_train.cli import add_train_arguments, run_train
 
-# fewer steps than the preset's 600 so that a 2-core laptop finishes in a few minutes
+# fewer steps than the preset's 600 so that a 2-core laptop finishes in about a minute
 EXAMPLE_STEPS = 300
 
 
