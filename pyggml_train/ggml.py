@@ -17,7 +17,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _C
+try:
+    from . import _C
+except ImportError as err:  # the extension links OpenBLAS from the scipy-openblas32 wheel
+    if "scipy_openblas" not in str(err):
+        raise
+    raise ImportError(
+        f"{err}: pyggml_train's CPU matmuls need the scipy-openblas32 package installed "
+        "beside it (pip install scipy-openblas32)"
+    ) from err
 from .shape import to_ggml_axes, to_ne
 
 _DTYPES = {
@@ -521,6 +529,19 @@ def mean(a: Tensor) -> Tensor:
 def soft_max(a: Tensor, mask: Tensor | None = None, scale: float = 1.0) -> Tensor:
     """softmax(a * scale + mask) over the last axis; ``mask`` broadcasts over leading axes."""
     return _wrap(_C.soft_max(a._h, mask._h if mask is not None else None, float(scale)), a.shape)
+
+
+def attn_causal(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
+    """Causal self-attention ``softmax(scale * q @ k^T + causal mask) @ v`` over the last
+    two axes, q, k, v of one shape (..., T, head_size), e.g. (B, H, T, hs) views of a fused
+    QKV projection. One op (patch 0015): its backward recomputes the probabilities, so no
+    (..., T, T) tensor is kept between forward and backward. CPU kernels only."""
+    if not (q.shape == k.shape == v.shape) or q.ndim < 2:
+        raise ValueError(
+            f"attn_causal: q, k, v need one shape (..., T, head_size), got {q.shape}, "
+            f"{k.shape}, {v.shape}"
+        )
+    return _wrap(_C.attn_causal(q._h, k._h, v._h, float(scale)), q.shape)
 
 
 def diag_mask_inf(a: Tensor, n_past: int = 0) -> Tensor:

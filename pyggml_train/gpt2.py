@@ -29,6 +29,7 @@ _CONV1D_SUFFIXES = (
 )
 WTE = PREFIX + "wte.weight"
 LOSS_KINDS = ("sparse", "dense", "gather")
+ATTENTION_KINDS = ("auto", "fused", "unfused")
 
 
 def padded_vocab(config: GPT2Config) -> int:
@@ -75,10 +76,14 @@ def _p(params: dict[str, G.Tensor], h: str, name: str) -> G.Tensor:
 
 
 def attention(
-    x: G.Tensor, params: dict[str, G.Tensor], h: str, n_head: int, mask: G.Tensor
+    x: G.Tensor, params: dict[str, G.Tensor], h: str, n_head: int, mask: G.Tensor | None
 ) -> G.Tensor:
-    """Causal self-attention on ln_1(x) (B, T, C) through the fused c_attn projection;
-    ``mask`` (T, T) holds 0 on and below the diagonal, -inf above."""
+    """Causal self-attention on ln_1(x) (B, T, C) through the fused c_attn projection.
+
+    ``mask`` None: one ATTN_CAUSAL op (patch 0015) on views of the projection, whose
+    backward recomputes the probabilities (no (B, nh, T, T) tensor is kept; CPU only).
+    Otherwise ``mask`` (T, T) holds 0 on and below the diagonal, -inf above, and the
+    attention is built from mul_mat and a masked soft_max (every backend)."""
     b, t, c = x.shape
     hs = c // n_head
     qkv = G.linear(x, _p(params, h, "attn.c_attn.weight"), _p(params, h, "attn.c_attn.bias"))
@@ -87,15 +92,19 @@ def attention(
 
     def heads(i: int, axes: tuple[int, ...]) -> G.Tensor:
         part = G.view(qkv, (b, t, n_head, hs), offset=i * c * 4, strides=(t * row, row, hs * 4, 4))
-        return G.cont(G.permute(part, axes))  # part (B, T, nh, hs)
+        return G.permute(part, axes)  # part (B, T, nh, hs), permuted without a copy
 
-    q = heads(0, (0, 2, 1, 3))  # (B, nh, T, hs)
-    k = heads(1, (0, 2, 1, 3))  # (B, nh, T, hs)
-    v_t = heads(2, (0, 2, 3, 1))  # (B, nh, hs, T)
-    scores = G.mul_mat(k, q)  # (B, nh, T, T) = q @ k^T
-    # one fused op: softmax(scores / sqrt(hs) + mask), no masked copy of the scores
-    probs = G.soft_max(scores, mask=mask, scale=1.0 / math.sqrt(hs))  # (B, nh, T, T)
-    y = G.mul_mat(v_t, probs)  # (B, nh, T, hs) = probs @ v
+    if mask is None:
+        q, k, v = (heads(i, (0, 2, 1, 3)) for i in range(3))  # each (B, nh, T, hs)
+        y = G.attn_causal(q, k, v, scale=1.0 / math.sqrt(hs))  # (B, nh, T, hs)
+    else:
+        q = G.cont(heads(0, (0, 2, 1, 3)))  # (B, nh, T, hs)
+        k = G.cont(heads(1, (0, 2, 1, 3)))  # (B, nh, T, hs)
+        v_t = G.cont(heads(2, (0, 2, 3, 1)))  # (B, nh, hs, T)
+        scores = G.mul_mat(k, q)  # (B, nh, T, T) = q @ k^T
+        # one fused op: softmax(scores / sqrt(hs) + mask), no masked copy of the scores
+        probs = G.soft_max(scores, mask=mask, scale=1.0 / math.sqrt(hs))  # (B, nh, T, T)
+        y = G.mul_mat(v_t, probs)  # (B, nh, T, hs) = probs @ v
     y = G.reshape(G.cont(G.permute(y, (0, 2, 1, 3))), (b, t, c))  # (B, T, C)
     out = G.linear(y, _p(params, h, "attn.c_proj.weight"), _p(params, h, "attn.c_proj.bias"))
     assert out.shape == (b, t, c), out.shape
@@ -110,7 +119,7 @@ def mlp(x: G.Tensor, params: dict[str, G.Tensor], h: str) -> G.Tensor:
 
 
 def block(
-    x: G.Tensor, params: dict[str, G.Tensor], h: str, config: GPT2Config, mask: G.Tensor
+    x: G.Tensor, params: dict[str, G.Tensor], h: str, config: GPT2Config, mask: G.Tensor | None
 ) -> G.Tensor:
     """Pre-LayerNorm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x))."""
     eps = config.ln_eps
@@ -126,10 +135,11 @@ def causal_mask(t: int) -> np.ndarray:
 
 
 def logits_graph(
-    idx: G.Tensor, params: dict[str, G.Tensor], config: GPT2Config, mask: G.Tensor
+    idx: G.Tensor, params: dict[str, G.Tensor], config: GPT2Config, mask: G.Tensor | None
 ) -> G.Tensor:
-    """Logits (N, Vp) for i32 token ids ``idx`` (B, T) given ``causal_mask(T)`` as a tensor,
-    padded vocab columns included (see :func:`vocab_logits`)."""
+    """Logits (N, Vp) for i32 token ids ``idx`` (B, T), padded vocab columns included (see
+    :func:`vocab_logits`). ``mask``: ``causal_mask(T)`` as a tensor, or None for the fused
+    attention op (see :func:`attention`)."""
     b, t = idx.shape
     c = config.n_embd
     wte = params[WTE]  # (Vp, C)
@@ -231,6 +241,7 @@ class GPT2:
         ctx: G.Context | None = None,
         seed: int = 0,
         loss_kind: str = "sparse",
+        attention: str = "auto",
     ):
         if config.dropout > 0:
             raise ValueError(
@@ -242,6 +253,12 @@ class GPT2:
         if loss_kind not in LOSS_KINDS:
             raise ValueError(f"loss_kind must be one of {LOSS_KINDS}, got {loss_kind!r}")
         self.loss_kind = loss_kind  # "sparse" is the smallest and fastest (docs/training.md)
+        if attention not in ATTENTION_KINDS:
+            raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}")
+        # the fused op has CPU kernels only; other devices build attention from mul_mat
+        self.fused_attention = attention == "fused" or (
+            attention == "auto" and self.ctx.device == "cpu"
+        )
         self.hf_shapes = param_shapes(config)
         self.params: dict[str, G.Tensor] = {
             name: self.ctx.param(device_shape(name, shape, config), name=name)
@@ -292,7 +309,11 @@ class GPT2:
                 f"sequence length {seq} must be in [1, block_size={self.config.block_size}]"
             )
         idx = self.ctx.input((batch, seq), dtype="i32", name="idx")  # (B, T)
-        mask = self.ctx.constant(causal_mask(seq), name="causal_mask")  # (T, T)
+        mask = (
+            None
+            if self.fused_attention
+            else self.ctx.constant(causal_mask(seq), name="causal_mask")  # (T, T)
+        )
         logits = logits_graph(idx, self.params, self.config, mask)  # (N, Vp)
         vocab = self.config.require_vocab_size()
         if mode == "logits":

@@ -46,10 +46,11 @@ def ctx():
     return G.Context("cpu", threads=2)
 
 
-def test_logits_match_reference(ctx):
+@pytest.mark.parametrize("attention", ["fused", "unfused"])
+def test_logits_match_reference(ctx, attention):
     cfg = tiny_config()
     params = random_params(cfg)
-    model = GPT2(cfg, params=params, ctx=ctx)
+    model = GPT2(cfg, params=params, ctx=ctx, attention=attention)
     idx, _ = batch(cfg, 3, 8)
     logits = model.forward(idx)
     assert logits.shape == (3, 8, cfg.vocab_size)
@@ -60,11 +61,14 @@ def test_logits_match_reference(ctx):
     assert len(model._graphs) == 2
 
 
-@pytest.mark.parametrize("loss_kind", ["sparse", "dense", "gather"])
-def test_loss_and_every_gradient_match_reference(ctx, loss_kind):
+@pytest.mark.parametrize(
+    ("loss_kind", "attention"),
+    [("sparse", "fused"), ("sparse", "unfused"), ("dense", "fused"), ("gather", "unfused")],
+)
+def test_loss_and_every_gradient_match_reference(ctx, loss_kind, attention):
     cfg = tiny_config()
     params = random_params(cfg, seed=2)
-    model = GPT2(cfg, params=params, ctx=ctx, loss_kind=loss_kind)
+    model = GPT2(cfg, params=params, ctx=ctx, loss_kind=loss_kind, attention=attention)
     idx, targets = batch(cfg, 3, 8)
     loss, grads = model.loss_and_grads(idx, targets)
     want_loss, want_grads = ref.loss_and_grads(params, idx, targets, cfg)
@@ -126,9 +130,11 @@ def test_from_pretrained_safetensors(ctx, tmp_path):
     assert_close(model.forward(idx), ref.forward(params, idx, cfg), VALUE_REL, "pretrained logits")
 
 
-def test_dropout_is_refused(ctx):
+def test_bad_options_are_refused(ctx):
     with pytest.raises(ValueError, match="dropout"):
         GPT2(tiny_config(dropout=0.1), ctx=ctx)
+    with pytest.raises(ValueError, match="attention must be one of"):
+        GPT2(tiny_config(), ctx=ctx, attention="flash")
 
 
 def test_sequence_longer_than_context_is_refused(ctx):

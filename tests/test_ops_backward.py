@@ -518,3 +518,59 @@ def test_gradcheck_rejects_a_wrong_ggml_gradient() -> None:
             lambda d, a: [d],
             fwd_rtol=0.1,
         )
+
+
+# ---- fused causal attention (patch 0015) ------
+def _attn_causal_ref(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float) -> np.ndarray:
+    s = scale * (q @ np.swapaxes(k, -1, -2))
+    t = s.shape[-1]
+    s = s + np.triu(np.full((t, t), -np.inf), 1)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    return (p / p.sum(-1, keepdims=True)) @ v
+
+
+@pytest.mark.parametrize(
+    ("shape", "threads"),
+    [((2, 3, 7, 5), 1), ((2, 3, 20, 16), 2), ((1, 2, 33, 16), 3), ((9, 4), 1)],
+)
+def test_attn_causal(shape: tuple, threads: int) -> None:
+    """Finite differences at every entry are the reference (the op's backward recomputes
+    the probabilities; a wrong recomputation would show here)."""
+    inputs = [randn(*shape, seed=70 + i) for i in range(3)]
+    gradcheck(
+        lambda q, k, v: G.attn_causal(q, k, v, 0.3),
+        lambda q, k, v: _attn_causal_ref(q, k, v, 0.3),
+        inputs,
+        threads=threads,
+    )
+
+
+def test_attn_causal_on_views_of_a_fused_projection() -> None:
+    """q, k, v as permuted views of one (B, T, 3C) tensor, as GPT-2 builds them."""
+    b, t, nh, hs = 2, 6, 2, 4
+    c = nh * hs
+
+    def split(x):
+        return [
+            x[..., i * c : (i + 1) * c].reshape(b, t, nh, hs).transpose(0, 2, 1, 3)
+            for i in range(3)
+        ]
+
+    def build(x):
+        row = 3 * c * 4
+        views = [
+            G.permute(
+                G.view(x, (b, t, nh, hs), offset=i * c * 4, strides=(t * row, row, hs * 4, 4)),
+                (0, 2, 1, 3),
+            )
+            for i in range(3)
+        ]
+        return G.attn_causal(*views, scale=0.5)
+
+    gradcheck(build, lambda x: _attn_causal_ref(*split(x), 0.5), [randn(b, t, 3 * c, seed=80)])
+
+
+def test_attn_causal_shapes_are_checked() -> None:
+    ctx = pg.Context()
+    with pytest.raises(ValueError, match="one shape"):
+        G.attn_causal(ctx.input((2, 4, 3)), ctx.input((2, 4, 3)), ctx.input((2, 5, 3)), 1.0)

@@ -52,6 +52,7 @@ bool has_backward(const ggml_tensor * t, int src) {
         case GGML_OP_TRANSPOSE:
         case GGML_OP_DIAG_MASK_INF:
         case GGML_OP_DIAG_MASK_ZERO:
+        case GGML_OP_ATTN_CAUSAL:
             return true;
         case GGML_OP_GET_ROWS:
             return src == 0;

@@ -267,6 +267,17 @@ void init_ops(py::module_ & m) {
     m.def("soft_max", [](const T & a, std::optional<T> mask, float scale) {
         return soft_max(a, mask ? &*mask : nullptr, scale);
     }, py::arg("a"), py::arg("mask") = py::none(), py::arg("scale") = 1.0f);
+    m.def("attn_causal", [](const T & q, const T & k, const T & v, float scale) {
+        check_same_shape(q, k, "attn_causal");
+        check_same_shape(q, v, "attn_causal");
+        for (const T * t : {&q, &k, &v}) {
+            check_f32(*t, "attn_causal");
+            if (t->t->nb[0] != sizeof(float)) {
+                fail("attn_causal: q, k and v need their last axis dense, got " + describe(t->t) + "; apply cont() first");
+            }
+        }
+        return result(q, ggml_attn_causal(q.ctx->op_ctx(), q.t, k.t, v.t, scale));
+    });
     m.def("diag_mask_inf", [](const T & a, int n_past) {
         check_f32(a, "diag_mask_inf");
         check_contiguous(a, "diag_mask_inf");
