@@ -17,16 +17,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-try:
-    from . import _C
-except ImportError as err:  # the extension links OpenBLAS from the scipy-openblas32 wheel
-    if "scipy_openblas" not in str(err):
-        raise
-    raise ImportError(
-        f"{err}: pyggml_train's CPU matmuls need the scipy-openblas32 package installed "
-        "beside it (pip install scipy-openblas32)"
-    ) from err
+from ._load import load_extension
 from .shape import to_ggml_axes, to_ne
+
+_C = load_extension()
 
 _DTYPES = {
     "f32": (_C.Type.f32, np.float32),
