@@ -8,8 +8,9 @@ One invocation measures everything and writes a JSON result and docs/benchmarks.
 
 A step is forward + backward + global-norm clipping + AdamW, same threads and batch for
 all. Frameworks: ``ours`` (f32; OpenBLAS on this CPU's best kernels), ``ours-avx2`` (the
-same with OpenBLAS forced to its Haswell kernels), ``torch`` (f32 eager) and ``torch-bf16``
-(bf16 autocast, f32 master weights). Speed is reported, never asserted.
+same with OpenBLAS forced to its Haswell kernels), ``ours-bf16`` (weight matmuls on bf16
+casts of f32 master weights), ``torch`` (f32 eager) and ``torch-bf16`` (bf16 autocast, f32
+master weights). Speed is reported, never asserted.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def _batch(cfg: BenchConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return tokens[:, :-1], tokens[:, 1:]
 
 
-def _ours(cfg: BenchConfig, threads: int, steps: int, warmup: int) -> dict:
+def _ours(
+    cfg: BenchConfig, threads: int, steps: int, warmup: int, matmul_dtype: str = "f32"
+) -> dict:
     from pyggml_train import ggml as G
     from pyggml_train.config import GPT2Config
     from pyggml_train.gpt2 import GPT2
@@ -59,7 +62,7 @@ def _ours(cfg: BenchConfig, threads: int, steps: int, warmup: int) -> dict:
         n_embd=cfg.n_embd,
         padded_vocab_size=padded,
     )
-    model = GPT2(mc, ctx=ctx, seed=0)
+    model = GPT2(mc, ctx=ctx, seed=0, matmul_dtype=matmul_dtype)
     train = model.graph(cfg.batch_size, cfg.block_size, "train")
     grads = {n: train.graph.grad_accumulator(p) for n, p in model.params.items()}
     opt = AdamW(ctx, model.params, grads)
@@ -127,6 +130,7 @@ def measure_one(framework: str, cfg: BenchConfig, threads: int, steps: int, warm
     runner = {
         "ours": _ours,
         "ours-avx2": _ours,
+        "ours-bf16": lambda *a: _ours(*a, matmul_dtype="bf16"),
         "torch": _torch,
         "torch-bf16": lambda *a: _torch(*a, bf16=True),
     }[framework]
@@ -303,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument(
         "--frameworks",
-        default="ours,ours-avx2,torch,torch-bf16",
+        default="ours,ours-avx2,ours-bf16,torch,torch-bf16",
         help="for the configs; the block-size scaling runs ours and torch of these",
     )
     ap.add_argument("--threads", type=int, default=2)

@@ -30,6 +30,7 @@ _CONV1D_SUFFIXES = (
 WTE = PREFIX + "wte.weight"
 LOSS_KINDS = ("sparse", "dense", "gather")
 ATTENTION_KINDS = ("auto", "fused", "unfused")
+MATMUL_DTYPES = ("f32", "bf16")
 
 
 def padded_vocab(config: GPT2Config) -> int:
@@ -134,22 +135,37 @@ def causal_mask(t: int) -> np.ndarray:
     return np.triu(np.full((t, t), -np.inf, dtype=np.float32), k=1)
 
 
+def matmul_weights(params: dict[str, G.Tensor], dtype: str) -> dict[str, G.Tensor]:
+    """``params`` with every Linear weight cast to ``dtype`` for its matmul (mixed
+    precision: the f32 tensors stay the master copies and receive f32 gradients)."""
+    if dtype == "f32":
+        return params
+    return {n: G.cast(p, dtype) if is_conv1d(n) else p for n, p in params.items()}
+
+
 def logits_graph(
-    idx: G.Tensor, params: dict[str, G.Tensor], config: GPT2Config, mask: G.Tensor | None
+    idx: G.Tensor,
+    params: dict[str, G.Tensor],
+    config: GPT2Config,
+    mask: G.Tensor | None,
+    matmul_dtype: str = "f32",
 ) -> G.Tensor:
     """Logits (N, Vp) for i32 token ids ``idx`` (B, T), padded vocab columns included (see
     :func:`vocab_logits`). ``mask``: ``causal_mask(T)`` as a tensor, or None for the fused
-    attention op (see :func:`attention`)."""
+    attention op (see :func:`attention`). ``matmul_dtype`` 'bf16' runs the Linear and LM-head
+    matmuls on bf16 casts of the weights."""
     b, t = idx.shape
     c = config.n_embd
     wte = params[WTE]  # (Vp, C)
     wpe = G.view(params[PREFIX + "wpe.weight"], (t, c), offset=0)  # (T, C) first T positions
     x = G.get_rows(wte, idx) + wpe  # (B, T, C)
+    layer_params = matmul_weights(params, matmul_dtype)
     for i in range(config.n_layer):
-        x = block(x, params, f"{PREFIX}h.{i}.", config, mask)
+        x = block(x, layer_params, f"{PREFIX}h.{i}.", config, mask)
     assert x.shape == (b, t, c), x.shape
     x = G.layer_norm(x, params[PREFIX + "ln_f.weight"], params[PREFIX + "ln_f.bias"], config.ln_eps)
-    return G.mul_mat(wte, G.reshape(x, (b * t, c)))  # (N, Vp), lm_head tied to wte
+    head = wte if matmul_dtype == "f32" else G.cast(wte, matmul_dtype)  # lm_head tied to wte
+    return G.mul_mat(head, G.reshape(x, (b * t, c)))  # (N, Vp)
 
 
 def vocab_logits(logits: G.Tensor, vocab_size: int) -> G.Tensor:
@@ -242,6 +258,7 @@ class GPT2:
         seed: int = 0,
         loss_kind: str = "sparse",
         attention: str = "auto",
+        matmul_dtype: str = "f32",
     ):
         if config.dropout > 0:
             raise ValueError(
@@ -255,6 +272,9 @@ class GPT2:
         self.loss_kind = loss_kind  # "sparse" is the smallest and fastest (docs/training.md)
         if attention not in ATTENTION_KINDS:
             raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}")
+        if matmul_dtype not in MATMUL_DTYPES:
+            raise ValueError(f"matmul_dtype must be one of {MATMUL_DTYPES}, got {matmul_dtype!r}")
+        self.matmul_dtype = matmul_dtype  # 'bf16': mixed precision, f32 master weights
         # the fused op has CPU kernels only; other devices build attention from mul_mat
         self.fused_attention = attention == "fused" or (
             attention == "auto" and self.ctx.device == "cpu"
@@ -314,7 +334,7 @@ class GPT2:
             if self.fused_attention
             else self.ctx.constant(causal_mask(seq), name="causal_mask")  # (T, T)
         )
-        logits = logits_graph(idx, self.params, self.config, mask)  # (N, Vp)
+        logits = logits_graph(idx, self.params, self.config, mask, self.matmul_dtype)  # (N, Vp)
         vocab = self.config.require_vocab_size()
         if mode == "logits":
             logits = vocab_logits(logits, vocab)  # (N, V)
