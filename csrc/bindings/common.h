@@ -70,9 +70,6 @@ class Context : public std::enable_shared_from_this<Context> {
 
     ggml_backend_t backend() const { return backend_.get(); }
     ggml_backend_t cpu_backend() const { return cpu_ ? cpu_.get() : backend_.get(); }
-    // Host accelerators compiled in (ggml's BLAS backend): they take the ops they
-    // support, such as large matmuls, from the CPU backend.
-    std::vector<ggml_backend_t> accel_backends() const;
     const std::string & device() const { return device_; }
     int n_threads() const { return n_threads_; }
     void set_n_threads(int n);
@@ -85,7 +82,6 @@ class Context : public std::enable_shared_from_this<Context> {
     int n_threads_;
     ggml_backend_ptr backend_;
     ggml_backend_ptr cpu_;  // set when the primary backend is not the CPU
-    std::vector<ggml_backend_ptr> accel_;
     std::vector<ggml_context_ptr> persistent_ctxs_;
     std::vector<ggml_backend_buffer_ptr> buffers_;
     std::vector<ggml_context_ptr> op_ctxs_;

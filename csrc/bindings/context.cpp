@@ -189,31 +189,13 @@ Context::Context(const std::string & device, int n_threads) : device_(device), n
     if (ggml_backend_dev_type(dev) != GGML_BACKEND_DEVICE_TYPE_CPU) {
         cpu_.reset(ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr));
     }
-    for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
-        ggml_backend_dev_t d = ggml_backend_dev_get(i);
-        if (ggml_backend_dev_type(d) == GGML_BACKEND_DEVICE_TYPE_ACCEL && d != dev) {
-            accel_.emplace_back(ggml_backend_dev_init(d, nullptr));
-        }
-    }
     set_n_threads(n_threads);
-}
-
-std::vector<ggml_backend_t> Context::accel_backends() const {
-    std::vector<ggml_backend_t> out;
-    for (const auto & b : accel_) out.push_back(b.get());
-    return out;
 }
 
 void Context::set_n_threads(int n) {
     if (n < 1) fail("threads must be >= 1, got " + std::to_string(n));
     n_threads_ = n;
     ggml_backend_cpu_set_n_threads(cpu_backend(), n);
-    for (const auto & b : accel_) {
-        ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(ggml_backend_get_device(b.get()));
-        auto set = reinterpret_cast<ggml_backend_set_n_threads_t>(
-            ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_n_threads"));
-        if (set) set(b.get(), n);
-    }
 }
 
 TensorRef Context::new_persistent(ggml_type type, const Ne & ne, const std::string & name) {

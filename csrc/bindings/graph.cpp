@@ -314,11 +314,9 @@ class Graph {
     void ensure_allocated() {
         if (allocated_) return;
         if (!sched_) {
-            // primary device, then host accelerators (BLAS), then the CPU as the fallback
-            std::vector<ggml_backend_t> backends;
-            if (ctx_->cpu_backend() != ctx_->backend()) backends.push_back(ctx_->backend());
-            for (ggml_backend_t b : ctx_->accel_backends()) backends.push_back(b);
-            backends.push_back(ctx_->cpu_backend());
+            // primary device, then the CPU as the fallback
+            std::vector<ggml_backend_t> backends = {ctx_->backend()};
+            if (ctx_->cpu_backend() != ctx_->backend()) backends.push_back(ctx_->cpu_backend());
             sched_.reset(ggml_backend_sched_new(backends.data(), nullptr, static_cast<int>(backends.size()),
                                                 static_cast<size_t>(size_) * 2, false, true));
         }
