@@ -177,11 +177,15 @@ void check_same_shape(const T & a, const T & b, const char * op) {
     }
 }
 
-void check_hparams(const T & p, int64_t n, const char * op, const char * what) {
+// The hyperparameter tensor of an optimizer step holds n or, where the op takes an
+// optional trailing entry, n_optional elements.
+void check_hparams(const T & p, int64_t n, const char * op, const char * what, int64_t n_optional = 0) {
     check_f32(p, op);
-    if (ggml_nelements(p.t) != n) {
-        fail(std::string(op) + ": hyperparameter tensor must have " + std::to_string(n) + " elements (" + what +
-             "), got " + describe(p.t));
+    const int64_t got = ggml_nelements(p.t);
+    if (got != n && (n_optional == 0 || got != n_optional)) {
+        const std::string counts = std::to_string(n) + (n_optional ? " or " + std::to_string(n_optional) : "");
+        fail(std::string(op) + ": hyperparameter tensor must have " + counts + " elements (" + what + "), got " +
+             describe(p.t));
     }
 }
 
@@ -191,11 +195,7 @@ T opt_step_adamw(const T & a, const T & grad, const T & m, const T & v, const T 
     check_same_shape(a, m, "opt_step_adamw");
     check_same_shape(a, v, "opt_step_adamw");
     check_same_context(a, hparams);
-    check_f32(hparams, "opt_step_adamw");
-    if (ggml_nelements(hparams.t) != 7 && ggml_nelements(hparams.t) != 8) {
-        fail("opt_step_adamw: hyperparameter tensor must have 7 or 8 elements (alpha, beta1, beta2, eps, wd, "
-             "beta1h, beta2h[, grad scale]), got " + describe(hparams.t));
-    }
+    check_hparams(hparams, 7, "opt_step_adamw", "alpha, beta1, beta2, eps, wd, beta1h, beta2h[, grad scale]", 8);
     if (!(a.t->flags & GGML_TENSOR_FLAG_PARAM)) fail("opt_step_adamw: " + describe(a.t) + " is not a parameter");
     return result(a, ggml_opt_step_adamw(a.ctx->op_ctx(), a.t, grad.t, m.t, v.t, hparams.t));
 }
