@@ -136,10 +136,6 @@ def measure_one(framework: str, cfg: BenchConfig, threads: int, steps: int, warm
     }[framework]
     out = runner(cfg, threads, steps, warmup)
     med = {k: statistics.median(v) for k, v in out["times"].items()}
-    if framework.startswith("ours"):
-        import pyggml_train
-
-        out["blas"] = pyggml_train.cpu_blas() or "none (ggml's own sgemm)"
     return {
         "framework": framework,
         "config": cfg.name,
@@ -150,8 +146,15 @@ def measure_one(framework: str, cfg: BenchConfig, threads: int, steps: int, warm
         "gflops_per_s": cfg.flops_per_step() / med["step"] / 1e9,
         "peak_rss_mb": out.get("peak_rss_mb", _peak_rss_mb()),
         "first_loss": out["losses"][0],
-        "blas": out.get("blas", ""),
+        "blas": _our_blas() if framework.startswith("ours") else "",
     }
+
+
+def _our_blas() -> str:
+    """The BLAS behind our matmuls in this process, as the library reports it."""
+    import pyggml_train
+
+    return pyggml_train.cpu_blas() or "none (ggml's own sgemm)"
 
 
 # ---- the parent: run children, collect, report ----------------------------------------------
