@@ -28,7 +28,8 @@ function(pyggml_enable_cpu_cblas)
   target_compile_definitions(ggml-cpu PRIVATE
     GGML_CPU_CBLAS
     cblas_sgemm=scipy_cblas_sgemm
-    openblas_set_num_threads=scipy_openblas_set_num_threads)
+    openblas_set_num_threads=scipy_openblas_set_num_threads
+    openblas_get_corename=scipy_openblas_get_corename)
   target_include_directories(ggml-cpu PRIVATE "${PYGGML_OPENBLAS_INCLUDE}")
   target_link_libraries(ggml-cpu PRIVATE "${PYGGML_OPENBLAS_LIBRARY}")
   target_compile_definitions(ggml-base PRIVATE GGML_MUL_MAT_BACK_OUT_PROD)

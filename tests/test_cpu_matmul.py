@@ -125,3 +125,30 @@ def test_attention_gradients_with_permuted_views(threads: int) -> None:
 
     inputs = [randn(B, T, H, hs, seed=s) * 0.5 for s in (11, 12, 13)]
     gradcheck(build, fwd, inputs, grad, threads=threads)
+
+
+@pytest.mark.parametrize(
+    ("name", "build", "sa", "sb"),
+    [
+        ("mul_mat", G.mul_mat, (96, 256), (1000, 256)),  # 1000 rows: bands cut near 500, 333
+        ("out_prod", G.out_prod, (256, 96), (256, 1000)),
+        (
+            "out_prod of a transpose",
+            lambda a, g: G.out_prod(a, G.transpose(g)),
+            (256, 96),
+            (1000, 256),
+        ),
+    ],
+)
+def test_row_bands_bit_identical_for_any_thread_count(
+    name: str, build, sa: tuple, sb: tuple
+) -> None:
+    """A product split into row bands sums every element in the same order as the unsplit
+    one (patch 0016 puts band edges on the sgemm kernel's tile grain), so the thread count
+    cannot change a single bit."""
+    a, b = randn(*sa, seed=14), randn(*sb, seed=15)
+    one = forward(build, [a, b], 1)
+    for threads in (2, 3, 4):
+        np.testing.assert_array_equal(
+            forward(build, [a, b], threads), one, err_msg=f"{name}, {threads} threads"
+        )
