@@ -227,17 +227,26 @@ def matmul_peak(threads: int) -> dict[str, float]:
     return result
 
 
+# The CPU features that decide which kernels can run: AVX-512 for OpenBLAS's SkylakeX sgemm,
+# AVX512-BF16 / AMX for native bf16 matmuls (without them both frameworks convert bf16 to f32).
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
+
+
 def machine() -> dict[str, str]:
     cpu = platform.processor() or platform.machine()
+    flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
     return {
         "cpu": cpu,
+        "simd": " ".join(f for f in SIMD_FLAGS if f in flags) or "unknown",
         "cores": str(os.cpu_count()),
         "python": platform.python_version(),
         "openblas_env": ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in OPENBLAS_VARS),
@@ -249,7 +258,8 @@ def render_markdown(result: dict) -> str:
         "# Training-step benchmark: pyggml_train vs PyTorch (CPU)",
         "",
         f"Measured {result['date']} on {result['machine']['cpu']} "
-        f"({result['machine']['cores']} cores), {result['threads']} threads, "
+        f"({result['machine']['cores']} cores; SIMD: {result['machine'].get('simd', 'unknown')}), "
+        f"{result['threads']} threads, "
         f"median of {result['steps']} steps after {result['warmup']} warm-up.",
         "A step is forward + backward + global-norm clipping + AdamW. "
         "Reproduce: `pip install '.[bench]' && python -m benchmarks.run`.",
@@ -338,6 +348,10 @@ def main(argv: list[str] | None = None) -> None:
         configs = [CONFIGS[c] for c in args.configs.split(",") if c]
         scaling = [CONFIGS["C"].with_block_size(int(t)) for t in args.seq_scaling.split(",") if t]
     frameworks = args.frameworks.split(",")
+    if "ours-avx2" in frameworks and "avx512f" not in machine()["simd"].split():
+        # Without AVX-512 OpenBLAS picks its Haswell kernels anyway: the row would repeat "ours".
+        frameworks.remove("ours-avx2")
+        print("no AVX-512 on this CPU: ours-avx2 would run the same kernels as ours, skipped")
     runs = [(cfg, frameworks) for cfg in configs]
     runs += [(cfg, [f for f in frameworks if f in ("ours", "torch")]) for cfg in scaling]
     env = dict(os.environ)
