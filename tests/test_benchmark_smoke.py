@@ -21,3 +21,14 @@ def test_smoke_benchmark_reports_a_row_per_framework(capsys: pytest.CaptureFixtu
     for row in table:
         tokens_per_s = float(row.split("|")[3])
         assert tokens_per_s > 0
+
+
+def test_step_plan_measures_a_slow_first_step_alone() -> None:
+    sys.path.append(str(ROOT))
+    from benchmarks.run import SLOW_STEP_S, StepPlan
+
+    plan = StepPlan(warmup=1, steps=3)
+    assert [i for i in plan if plan.measured(i, 0.1)] == [1, 2, 3]
+    slow = StepPlan(warmup=1, steps=3)
+    assert [i for i in slow if slow.measured(i, SLOW_STEP_S + 1)] == [0]
+    assert slow.warmup == 0
