@@ -23,12 +23,15 @@ def test_smoke_benchmark_reports_a_row_per_framework(capsys: pytest.CaptureFixtu
         assert tokens_per_s > 0
 
 
-def test_step_plan_measures_a_slow_first_step_alone() -> None:
+def test_step_plan_measures_enough_time_and_a_slow_first_step_alone() -> None:
     sys.path.append(str(ROOT))
-    from benchmarks.run import SLOW_STEP_S, StepPlan
+    from benchmarks.run import MAX_STEPS, MIN_MEASURED_S, SLOW_STEP_S, StepPlan
 
-    plan = StepPlan(warmup=1, steps=3)
-    assert [i for i in plan if plan.measured(i, 0.1)] == [1, 2, 3]
-    slow = StepPlan(warmup=1, steps=3)
-    assert [i for i in slow if slow.measured(i, SLOW_STEP_S + 1)] == [0]
-    assert slow.warmup == 0
+    def measured(step_s: float) -> list[int]:
+        plan = StepPlan(warmup=1, steps=3)
+        return [i for i in plan if plan.measured(i, step_s)]
+
+    assert measured(MIN_MEASURED_S) == [1, 2, 3]
+    assert measured(MIN_MEASURED_S / 8) == list(range(1, 9))  # 8 steps reach the minimum
+    assert measured(MIN_MEASURED_S / 1000) == list(range(1, MAX_STEPS + 1))
+    assert measured(SLOW_STEP_S + 1) == [0]
