@@ -211,33 +211,28 @@ def child_env(framework: str, base: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _child(
-    framework: str, cfg: BenchConfig, threads: int, steps: int, warmup: int, env: dict[str, str]
-) -> dict | float | None:
+def _run_child(what: str, child_args: list[str], env: dict[str, str], label: str = ""):
+    """Run ``main(["--child", what, *child_args])`` in a fresh process; its last stdout line
+    is the JSON result. ``label`` names the run in the error if it fails."""
     # ROOT goes last on sys.path so that an installed pyggml_train wins over the source
     # tree (which has no compiled extension in a fresh clone).
     boot = f"import sys; sys.path.append({str(ROOT)!r}); from benchmarks.run import main; main()"
-    cmd = [
-        sys.executable,
-        "-c",
-        boot,
-        "--child",
-        framework,
-        "--threads",
-        str(threads),
-        "--steps",
-        str(steps),
-        "--warmup",
-        str(warmup),
-        "--config-json",
-        json.dumps(cfg.__dict__),
-    ]
+    cmd = [sys.executable, "-c", boot, "--child", what, *child_args]
     proc = subprocess.run(
-        cmd, cwd=Path.home(), env=child_env(framework, env), capture_output=True, text=True
+        cmd, cwd=Path.home(), env=child_env(what, env), capture_output=True, text=True
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"{framework} on {cfg.name} failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{label or what} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _child(
+    framework: str, cfg: BenchConfig, threads: int, steps: int, warmup: int, env: dict[str, str]
+) -> dict:
+    """One row: ``framework`` trained on ``cfg`` in a process of its own."""
+    args = ["--threads", str(threads), "--steps", str(steps), "--warmup", str(warmup)]
+    args += ["--config-json", json.dumps(cfg.__dict__)]
+    return _run_child(framework, args, env, f"{framework} on {cfg.name}")
 
 
 def _gflops(run, flops: float, min_s: float = 1.0) -> float:
@@ -323,9 +318,9 @@ def render_markdown(result: dict) -> str:
         "# Training-step benchmark: pyggml_train vs PyTorch (CPU)",
         "",
         f"Measured {result['date']} on {result['machine']['cpu']} "
-        f"({result['machine']['cores']} cores; SIMD: {result['machine'].get('simd', 'unknown')}), "
+        f"({result['machine']['cores']} cores; SIMD: {result['machine']['simd']}), "
         f"{result['threads']} threads, "
-        f"for each framework the fastest of {result.get('rounds', 1)} round(s) run in turn with "
+        f"for each framework the fastest of {result['rounds']} round(s) run in turn with "
         f"its peers, each the median of at least {result['steps']} steps (and of at least "
         f"{MIN_MEASURED_S:.0f} s) after {result['warmup']} warm-up.",
         "A step is forward + backward + global-norm clipping + AdamW. "
@@ -431,8 +426,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         configs = [CONFIGS[c] for c in args.configs.split(",") if c]
         scaling = [CONFIGS["C"].with_block_size(int(t)) for t in args.seq_scaling.split(",") if t]
+    this_machine = machine()
     frameworks = args.frameworks.split(",")
-    if "ours-avx2" in frameworks and "avx512f" not in machine()["simd"].split():
+    if "ours-avx2" in frameworks and "avx512f" not in this_machine["simd"].split():
         # Without AVX-512 OpenBLAS picks its Haswell kernels anyway: the row would repeat "ours".
         frameworks.remove("ours-avx2")
         print("no AVX-512 on this CPU: ours-avx2 would run the same kernels as ours, skipped")
@@ -457,11 +453,11 @@ def main(argv: list[str] | None = None) -> None:
                 if fw not in best or row["tokens_per_s"] > best[fw]["tokens_per_s"]:
                     best[fw] = row
         rows += [best[fw] for fw in fws]
-    peaks = {p: _child(f"peak:{p}", configs[0], args.threads, 0, 0, env) for p in PEAKS}
+    peaks = {p: _run_child(f"peak:{p}", ["--threads", str(args.threads)], env) for p in PEAKS}
     peaks = {p: v for p, v in peaks.items() if v is not None}
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": machine(),
+        "machine": this_machine,
         "threads": args.threads,
         "steps": args.steps,
         "warmup": args.warmup,
