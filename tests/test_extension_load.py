@@ -3,6 +3,7 @@ not installed beside it, and says what is missing when the wheel is absent."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,12 @@ def _import(root: Path, prelude: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=root,
-        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        # OpenBLAS's kernel choice follows OPENBLAS_CORETYPE where the machine sets it
+        env={
+            "PYTHONPATH": str(root),
+            "PATH": "/usr/bin:/bin",
+            **{k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")},
+        },
         capture_output=True,
         text=True,
     )
