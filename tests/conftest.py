@@ -7,3 +7,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT / ".." / "shared"
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken_cache"))
+
+
+def require(available: bool, why: str) -> None:
+    """Skip a test whose optional component is missing, saying which and how to get it.
+
+    CI sets PYGGML_REQUIRE_ALL=1 and installs every component, so there a missing one
+    fails the test instead of hiding it behind a skip."""
+    import pytest
+
+    if available:
+        return
+    if os.environ.get("PYGGML_REQUIRE_ALL") == "1":
+        pytest.fail(f"required component missing (PYGGML_REQUIRE_ALL=1): {why}")
+    pytest.skip(why)
