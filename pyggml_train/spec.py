@@ -1,0 +1,910 @@
+"""The model spec: a JSON graph of nodes and links, its node types, and shape inference.
+
+A spec is plain JSON (docs/spec.md)::
+
+    {"version": 1, "name": "small GPT",
+     "nodes": [{"id": "data", "type": "TextDataset", "params": {...}}, ...],
+     "links": [{"from": ["data", 0], "to": ["emb", 0]}, ...]}
+
+Node types are declared once, here (:data:`NODE_TYPES`): ports, parameters with their
+type, default, range and doc, and a shape rule. The studio's palette is built from
+:func:`node_types_json`; :func:`check_spec` validates a spec and infers the shape of
+every link before anything runs, reporting each problem on the node that causes it
+(``GPTBlock "block 2": d_model 256 but its input is 128 wide``) instead of raising.
+Shapes are numpy order: tokens (B, T), activations (B, T, C).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .data import cache_dir
+from .tokenizer import GPT2_VOCAB_SIZE
+
+SPEC_VERSION = 1
+Shape = tuple[int, ...]
+
+# what flows along a link: token ids (B, T) into an Embedding, next-token targets (B, T)
+# into the Loss, and float activations (B, T, C) everywhere else
+PORT_KINDS = {
+    "tokens": "token ids (B, T), int",
+    "targets": "next-token ids (B, T), int",
+    "tensor": "activations (B, T, C), float",
+}
+CORPORA = {"tinyshakespeare": "tinyshakespeare.txt", "the-verdict": "the-verdict.txt"}
+
+
+class SpecError(ValueError):
+    """A spec problem, attributed to a node (``node`` is its id) or to the whole spec (None)."""
+
+    def __init__(self, node: str | None, message: str, errors: list[dict] | None = None):
+        super().__init__(message)
+        self.node = node
+        self.message = message
+        self.errors = errors or [{"node": node, "message": message}]  # every problem found
+
+
+# ---- declarations --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Param:
+    """One node parameter, shown as a widget; ``type`` is int, float, bool, str or choice."""
+
+    name: str
+    type: str
+    default: Any
+    doc: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+    max_exclusive: bool = False  # e.g. dropout p in [0, 1)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "default": self.default}
+        for key in ("min", "max"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.max_exclusive:
+            out["max_exclusive"] = True
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
+        out["doc"] = self.doc
+        return out
+
+    def check(self, value: Any) -> Any:
+        """The value, normalised (int-valued floats for ints), or ValueError saying why not."""
+        if self.type == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"{self.name} must be true or false, got {value!r}")
+            return value
+        if self.type in ("str", "choice"):
+            if not isinstance(value, str):
+                raise ValueError(f"{self.name} must be a string, got {value!r}")
+            if self.choices is not None and value not in self.choices:
+                raise ValueError(
+                    f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}"
+                )
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{self.name} must be a number, got {value!r}")
+        if self.type == "int":
+            if not float(value).is_integer():
+                raise ValueError(f"{self.name} must be an integer, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+            if not math.isfinite(value):
+                raise ValueError(f"{self.name} must be finite, got {value!r}")
+        low_ok = self.min is None or value >= self.min
+        high_ok = self.max is None or (
+            value < self.max if self.max_exclusive else value <= self.max
+        )
+        if not (low_ok and high_ok):
+            raise ValueError(f"{self.name} must be in {self.range_text()}, got {value!r}")
+        return value
+
+    def range_text(self) -> str:
+        low = "-inf" if self.min is None else f"{self.min:g}"
+        high = "inf" if self.max is None else f"{self.max:g}"
+        return f"[{low}, {high}{')' if self.max_exclusive or self.max is None else ']'}"
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    kind: str  # a key of PORT_KINDS
+    doc: str
+
+
+@dataclass(frozen=True)
+class NodeType:
+    """A node type: what it takes, gives and is configured by, and how shapes flow through it."""
+
+    name: str
+    category: str  # "data", "layer" or "loss": where the palette lists it
+    doc: str
+    inputs: tuple[Port, ...]
+    outputs: tuple[Port, ...]
+    params: tuple[Param, ...]
+    # (node, input shapes, inference state) -> output shapes; raises SpecError
+    infer: Callable[[Node, list[Shape], _State], list[Shape]] = field(repr=False)
+
+    def param(self, name: str) -> Param:
+        return next(p for p in self.params if p.name == name)
+
+    def to_json(self) -> dict[str, Any]:
+        port = lambda p: {"name": p.name, "kind": p.kind, "doc": p.doc}  # noqa: E731
+        return {
+            "category": self.category,
+            "doc": self.doc,
+            "inputs": [port(p) for p in self.inputs],
+            "outputs": [port(p) for p in self.outputs],
+            "params": [p.to_json() for p in self.params],
+        }
+
+
+@dataclass
+class Node:
+    """A node of a parsed spec, with every parameter present (defaults filled in)."""
+
+    id: str
+    type: str
+    title: str
+    params: dict[str, Any]
+    inputs: list[tuple[str, int] | None]  # per input: (from node id, output index)
+    ui: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """How messages name the node: ``GPTBlock "block 2"``."""
+        return f'{self.type} "{self.title}"'
+
+    def error(self, message: str) -> SpecError:
+        return SpecError(self.id, f"{self.label}: {message}")
+
+
+@dataclass
+class Spec:
+    """A valid spec: nodes in an order where every input comes first, and inferred shapes."""
+
+    name: str
+    nodes: dict[str, Node]  # topological order
+    shapes: dict[tuple[str, int], Shape]  # (node id, output index) -> shape
+    data: str  # id of the TextDataset node
+    loss: str  # id of the Loss node
+    vocab_size: int | None  # of the data's tokenizer; None if the corpus is not at hand yet
+    source: dict[str, Any]  # the JSON the spec was parsed from
+
+    def input_shapes(self, node: Node) -> list[Shape]:
+        return [self.shapes[src] for src in node.inputs if src is not None]
+
+
+# ---- shape rules ---------------------------------------------------------------------------
+@dataclass
+class _State:
+    """What shape rules may consult beyond a node's inputs."""
+
+    nodes: dict[str, Node]
+    data_dir: Path | None
+    vocab_size: int | None = None  # set by the data node's rule when the corpus is at hand
+    data_node: Node | None = None
+
+
+def _width(node: Node, shape: Shape, param: str, what: str | None = None) -> None:
+    """The input's last axis must equal the node's ``param``: the canonical mismatch error."""
+    expected = node.params[param]
+    if shape[-1] != expected:
+        raise node.error(f"{what or param} {expected} but its input is {shape[-1]} wide")
+
+
+def _heads(node: Node, width: str, heads: str) -> None:
+    if node.params[width] % node.params[heads]:
+        c, h = node.params[width], node.params[heads]
+        fit = ", ".join(str(n) for n in range(1, min(c, 64) + 1) if c % n == 0)
+        raise node.error(
+            f"{width} {c} is not divisible by {heads} {h}, so heads would differ in width; "
+            f"{heads} divisors of {c}: {fit}"
+        )
+
+
+def _dropout_supported() -> bool:
+    from . import ggml as G
+
+    return hasattr(G, "dropout")
+
+
+def _dropout(node: Node, param: str) -> None:
+    if node.params[param] > 0 and not _dropout_supported():
+        raise node.error(
+            f"{param} {node.params[param]:g} is not supported yet (this build has no dropout "
+            f"op); set {param} to 0"
+        )
+
+
+def _infer_data(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
+    p = node.params
+    state.data_node = node
+    if p["tokenizer"] == "gpt2":
+        state.vocab_size = GPT2_VOCAB_SIZE
+    else:
+        path = corpus_path(p["source"], p["path"], state.data_dir, node)
+        state.vocab_size = _char_vocab(path) if path is not None else None
+    bt = (p["batch_size"], p["block_size"])
+    return [bt, bt]
+
+
+def _infer_embedding(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
+    n = node.params["num_embeddings"]
+    if state.vocab_size is not None and n < state.vocab_size:
+        data = state.data_node.label if state.data_node else "the data"
+        raise node.error(
+            f"num_embeddings {n} but the tokenizer of {data} has {state.vocab_size} tokens; "
+            f"set num_embeddings to at least {state.vocab_size}"
+        )
+    return [(*ins[0], node.params["embedding_dim"])]
+
+
+def _infer_positional(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
+    t, max_len = ins[0][1], node.params["max_len"]
+    if t > max_len:
+        raise node.error(f"max_len {max_len} but its input has {t} positions (block_size)")
+    _dropout(node, "dropout")
+    return [ins[0]]
+
+
+def _infer_gpt_block(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
+    _width(node, ins[0], "d_model")
+    _heads(node, "d_model", "nhead")
+    _dropout(node, "dropout")
+    return [ins[0]]
+
+
+def _infer_mha(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
+    _width(node, ins[0], "embed_dim")
+    _heads(node, "embed_dim", "num_heads")
+    _dropout(node, "dropout")
+    return [ins[0]]
+
+
+def _infer_layer_norm(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
+    _width(node, ins[0], "normalized_shape")
+    return [ins[0]]
+
+
+def _infer_linear(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
+    _width(node, ins[0], "in_features")
+    tie = node.params["tie_weights"]
+    if tie:
+        other = state.nodes.get(tie)
+        if other is None or other.type != "Embedding":
+            raise node.error(
+                f'tie_weights names "{tie}", which is not an Embedding node of this spec; give '
+                "an Embedding's id, or an empty string for an untied weight"
+            )
+        want = (other.params["num_embeddings"], other.params["embedding_dim"])
+        have = (node.params["out_features"], node.params["in_features"])
+        if want != have:
+            raise node.error(
+                f"(out_features, in_features) {have} but the tied {other.label} weight is "
+                f"(num_embeddings, embedding_dim) {want}"
+            )
+    return [(*ins[0][:-1], node.params["out_features"])]
+
+
+def _infer_same(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
+    return [ins[0]]
+
+
+def _infer_dropout(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
+    _dropout(node, "p")
+    return [ins[0]]
+
+
+def _infer_add(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
+    if ins[0] != ins[1]:
+        raise node.error(f"input a is {list(ins[0])} but input b is {list(ins[1])}")
+    return [ins[0]]
+
+
+def _infer_loss(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
+    logits, targets = ins
+    if logits[:-1] != targets:
+        raise node.error(
+            f"logits {list(logits)} do not line up with targets {list(targets)} (B, T)"
+        )
+    v = state.vocab_size
+    if v is not None and logits[-1] < v:
+        data = state.data_node.label if state.data_node else "the data"
+        raise node.error(
+            f"its logits are {logits[-1]} wide but the tokenizer of {data} has {v} tokens; "
+            f"give the last Linear out_features >= {v}"
+        )
+    p = node.params
+    if p["min_lr"] > p["lr"]:
+        raise node.error(f"min_lr {p['min_lr']:g} exceeds lr {p['lr']:g}; lower min_lr")
+    if p["epochs"] == 0 and p["warmup_steps"] > p["steps"]:
+        raise node.error(f"warmup_steps {p['warmup_steps']} exceeds steps {p['steps']}")
+    return []
+
+
+# ---- the node types ------------------------------------------------------------------------
+_X = Port("x", "tensor", "activations (B, T, C)")
+_Y = Port("y", "tensor", "activations (B, T, C)")
+
+
+def _dropout_param(doc: str = "dropout probability during training") -> Param:
+    return Param("dropout", "float", 0.0, doc, min=0.0, max=1.0, max_exclusive=True)
+
+
+def _width_param(name: str, default: int, doc: str) -> Param:
+    return Param(name, "int", default, doc, min=1, max=65536)
+
+
+NODE_TYPES: dict[str, NodeType] = {
+    t.name: t
+    for t in (
+        NodeType(
+            "TextDataset",
+            "data",
+            "A text corpus, tokenized and cut into (B, T) windows; targets are the next tokens.",
+            (),
+            (
+                Port("tokens", "tokens", "input ids (B, T)"),
+                Port("targets", "targets", "next-token ids (B, T)"),
+            ),
+            (
+                Param(
+                    "source",
+                    "choice",
+                    "tinyshakespeare",
+                    "a bundled corpus, or 'file' for the text file at path",
+                    choices=(*CORPORA, "file"),
+                ),
+                Param("path", "str", "", "text file (source 'file'), relative to the data dir"),
+                Param(
+                    "tokenizer",
+                    "choice",
+                    "char",
+                    "'char': one token per distinct character; 'gpt2': GPT-2 BPE (50257)",
+                    choices=("char", "gpt2"),
+                ),
+                Param("block_size", "int", 128, "tokens per sequence T", min=1, max=65536),
+                Param("batch_size", "int", 16, "sequences per batch B", min=1, max=65536),
+                Param(
+                    "val_fraction",
+                    "float",
+                    0.1,
+                    "tail fraction of the tokens held out for validation",
+                    min=0.001,
+                    max=0.5,
+                ),
+            ),
+            _infer_data,
+        ),
+        NodeType(
+            "Embedding",
+            "layer",
+            "A learned vector per token id: (B, T) ids -> (B, T, embedding_dim).",
+            (Port("ids", "tokens", "token ids (B, T)"),),
+            (_Y,),
+            (
+                Param(
+                    "num_embeddings",
+                    "int",
+                    65,
+                    "rows of the table; at least the tokenizer's vocabulary size",
+                    min=1,
+                    max=1 << 20,
+                ),
+                _width_param("embedding_dim", 128, "width C of each vector"),
+            ),
+            _infer_embedding,
+        ),
+        NodeType(
+            "PositionalEncoding",
+            "layer",
+            "Adds a position vector to each time step: learned (GPT-2's wpe) or sinusoidal.",
+            (_X,),
+            (_Y,),
+            (
+                Param(
+                    "kind",
+                    "choice",
+                    "learned",
+                    "'learned': a trained (max_len, C) table; 'sinusoidal': fixed sin/cos",
+                    choices=("learned", "sinusoidal"),
+                ),
+                Param("max_len", "int", 1024, "positions available (>= block_size)", min=1),
+                _dropout_param("dropout applied after adding positions"),
+            ),
+            _infer_positional,
+        ),
+        NodeType(
+            "GPTBlock",
+            "layer",
+            "Pre-LayerNorm GPT-2 block: x + attn(ln_1(x)), then + mlp(ln_2(x)); causal.",
+            (_X,),
+            (_Y,),
+            (
+                _width_param("d_model", 128, "residual width C (must match the input)"),
+                _width_param("nhead", 4, "attention heads; d_model must be divisible by it"),
+                _width_param("dim_feedforward", 512, "hidden width of the MLP (4 C in GPT-2)"),
+                _dropout_param(),
+            ),
+            _infer_gpt_block,
+        ),
+        NodeType(
+            "TransformerEncoderLayer",
+            "layer",
+            "PyTorch's post-LN encoder layer without a mask: ln(x + attn(x)), ln(x + ff(x)). "
+            "Tokens see the future, so a language model built from it can cheat.",
+            (_X,),
+            (_Y,),
+            (
+                _width_param("d_model", 128, "residual width C (must match the input)"),
+                _width_param("nhead", 4, "attention heads; d_model must be divisible by it"),
+                _width_param("dim_feedforward", 512, "hidden width of the feed-forward part"),
+                _dropout_param(),
+                Param(
+                    "activation",
+                    "choice",
+                    "relu",
+                    "feed-forward nonlinearity",
+                    choices=("relu", "gelu"),
+                ),
+            ),
+            _infer_gpt_block,
+        ),
+        NodeType(
+            "MultiheadAttention",
+            "layer",
+            "Self-attention with an output projection: (B, T, C) -> (B, T, C).",
+            (_X,),
+            (_Y,),
+            (
+                _width_param("embed_dim", 128, "width C (must match the input)"),
+                _width_param("num_heads", 4, "heads; embed_dim must be divisible by it"),
+                Param("causal", "bool", True, "mask the future (a language model needs it)"),
+                _dropout_param("dropout on the attention probabilities"),
+            ),
+            _infer_mha,
+        ),
+        NodeType(
+            "LayerNorm",
+            "layer",
+            "Normalises the last axis, then scales and shifts it (learned).",
+            (_X,),
+            (_Y,),
+            (
+                _width_param("normalized_shape", 128, "width C (must match the input)"),
+                Param("eps", "float", 1e-5, "added to the variance", min=1e-12, max=1.0),
+            ),
+            _infer_layer_norm,
+        ),
+        NodeType(
+            "Linear",
+            "layer",
+            "y = x W^T + b over the last axis; as the LM head it may share the Embedding's table.",
+            (_X,),
+            (_Y,),
+            (
+                _width_param("in_features", 128, "input width (must match the input)"),
+                Param("out_features", "int", 65, "output width", min=1, max=1 << 20),
+                Param("bias", "bool", True, "add a learned bias"),
+                Param(
+                    "tie_weights",
+                    "str",
+                    "",
+                    "id of an Embedding node whose table is this weight (GPT-2's LM head); "
+                    "'' for a weight of its own",
+                ),
+            ),
+            _infer_linear,
+        ),
+        NodeType(
+            "Activation",
+            "layer",
+            "An elementwise nonlinearity: GELU (tanh approximation, as GPT-2) or ReLU.",
+            (_X,),
+            (_Y,),
+            (Param("function", "choice", "gelu", "the nonlinearity", choices=("gelu", "relu")),),
+            _infer_same,
+        ),
+        NodeType(
+            "Dropout",
+            "layer",
+            "Zeroes each activation with probability p during training (scaled by 1/(1-p)).",
+            (_X,),
+            (_Y,),
+            (Param("p", "float", 0.1, "drop probability", min=0.0, max=1.0, max_exclusive=True),),
+            _infer_dropout,
+        ),
+        NodeType(
+            "Add",
+            "layer",
+            "Elementwise sum of two equal shapes: a residual connection.",
+            (Port("a", "tensor", "(B, T, C)"), Port("b", "tensor", "(B, T, C)")),
+            (_Y,),
+            (),
+            _infer_add,
+        ),
+        NodeType(
+            "Loss",
+            "loss",
+            "Mean cross-entropy of the logits against the next tokens, and how to minimise it.",
+            (
+                Port("logits", "tensor", "scores per token (B, T, V)"),
+                Port("targets", "targets", "next-token ids (B, T)"),
+            ),
+            (),
+            (
+                Param(
+                    "loss", "choice", "cross_entropy", "the objective", choices=("cross_entropy",)
+                ),
+                Param(
+                    "optimizer",
+                    "choice",
+                    "adamw",
+                    "AdamW (decoupled weight decay on matrices), Adam (no decay) or plain SGD",
+                    choices=("adamw", "adam", "sgd"),
+                ),
+                Param("lr", "float", 1e-3, "peak learning rate", min=1e-9, max=10.0),
+                Param(
+                    "schedule",
+                    "choice",
+                    "cosine",
+                    "after warmup: 'cosine' decay to min_lr, or 'constant' lr",
+                    choices=("cosine", "constant"),
+                ),
+                Param("min_lr", "float", 1e-4, "floor of the cosine decay", min=0.0, max=10.0),
+                Param("warmup_steps", "int", 10, "linear warmup steps", min=0),
+                Param("steps", "int", 1000, "optimizer steps (when epochs is 0)", min=1),
+                Param(
+                    "epochs",
+                    "float",
+                    0.0,
+                    "passes over the training tokens; 0 = use steps",
+                    min=0.0,
+                    max=1000.0,
+                ),
+                Param(
+                    "weight_decay",
+                    "float",
+                    0.1,
+                    "decay of matrices (AdamW, SGD); Adam ignores it",
+                    min=0.0,
+                    max=1.0,
+                ),
+                Param("grad_clip", "float", 1.0, "global gradient norm cap; 0 = none", min=0.0),
+            ),
+            _infer_loss,
+        ),
+    )
+}
+
+
+def node_types_json() -> dict[str, Any]:
+    """The node type declarations as JSON: what the browser builds its palette from."""
+    return {
+        "version": SPEC_VERSION,
+        "port_kinds": PORT_KINDS,
+        "types": {name: t.to_json() for name, t in NODE_TYPES.items()},
+    }
+
+
+# ---- data the data node names --------------------------------------------------------------
+def corpus_path(
+    source: str, path: str, data_dir: str | Path | None, node: Node | None = None
+) -> Path | None:
+    """The text file a TextDataset reads, or None for a bundled corpus not yet at hand.
+
+    A bundled corpus is looked up in data_dir, then in the download cache; tiny
+    shakespeare missing there is fetched when training starts (data.resolve_text).
+    A 'file' source must exist: relative paths are taken from data_dir.
+    """
+    where = (lambda m: node.error(m)) if node else (lambda m: SpecError(None, m))  # noqa: E731
+    if source == "file":
+        if not path:
+            raise where("source 'file' needs a path to a text file")
+        file = Path(path)
+        if not file.is_absolute() and data_dir is not None:
+            file = Path(data_dir) / file
+        if not file.is_file():
+            raise where(f"path {path!r} is not a file ({file})")
+        return file
+    name = CORPORA[source]
+    dirs = [Path(d) for d in (data_dir, cache_dir()) if d is not None]
+    for d in dirs:
+        if (d / name).is_file():
+            return d / name
+    if source == "tinyshakespeare":
+        return None
+    raise where(
+        f"{name} is not in {' or '.join(map(str, dirs))}; copy it there, or use source "
+        "'file' with a path"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _char_vocab_cached(path: str, mtime_ns: int, size: int) -> int:
+    return len(set(Path(path).read_text(encoding="utf-8")))
+
+
+def _char_vocab(path: Path) -> int:
+    """Distinct characters of a text file (the char tokenizer's vocabulary), cached."""
+    st = path.stat()
+    return _char_vocab_cached(str(path), st.st_mtime_ns, st.st_size)
+
+
+# ---- parsing and checking ------------------------------------------------------------------
+def _label(raw: dict, index: int) -> str:
+    nid = raw.get("id") if isinstance(raw, dict) else None
+    return f'node "{nid}"' if isinstance(nid, str) else f"node #{index}"
+
+
+class _Checker:
+    """Collects every problem of one spec; shapes are inferred where the inputs allow."""
+
+    def __init__(self, data: Any, data_dir: str | Path | None):
+        self.data = data
+        self.errors: list[dict[str, Any]] = []
+        self.nodes: dict[str, Node] = {}
+        self.order: list[str] = []
+        self.shapes: dict[tuple[str, int], Shape] = {}
+        self.bad: set[str] = set()  # nodes with invalid parameters
+        self.state = _State(self.nodes, Path(data_dir) if data_dir is not None else None)
+
+    def error(self, node: str | None, message: str) -> None:
+        self.errors.append({"node": node, "message": message})
+
+    def run(self) -> None:
+        data = self.data
+        if not isinstance(data, dict):
+            self.error(None, f"a spec is a JSON object, got {type(data).__name__}")
+            return
+        unknown = sorted(set(data) - {"version", "name", "nodes", "links"})
+        if unknown:
+            self.error(
+                None, f"unknown top-level key(s) {unknown}; expected version, name, nodes, links"
+            )
+        if data.get("version") != SPEC_VERSION:
+            self.error(None, f"version must be {SPEC_VERSION}, got {data.get('version')!r}")
+        if not isinstance(data.get("name", ""), str):
+            self.error(None, f"name must be a string, got {data.get('name')!r}")
+        nodes, links = data.get("nodes"), data.get("links", [])
+        if not isinstance(nodes, list):
+            self.error(None, "nodes must be a list of {id, type, params} objects")
+            return
+        if not isinstance(links, list):
+            self.error(None, "links must be a list of {from: [id, output], to: [id, input]}")
+            links = []
+        for i, raw in enumerate(nodes):
+            self._node(i, raw)
+        for i, raw in enumerate(links):
+            self._link(i, raw)
+        self._dangling()
+        self._order()
+        self._roles()
+        self._infer()
+
+    def _node(self, index: int, raw: Any) -> None:
+        where = _label(raw, index)
+        if not isinstance(raw, dict):
+            self.error(None, f"{where}: a node is an object {{id, type, params}}, got {raw!r}")
+            return
+        nid, ntype = raw.get("id"), raw.get("type")
+        if not isinstance(nid, str) or not nid:
+            self.error(None, f"{where}: id must be a non-empty string, got {nid!r}")
+            return
+        if nid in self.nodes:
+            self.error(nid, f"{where}: duplicate id; every node needs its own")
+            return
+        extra = sorted(set(raw) - {"id", "type", "title", "params", "ui"})
+        if extra:
+            self.error(
+                nid, f"{where}: unknown key(s) {extra}; expected id, type, title, params, ui"
+            )
+        if not isinstance(ntype, str) or ntype not in NODE_TYPES:
+            self.error(
+                nid,
+                f"{where}: unknown node type {ntype!r}; known types: {', '.join(NODE_TYPES)}",
+            )
+            return
+        title = raw.get("title") or nid
+        if not isinstance(title, str):
+            title = nid
+        spec_type = NODE_TYPES[ntype]
+        ui = raw.get("ui") if isinstance(raw.get("ui"), dict) else {}
+        node = Node(nid, ntype, title, {}, [None] * len(spec_type.inputs), ui)
+        given = raw.get("params", {})
+        if not isinstance(given, dict):
+            self.error(nid, f"{node.label}: params must be an object, got {given!r}")
+            given = {}
+        valid = [p.name for p in spec_type.params]
+        for name in sorted(set(given) - set(valid)):
+            self.error(
+                nid,
+                f"{node.label}: unknown parameter {name!r}; valid: {', '.join(valid) or 'none'}",
+            )
+        bad = False
+        for p in spec_type.params:
+            try:
+                node.params[p.name] = p.check(given[p.name]) if p.name in given else p.default
+            except ValueError as exc:
+                self.error(nid, f"{node.label}: {exc}")
+                bad = True
+        self.nodes[nid] = node
+        if bad:
+            self.bad.add(nid)  # its shapes can't be inferred
+
+    def _endpoint(self, raw: Any, key: str, index: int) -> tuple[Node, int] | None:
+        end = raw.get(key)
+        if (
+            not isinstance(end, list | tuple)
+            or len(end) != 2
+            or not isinstance(end[0], str)
+            or isinstance(end[1], bool)
+            or not isinstance(end[1], int)
+        ):
+            self.error(None, f"link #{index}: {key!r} must be [node_id, port_index], got {end!r}")
+            return None
+        nid, port = end
+        node = self.nodes.get(nid)
+        if node is None:
+            self.error(None, f"link #{index}: {key} names node {nid!r}, which does not exist")
+            return None
+        ports = NODE_TYPES[node.type].outputs if key == "from" else NODE_TYPES[node.type].inputs
+        if not 0 <= port < len(ports):
+            what = "output" if key == "from" else "input"
+            have = ", ".join(f"{i} ({p.name})" for i, p in enumerate(ports)) or "none"
+            self.error(nid, f"{node.label}: has no {what} {port}; its {what}s: {have}")
+            return None
+        return node, port
+
+    def _link(self, index: int, raw: Any) -> None:
+        if not isinstance(raw, dict):
+            self.error(None, f"link #{index}: a link is an object {{from, to}}, got {raw!r}")
+            return
+        src, dst = self._endpoint(raw, "from", index), self._endpoint(raw, "to", index)
+        if src is None or dst is None:
+            return
+        (a, out), (b, inp) = src, dst
+        out_port, in_port = NODE_TYPES[a.type].outputs[out], NODE_TYPES[b.type].inputs[inp]
+        if out_port.kind != in_port.kind:
+            self.error(
+                b.id,
+                f"{b.label}: input {inp} ({in_port.name}) takes {PORT_KINDS[in_port.kind]} "
+                f"but {a.label} output {out} ({out_port.name}) gives {PORT_KINDS[out_port.kind]}",
+            )
+            return
+        if b.inputs[inp] is not None:
+            first = self.nodes[b.inputs[inp][0]]
+            self.error(
+                b.id,
+                f"{b.label}: input {inp} ({in_port.name}) is linked twice, from {first.label} "
+                f"and from {a.label}; an input takes one link",
+            )
+            return
+        b.inputs[inp] = (a.id, out)
+
+    def _dangling(self) -> None:
+        used = {src[0] for n in self.nodes.values() for src in n.inputs if src is not None}
+        for node in self.nodes.values():
+            ports = NODE_TYPES[node.type].inputs
+            for i, src in enumerate(node.inputs):
+                if src is None:
+                    self.error(
+                        node.id, f"{node.label}: input {i} ({ports[i].name}) is not connected"
+                    )
+            if NODE_TYPES[node.type].category == "layer" and node.id not in used:
+                self.error(
+                    node.id, f"{node.label}: its output goes nowhere; connect it or delete it"
+                )
+
+    def _order(self) -> None:
+        """Kahn's topological sort; nodes left over sit on (or behind) a cycle."""
+        pending = {nid: {s[0] for s in n.inputs if s is not None} for nid, n in self.nodes.items()}
+        while True:
+            ready = [nid for nid, deps in pending.items() if not deps]
+            if not ready:
+                break
+            for nid in ready:
+                self.order.append(nid)
+                del pending[nid]
+            for deps in pending.values():
+                deps.difference_update(ready)
+        if pending:
+            cycle = self._find_cycle(pending)
+            path = " -> ".join(self.nodes[n].label for n in [*cycle, cycle[0]])
+            for nid in cycle:
+                self.error(nid, f"{self.nodes[nid].label}: is on a cycle: {path}")
+
+    def _find_cycle(self, pending: dict[str, set[str]]) -> list[str]:
+        """One cycle among the unsorted nodes: walk inputs until a node repeats."""
+        walk, seen = [next(iter(pending))], set()
+        while walk[-1] not in seen:
+            seen.add(walk[-1])
+            walk.append(next(iter(pending[walk[-1]])))
+        start = walk.index(walk[-1])
+        return walk[start:-1][::-1]  # in data-flow order
+
+    def _roles(self) -> None:
+        for category, what in (("data", "TextDataset"), ("loss", "Loss")):
+            found = [n for n in self.nodes.values() if NODE_TYPES[n.type].category == category]
+            if not found:
+                self.error(None, f"the spec has no {what} node; add one")
+            for extra in found[1:]:
+                self.error(
+                    extra.id, f"{extra.label}: a spec has one {what} node; {found[0].label} is it"
+                )
+
+    def _infer(self) -> None:
+        for nid in self.order:
+            node = self.nodes[nid]
+            if nid in self.bad:
+                continue
+            sources = node.inputs
+            if any(s is None or s not in self.shapes for s in sources):
+                continue  # an input is missing or failed: reported already
+            ins = [self.shapes[s] for s in sources]
+            try:
+                outs = NODE_TYPES[node.type].infer(node, ins, self.state)
+            except SpecError as exc:
+                self.error(exc.node, exc.message)
+                continue
+            for i, shape in enumerate(outs):
+                self.shapes[(nid, i)] = shape
+
+
+def _run_checker(data: Any, data_dir: str | Path | None) -> _Checker:
+    checker = _Checker(data, data_dir)
+    checker.run()
+    return checker
+
+
+def check_spec(data: Any, data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Validate a spec and infer its shapes without raising for any bad spec.
+
+    Returns {"ok": bool, "errors": [{"node": id | None, "message": str}],
+    "shapes": {"<from_id>:<output_index>": [dims...]}} with the shape of every output
+    that could be inferred (also when other parts of the spec have errors).
+    """
+    checker = _run_checker(data, data_dir)
+    return {
+        "ok": not checker.errors,
+        "errors": checker.errors,
+        "shapes": {f"{nid}:{i}": list(s) for (nid, i), s in checker.shapes.items()},
+    }
+
+
+def parse_spec(data: Any, data_dir: str | Path | None = None) -> Spec:
+    """A checked :class:`Spec`, or SpecError with the first problem (``.errors`` has all)."""
+    checker = _run_checker(data, data_dir)
+    if checker.errors:
+        first = checker.errors[0]
+        raise SpecError(first["node"], first["message"], checker.errors)
+    roles = {NODE_TYPES[n.type].category: n.id for n in checker.nodes.values()}
+    return Spec(
+        name=data.get("name", ""),
+        nodes={nid: checker.nodes[nid] for nid in checker.order},
+        shapes=checker.shapes,
+        data=roles["data"],
+        loss=roles["loss"],
+        vocab_size=checker.state.vocab_size,
+        source=data,
+    )
+
+
+def load_spec(path: str | Path, data_dir: str | Path | None = None) -> Spec:
+    """Parse a spec file; JSON syntax errors become SpecError too."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SpecError(None, f"{path} is not valid JSON: {exc}") from None
+    return parse_spec(data, data_dir)
