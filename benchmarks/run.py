@@ -97,8 +97,9 @@ def _ours(
         n_head=cfg.n_head,
         n_embd=cfg.n_embd,
         padded_vocab_size=padded,
+        matmul_dtype=matmul_dtype,
     )
-    model = GPT2(mc, ctx=ctx, seed=0, matmul_dtype=matmul_dtype)
+    model = GPT2(mc, ctx=ctx, seed=0)
     train = model.graph(cfg.batch_size, cfg.block_size, "train")
     grads = {n: train.graph.grad_accumulator(p) for n, p in model.params.items()}
     opt = AdamW(ctx, model.params, grads)

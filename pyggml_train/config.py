@@ -19,6 +19,9 @@ from typing import Any, Union
 PRESET_DIR = Path(__file__).parent / "presets"
 TOKENIZERS = ("char", "gpt2")
 DATA_MODES = ("random", "sequential")
+LOSS_KINDS = ("sparse", "dense", "gather")  # cross-entropy formulations (docs/training.md)
+ATTENTION_KINDS = ("auto", "fused", "unfused")  # auto: fused on the CPU, unfused elsewhere
+MATMUL_DTYPES = ("f32", "bf16")  # dtype of the Linear and LM-head weights in their matmuls
 
 
 @dataclass
@@ -36,6 +39,10 @@ class GPT2Config:
     dropout: float = 0.0  # dropout probability; 0.0 = none (GPT-2 inference and most small runs)
     ln_eps: float = 1e-5  # LayerNorm epsilon used by GPT-2
     bias: bool = True  # GPT-2 has biases in every Linear and LayerNorm; kept as a field to say so
+    # how the graphs compute (same parameters, same math up to rounding; docs/training.md)
+    loss_kind: str = "sparse"  # "sparse" is the smallest and fastest cross-entropy
+    attention: str = "auto"  # "fused" attn_causal op (CPU only) or "unfused" mul_mat + soft_max
+    matmul_dtype: str = "f32"  # "bf16": mixed precision on bf16 casts of f32 master weights
 
     def __post_init__(self) -> None:
         self.validate()
@@ -64,6 +71,12 @@ class GPT2Config:
             raise ValueError(f"ln_eps must be > 0, got {self.ln_eps}")
         if not self.bias:
             raise ValueError("bias=False is not supported: GPT-2 has biases everywhere")
+        for name, choices in (
+            ("loss_kind", LOSS_KINDS),
+            ("attention", ATTENTION_KINDS),
+            ("matmul_dtype", MATMUL_DTYPES),
+        ):
+            _check_choice(self, name, choices)
 
     @property
     def head_dim(self) -> int:
@@ -109,7 +122,7 @@ class TrainConfig:
     seed: int = 1337  # seeds initialisation, batch sampling and text sampling
     threads: int = 2  # CPU threads for the ggml backend
     device: str = "cpu"  # ggml backend name
-    log_interval: int = 10  # steps between loss log lines
+    log_interval: int = 10  # steps between train-loss log lines; 0 = none
     checkpoint_interval: int = 0  # steps between checkpoints; 0 = only at the end
     sample_interval: int = 200  # steps between text samples; 0 = never
     sample_tokens: int = 200  # tokens generated per sample
@@ -167,8 +180,7 @@ class TrainConfig:
             )
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if self.data_mode not in DATA_MODES:
-            raise ValueError(f"data_mode must be one of {DATA_MODES}, got {self.data_mode!r}")
+        _check_choice(self, "data_mode", DATA_MODES)
         if not self.device:
             raise ValueError("device must be a backend name such as 'cpu'")
         if self.temperature <= 0:
@@ -192,6 +204,15 @@ class TrainConfig:
 def _round_to(value: int, multiple: int) -> int:
     """Nearest positive multiple, to suggest a valid value in error messages."""
     return multiple * max(1, round(value / multiple))
+
+
+def _check_choice(obj: object, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    if value not in choices:
+        raise ValueError(
+            f"{type(obj).__name__}.{name} must be one of {choices}, got {value!r}; "
+            f"e.g. --set {name}={choices[0]}"
+        )
 
 
 def _check_positive(obj: object, name: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ggml as G
-from .config import GPT2Config
+from .config import LOSS_KINDS, GPT2Config
 from .hf_gpt2 import PREFIX, iter_init_params, load_hf_checkpoint, param_shapes
 
 # HF Conv1D weights stored (in, out); ggml's linear wants (out, in)
@@ -28,9 +28,6 @@ _CONV1D_SUFFIXES = (
     "mlp.c_proj.weight",
 )
 WTE = PREFIX + "wte.weight"
-LOSS_KINDS = ("sparse", "dense", "gather")
-ATTENTION_KINDS = ("auto", "fused", "unfused")
-MATMUL_DTYPES = ("f32", "bf16")
 
 
 def padded_vocab(config: GPT2Config) -> int:
@@ -148,17 +145,17 @@ def logits_graph(
     params: dict[str, G.Tensor],
     config: GPT2Config,
     mask: G.Tensor | None,
-    matmul_dtype: str = "f32",
 ) -> G.Tensor:
     """Logits (N, Vp) for i32 token ids ``idx`` (B, T), padded vocab columns included (see
     :func:`vocab_logits`). ``mask``: ``causal_mask(T)`` as a tensor, or None for the fused
-    attention op (see :func:`attention`). ``matmul_dtype`` 'bf16' runs the Linear and LM-head
-    matmuls on bf16 casts of the weights."""
+    attention op (see :func:`attention`). ``config.matmul_dtype`` 'bf16' runs the Linear and
+    LM-head matmuls on bf16 casts of the weights."""
     b, t = idx.shape
     c = config.n_embd
     wte = params[WTE]  # (Vp, C)
     wpe = G.view(params[PREFIX + "wpe.weight"], (t, c), offset=0)  # (T, C) first T positions
     x = G.get_rows(wte, idx) + wpe  # (B, T, C)
+    matmul_dtype = config.matmul_dtype
     layer_params = matmul_weights(params, matmul_dtype)
     for i in range(config.n_layer):
         x = block(x, layer_params, f"{PREFIX}h.{i}.", config, mask)
@@ -256,28 +253,17 @@ class GPT2:
         params: dict[str, np.ndarray] | None = None,
         ctx: G.Context | None = None,
         seed: int = 0,
-        loss_kind: str = "sparse",
-        attention: str = "auto",
-        matmul_dtype: str = "f32",
     ):
         if config.dropout > 0:
             raise ValueError(
                 f"dropout={config.dropout} is not supported (no dropout op in the graph); "
                 "set dropout to 0"
             )
-        self.config = config
+        self.config = config  # validated once in config.py, including the graph options below
         self.ctx = ctx or G.Context("cpu")
-        if loss_kind not in LOSS_KINDS:
-            raise ValueError(f"loss_kind must be one of {LOSS_KINDS}, got {loss_kind!r}")
-        self.loss_kind = loss_kind  # "sparse" is the smallest and fastest (docs/training.md)
-        if attention not in ATTENTION_KINDS:
-            raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {attention!r}")
-        if matmul_dtype not in MATMUL_DTYPES:
-            raise ValueError(f"matmul_dtype must be one of {MATMUL_DTYPES}, got {matmul_dtype!r}")
-        self.matmul_dtype = matmul_dtype  # 'bf16': mixed precision, f32 master weights
         # the fused op has CPU kernels only; other devices build attention from mul_mat
-        self.fused_attention = attention == "fused" or (
-            attention == "auto" and self.ctx.device == "cpu"
+        self.fused_attention = config.attention == "fused" or (
+            config.attention == "auto" and self.ctx.device == "cpu"
         )
         self.hf_shapes = param_shapes(config)
         self.params: dict[str, G.Tensor] = {
@@ -334,12 +320,12 @@ class GPT2:
             if self.fused_attention
             else self.ctx.constant(causal_mask(seq), name="causal_mask")  # (T, T)
         )
-        logits = logits_graph(idx, self.params, self.config, mask, self.matmul_dtype)  # (N, Vp)
+        logits = logits_graph(idx, self.params, self.config, mask)  # (N, Vp)
         vocab = self.config.require_vocab_size()
         if mode == "logits":
             logits = vocab_logits(logits, vocab)  # (N, V)
             return StepGraph(self.ctx.graph(logits), idx, logits, None)
-        head = LossHead(self.ctx, logits, vocab, self.loss_kind)
+        head = LossHead(self.ctx, logits, vocab, self.config.loss_kind)
         if mode == "loss":
             return StepGraph(self.ctx.graph(head.loss), idx, logits, head)
         if mode == "train":

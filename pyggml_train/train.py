@@ -259,6 +259,9 @@ def train(
                 val = trainer.evaluate()
                 result.val_loss = val
                 say(f"step {step}: train {loss:.4f}, val {val:.4f} (ppl {math.exp(val):.2f})")
+            elif tc.log_interval and step % tc.log_interval == 0:
+                tok_s = tokens_per_step / dt
+                say(f"step {step}: train {loss:.4f}, lr {lr:.2e}, {tok_s:,.0f} tok/s")
             result.train_losses.append(loss)
             writer.write(
                 step=step,

@@ -114,3 +114,32 @@ def test_head_dim_and_padding_check() -> None:
     assert GPT2Config().head_dim == 64
     with pytest.raises(ValueError, match="padded_vocab_size"):
         GPT2Config(vocab_size=100, padded_vocab_size=64)
+
+
+def test_graph_options_are_fields_reached_by_overrides_and_json() -> None:
+    # the strings are what `--set key=value` passes through
+    model, train, tok = load_preset(
+        "char-tiny", loss_kind="dense", attention="unfused", matmul_dtype="bf16"
+    )
+    assert (model.loss_kind, model.attention, model.matmul_dtype) == ("dense", "unfused", "bf16")
+    assert from_json(to_json(model, train, tok))[0] == model  # what a checkpoint stores
+    defaults = GPT2Config()
+    assert (defaults.loss_kind, defaults.attention, defaults.matmul_dtype) == (
+        "sparse",
+        "auto",
+        "f32",
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("loss_kind", "focal"), ("attention", "flash"), ("matmul_dtype", "f16")],
+)
+def test_graph_option_choices_are_checked(field: str, value: str) -> None:
+    with pytest.raises(ValueError, match=f"GPT2Config.{field} must be one of .*got '{value}'"):
+        load_preset("char-tiny", **{field: value})
+
+
+def test_data_mode_choice_is_checked() -> None:
+    with pytest.raises(ValueError, match="TrainConfig.data_mode must be one of"):
+        TrainConfig(data_mode="shuffled")

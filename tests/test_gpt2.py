@@ -48,9 +48,9 @@ def ctx():
 
 @pytest.mark.parametrize("attention", ["fused", "unfused"])
 def test_logits_match_reference(ctx, attention):
-    cfg = tiny_config()
+    cfg = tiny_config(attention=attention)
     params = random_params(cfg)
-    model = GPT2(cfg, params=params, ctx=ctx, attention=attention)
+    model = GPT2(cfg, params=params, ctx=ctx)
     idx, _ = batch(cfg, 3, 8)
     logits = model.forward(idx)
     assert logits.shape == (3, 8, cfg.vocab_size)
@@ -66,9 +66,9 @@ def test_logits_match_reference(ctx, attention):
     [("sparse", "fused"), ("sparse", "unfused"), ("dense", "fused"), ("gather", "unfused")],
 )
 def test_loss_and_every_gradient_match_reference(ctx, loss_kind, attention):
-    cfg = tiny_config()
+    cfg = tiny_config(loss_kind=loss_kind, attention=attention)
     params = random_params(cfg, seed=2)
-    model = GPT2(cfg, params=params, ctx=ctx, loss_kind=loss_kind, attention=attention)
+    model = GPT2(cfg, params=params, ctx=ctx)
     idx, targets = batch(cfg, 3, 8)
     loss, grads = model.loss_and_grads(idx, targets)
     want_loss, want_grads = ref.loss_and_grads(params, idx, targets, cfg)
@@ -134,7 +134,7 @@ def test_bad_options_are_refused(ctx):
     with pytest.raises(ValueError, match="dropout"):
         GPT2(tiny_config(dropout=0.1), ctx=ctx)
     with pytest.raises(ValueError, match="attention must be one of"):
-        GPT2(tiny_config(), ctx=ctx, attention="flash")
+        tiny_config(attention="flash")
 
 
 def test_sequence_longer_than_context_is_refused(ctx):

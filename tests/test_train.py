@@ -1,6 +1,7 @@
 """Training loop: checkpoints restore exactly, resuming repeats the same losses, and a
 short run on real text learns well below the uniform baseline."""
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -111,6 +112,28 @@ def test_train_function_resumes_and_keeps_one_metrics_history(tmp_path):
         "elapsed_s",
     }
     json.dumps(records)  # plain JSON values only
+
+
+def test_log_interval_writes_train_loss_lines(tmp_path):
+    model_cfg, train_cfg = configs(max_steps=5, eval_interval=0, log_interval=2, sample_tokens=4)
+    text = tmp_path / "text.txt"
+    text.write_text(TEXT.read_text(encoding="utf-8"))
+    lines: list[str] = []
+    train(model_cfg, train_cfg, "char", str(text), tmp_path / "run", progress=False,
+          log=lines.append)  # fmt: skip
+    steps = [line.split(":")[0] for line in lines if line.startswith("step ")]
+    assert steps == ["step 2", "step 4", "step 5"]  # every 2nd step, and the final evaluation
+    assert "lr" in lines[[ln.startswith("step 2") for ln in lines].index(True)]
+
+
+def test_graph_options_come_from_the_model_config_and_its_checkpoint(tmp_path):
+    model_cfg, train_cfg = configs()
+    model_cfg = dataclasses.replace(model_cfg, loss_kind="dense", attention="unfused")
+    trainer = Trainer(model_cfg, train_cfg, small_data())
+    assert not trainer.model.fused_attention and trainer.train_step.head.kind == "dense"
+    trainer.train_one_step()
+    ckpt = load_checkpoint(trainer.save(tmp_path / "ckpt.npz"))
+    assert (ckpt.model_config.loss_kind, ckpt.model_config.attention) == ("dense", "unfused")
 
 
 @pytest.mark.slow
