@@ -29,6 +29,7 @@ _DTYPES = {
     "i32": (_C.Type.i32, np.int32),
 }
 _NAMES = {v[0]: k for k, v in _DTYPES.items()}
+_ITEMSIZE = {"f32": 4, "f16": 2, "bf16": 2, "i32": 4}
 
 
 def devices() -> list[str]:
@@ -81,8 +82,13 @@ class Tensor:
         return self._h.op
 
     @property
+    def itemsize(self) -> int:
+        """Bytes per element."""
+        return _ITEMSIZE[self.dtype]
+
+    @property
     def strides(self) -> tuple[int, ...]:
-        """Byte strides in numpy order."""
+        """Byte strides in numpy order, as numpy's (:func:`view` takes element strides)."""
         nb = list(self._h.nb)
         return tuple(int(s) for s in reversed(nb[: self.ndim]))
 
@@ -418,27 +424,27 @@ def reshape(a: Tensor, shape: Sequence[int]) -> Tensor:
 def view(
     a: Tensor, shape: Sequence[int], offset: int = 0, strides: Sequence[int] | None = None
 ) -> Tensor:
-    """A view of ``a`` with numpy ``shape``, byte ``strides`` (default: those of ``a``'s
-    trailing axes) and byte ``offset``. The last axis must be dense."""
+    """A view of ``a`` with numpy ``shape``, starting ``offset`` ELEMENTS into ``a``, with
+    ``strides`` in elements (default: those of ``a``'s trailing axes), e.g. the head ``i`` of
+    a (T, 3C) projection is ``view(qkv, (T, hs), offset=i * C, strides=(3 * C, 1))``.
+    The last axis must be dense (stride 1); bytes are this function's business only."""
     shape = tuple(int(d) for d in shape)
+    item = a.itemsize
     if strides is None:
-        strides = a.strides[len(a.strides) - len(shape) :] if len(shape) <= a.ndim else None
-        if strides is None:
+        if len(shape) > a.ndim:
             raise ValueError("view: give strides when the view has more dimensions than the tensor")
+        strides = tuple(s // item for s in a.strides[a.ndim - len(shape) :])
     strides = tuple(int(s) for s in strides)
     if len(strides) != len(shape):
         raise ValueError(f"view: {len(strides)} strides for shape {shape}")
-    item = 4 if a.dtype != "f16" else 2
-    if shape and strides[-1] != item:
-        raise ValueError(
-            f"view: the last axis must be dense (stride {item} bytes), got {strides[-1]}"
-        )
-    nb = list(reversed(strides[:-1])) if shape else []
+    if shape and strides[-1] != 1:
+        raise ValueError(f"view: the last axis must be dense (element stride 1), got {strides[-1]}")
+    nb = [s * item for s in reversed(strides[:-1])] if shape else []
     nb123 = [0, 0, 0]
     ne = to_ne(shape)
     for i in range(3):
         nb123[i] = nb[i] if i < len(nb) else (nb123[i - 1] * ne[i] if i else item * ne[0])
-    return _wrap(_C.view(a._h, ne, nb123, int(offset)), shape)
+    return _wrap(_C.view(a._h, ne, nb123, int(offset) * item), shape)
 
 
 def cast(a: Tensor, dtype: str) -> Tensor:

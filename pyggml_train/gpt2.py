@@ -86,10 +86,10 @@ def attention(
     hs = c // n_head
     qkv = G.linear(x, _p(params, h, "attn.c_attn.weight"), _p(params, h, "attn.c_attn.bias"))
     # (B, T, 3C): q, k, v side by side in the last axis
-    row = 3 * c * 4  # bytes per (b, t) row of qkv
+    row = 3 * c  # elements per (b, t) row of qkv
 
     def heads(i: int, axes: tuple[int, ...]) -> G.Tensor:
-        part = G.view(qkv, (b, t, n_head, hs), offset=i * c * 4, strides=(t * row, row, hs * 4, 4))
+        part = G.view(qkv, (b, t, n_head, hs), offset=i * c, strides=(t * row, row, hs, 1))
         return G.permute(part, axes)  # part (B, T, nh, hs), permuted without a copy
 
     if mask is None:
@@ -153,7 +153,7 @@ def logits_graph(
     b, t = idx.shape
     c = config.n_embd
     wte = params[WTE]  # (Vp, C)
-    wpe = G.view(params[PREFIX + "wpe.weight"], (t, c), offset=0)  # (T, C) first T positions
+    wpe = G.view(params[PREFIX + "wpe.weight"], (t, c))  # (T, C) first T positions
     x = G.get_rows(wte, idx) + wpe  # (B, T, C)
     matmul_dtype = config.matmul_dtype
     layer_params = matmul_weights(params, matmul_dtype)
@@ -170,7 +170,7 @@ def vocab_logits(logits: G.Tensor, vocab_size: int) -> G.Tensor:
     n, vp = logits.shape
     if vp == vocab_size:
         return logits
-    return G.cont(G.view(logits, (n, vocab_size), offset=0))  # (N, V)
+    return G.cont(G.view(logits, (n, vocab_size)))  # (N, V)
 
 
 class LossHead:

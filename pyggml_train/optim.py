@@ -38,8 +38,7 @@ def square_sums(grad: G.Tensor) -> list[G.Tensor]:
     rows, cols = flat.shape
     step = max(1, SQUARES_CHUNK // cols)
     pieces = [
-        G.view(flat, (min(step, rows - r0), cols), offset=r0 * cols * 4)
-        for r0 in range(0, rows, step)
+        G.view(flat, (min(step, rows - r0), cols), offset=r0 * cols) for r0 in range(0, rows, step)
     ]
     return [G.sum(G.sqr(p)) for p in pieces]
 

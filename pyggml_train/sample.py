@@ -81,8 +81,7 @@ class KVCacheDecoder:
             qkv = G.linear(ln1, params[h + "attn.c_attn.weight"], params[h + "attn.c_attn.bias"])
             # qkv (1, 3C): one (nh, 1, hs) view per q, k, v
             heads = [
-                G.view(qkv, (nh, 1, hs), offset=j * c * 4, strides=(hs * 4, 3 * c * 4, 4))
-                for j in range(3)
+                G.view(qkv, (nh, 1, hs), offset=j * c, strides=(hs, 3 * c, 1)) for j in range(3)
             ]
             keys = G.set_rows(self.k_cache[i], heads[1], self.pos)  # (nh, Tmax, hs) after the write
             values = G.set_rows(self.v_cache[i], heads[2], self.pos)  # (nh, Tmax, hs)

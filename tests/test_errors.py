@@ -190,7 +190,7 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         [r"not a permutation", r"\(0, 0\)"],
     ),
     "view_out_of_bounds": (
-        "G.view(ctx.input((3, 4)), (3, 4), offset=16)",
+        "G.view(ctx.input((3, 4)), (3, 4), offset=4)",
         "ValueError",
         [r"out of bounds", r"\(3, 4\)"],
     ),

@@ -214,11 +214,10 @@ def test_linear(sx: tuple) -> None:
 
 def test_mul_mat_strided_operands() -> None:
     """Both operands are column slices of wider matrices: rows dense, not contiguous."""
-    item = 4
 
     def build(a, b):
-        va = G.view(a, (7, 13), offset=2 * item, strides=(20 * item, item))
-        vb = G.view(b, (5, 13), offset=1 * item, strides=(16 * item, item))
+        va = G.view(a, (7, 13), offset=2, strides=(20, 1))
+        vb = G.view(b, (5, 13), offset=1, strides=(16, 1))
         assert not va.is_contiguous and not vb.is_contiguous
         return G.mul_mat(va, vb)
 
@@ -291,13 +290,7 @@ def _split_heads(qkv: G.Tensor, which: int, n_head: int) -> G.Tensor:
     B, T, C3 = qkv.shape  # noqa: N806
     C = C3 // 3  # noqa: N806
     hs = C // n_head
-    item = 4
-    v = G.view(
-        qkv,
-        (B, T, n_head, hs),
-        offset=which * C * item,
-        strides=(T * C3 * item, C3 * item, hs * item, item),
-    )
+    v = G.view(qkv, (B, T, n_head, hs), offset=which * C, strides=(T * C3, C3, hs, 1))
     return G.cont(G.permute(v, (0, 2, 1, 3)))
 
 
@@ -557,10 +550,10 @@ def test_attn_causal_on_views_of_a_fused_projection() -> None:
         ]
 
     def build(x):
-        row = 3 * c * 4
+        row = 3 * c
         views = [
             G.permute(
-                G.view(x, (b, t, nh, hs), offset=i * c * 4, strides=(t * row, row, hs * 4, 4)),
+                G.view(x, (b, t, nh, hs), offset=i * c, strides=(t * row, row, hs, 1)),
                 (0, 2, 1, 3),
             )
             for i in range(3)

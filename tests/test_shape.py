@@ -110,7 +110,7 @@ def test_transpose_view_and_reshape_shapes() -> None:
     x = ctx.input((4, 6))
     t = G.transpose(x)
     r = G.reshape(x, (2, -1, 3))
-    v = G.view(x, (2, 6), offset=2 * 24)
+    v = G.view(x, (2, 6), offset=2 * 6)
     outs = [G.cont(t), G.cont(r), G.cont(v)]
     for o in outs:
         o._h.set_output()
@@ -121,3 +121,24 @@ def test_transpose_view_and_reshape_shapes() -> None:
     np.testing.assert_array_equal(outs[0].numpy(), xv.T)
     np.testing.assert_array_equal(outs[1].numpy(), xv.reshape(2, 4, 3))
     np.testing.assert_array_equal(outs[2].numpy(), xv[2:4])
+
+
+def test_view_offsets_and_strides_count_elements_of_any_width() -> None:
+    """The same element offset and strides pick the same entries from 4-byte f32 and 2-byte
+    bf16 data: rows 1..2, columns 1..3 of a (4, 6) matrix, summed per row by a matmul."""
+    ctx = pg.Context(threads=1)
+    x, ones = ctx.input((4, 6)), ctx.input((1, 3))
+    outs = []
+    for data in (x, G.cast(x, "bf16")):
+        v = G.view(data, (2, 3), offset=7, strides=(6, 1))
+        assert v.strides == (6 * data.itemsize, data.itemsize)  # bytes, as numpy's
+        outs.append(G.mul_mat(G.cont(v), ones))  # (1, 2) row sums
+    for o in outs:
+        o.set_output()
+    g = ctx.graph(outs)
+    xv = np.arange(24, dtype=np.float32).reshape(4, 6)  # small integers: exact in bf16
+    x.set(xv)
+    ones.set(np.ones((1, 3), dtype=np.float32))
+    g.compute()
+    for o in outs:
+        np.testing.assert_array_equal(o.numpy(), xv[1:3, 1:4].sum(axis=1)[None])
