@@ -124,3 +124,61 @@ class AdamW:
             for name, t in tensors.items():
                 t.set(arrays[name])
         self.steps = int(state["steps"])
+
+
+class SGD:
+    """Plain SGD (no momentum) through ggml's opt_step_sgd: ``w = w (1 - alpha wd) - alpha g``.
+
+    Same protocol as :class:`AdamW` (sum_of_squares, update, state). The clip factor s needs
+    no scaled copy of the gradient either: the step runs with alpha = lr s and decay wd / s,
+    which is ``w (1 - lr wd) - lr s g``. Decay applies to matrices only, as in AdamW.
+    """
+
+    def __init__(
+        self,
+        ctx: G.Context,
+        params: dict[str, G.Tensor],
+        grads: dict[str, G.Tensor],
+        weight_decay: float = 0.0,
+    ):
+        if set(params) != set(grads):
+            raise ValueError("params and grads must have the same names")
+        self.weight_decay = weight_decay
+        self.params = params
+        self.steps = 0
+        self.hp_decay = ctx.input((2,), name="sgd_hparams_decay")  # (2,) [alpha, wd]
+        self.hp_plain = ctx.input((2,), name="sgd_hparams_no_decay")  # (2,)
+        squares = [part for g in grads.values() for part in square_sums(g)]  # each ()
+        total = squares[0]
+        for s in squares[1:]:
+            total = total + s
+        self._sumsq = total  # ()
+        self._norm_graph = ctx.graph(total)
+        self._step_graph = ctx.graph(
+            [
+                G.opt_step_sgd(p, grads[n], self.hp_decay if decays(p) else self.hp_plain)
+                for n, p in params.items()
+            ]
+        )
+
+    def sum_of_squares(self) -> float:
+        """Sum of the squares of every accumulated gradient (the squared global norm)."""
+        self._norm_graph.compute()
+        return max(float(self._sumsq.numpy()), 0.0)
+
+    def update(self, lr: float, grad_scale: float = 1.0) -> None:
+        """One step with learning rate lr on the gradients times grad_scale (the clip)."""
+        if grad_scale <= 0:
+            raise ValueError(f"grad_scale must be > 0, got {grad_scale}")
+        alpha = lr * grad_scale
+        self.hp_decay.set(np.array([alpha, self.weight_decay / grad_scale], dtype=np.float32))
+        self.hp_plain.set(np.array([alpha, 0.0], dtype=np.float32))
+        self._step_graph.compute()
+        self.steps += 1
+
+    def state(self) -> dict[str, object]:
+        """{'m': {}, 'v': {}, 'steps': int}: SGD keeps no moments."""
+        return {"m": {}, "v": {}, "steps": self.steps}
+
+    def set_state(self, state: dict[str, object]) -> None:
+        self.steps = int(state["steps"])
