@@ -84,7 +84,7 @@ def _ours(
     from pyggml_train import ggml as G
     from pyggml_train.config import GPT2Config
     from pyggml_train.gpt2 import GPT2
-    from pyggml_train.optim import AdamW
+    from pyggml_train.step import OptimizerStep
 
     ctx = G.Context("cpu", threads)
     # Pad a large vocabulary to a multiple of 64 rows (50257 -> 50304): the padded logits
@@ -101,21 +101,15 @@ def _ours(
     )
     model = GPT2(mc, ctx=ctx, seed=0)
     train = model.graph(cfg.batch_size, cfg.block_size, "train")
-    grads = {n: train.graph.grad_accumulator(p) for n, p in model.params.items()}
-    opt = AdamW(ctx, model.params, grads)
+    step = OptimizerStep(ctx, model.params, train)  # the trainer's step: clip 1.0, AdamW
     fwd_bwd, optimizer, losses = [], [], []
     plan = StepPlan(warmup, steps)
     for i in plan:
-        idx, tgt = _batch(cfg, i)
-        t0 = time.perf_counter()
-        losses.append(train.run(idx, tgt))
-        t1 = time.perf_counter()
-        opt.step(3e-4)
-        train.graph.reset_grads()
-        t2 = time.perf_counter()
-        if plan.measured(i, t2 - t0):
-            fwd_bwd.append(t1 - t0)
-            optimizer.append(t2 - t1)
+        stats = step([_batch(cfg, i)], 3e-4)
+        losses.append(stats.loss)
+        if plan.measured(i, stats.accumulate_s + stats.update_s):
+            fwd_bwd.append(stats.accumulate_s)
+            optimizer.append(stats.update_s)
     # Peak memory of training alone, before the extra graph that splits the timing.
     peak_rss_mb = _peak_rss_mb()
     # ggml runs forward and backward as one graph: time a forward-only graph on the same

@@ -360,9 +360,9 @@ class GPT2:
         """Mean cross-entropy and its gradient for every parameter (HF names and shapes)."""
         b, t = np.shape(idx)
         step = self.graph(b, t, "train")
-        step.graph.set_loss_scale(1.0)
-        step.graph.reset_grads()
-        loss = step.run(idx, targets)
+        from .step import accumulate  # the step protocol owns the loss scale and the reset
+
+        loss = accumulate(step, [(idx, targets)])
         grads = {
             name: ggml_to_hf(name, step.graph.grad(p), self.config)
             for name, p in self.params.items()

@@ -1,11 +1,11 @@
-"""AdamW with global-norm clipping, run as two ggml graphs over the gradient accumulators.
+"""AdamW run as two ggml graphs over the gradient accumulators.
 
 The backward graph leaves each parameter's gradient in a persistent accumulator; this
 module never copies it to the host. A norm graph sums the squares of all accumulators
-(one scalar comes back, for clipping and logging); an optimizer graph applies ggml's
-opt_step_adamw in place, with the clip factor as the step's 8th hyperparameter (patch
-0011: the step scales the gradient itself, so no scaled copy is made). Both graphs are
-built once; a step only writes the two hyperparameter tensors.
+(one scalar comes back; pyggml_train/step.py turns it into the global-norm clip factor),
+and an optimizer graph applies ggml's opt_step_adamw in place, with that factor as the
+step's 8th hyperparameter (patch 0011: the step scales the gradient itself, so no scaled
+copy is made). Both graphs are built once; a step only writes the two hyperparameter tensors.
 
 ggml's step (ops.cpp, ggml_compute_forward_opt_step_adamw_f32), with t = steps done + 1::
 
@@ -55,12 +55,11 @@ class AdamW:
         beta2: float = 0.95,
         eps: float = 1e-8,
         weight_decay: float = 0.1,
-        grad_clip: float | None = 1.0,
     ):
         if set(params) != set(grads):
             raise ValueError("params and grads must have the same names")
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
-        self.weight_decay, self.grad_clip = weight_decay, grad_clip
+        self.weight_decay = weight_decay
         self.params = params
         self.steps = 0  # optimizer steps taken so far (t - 1 of the next step)
         self.m = {n: ctx.tensor(p.shape, name=f"adam_m:{n}") for n, p in params.items()}
@@ -85,25 +84,20 @@ class AdamW:
             steps.append(G.opt_step_adamw(p, grads[name], self.m[name], self.v[name], hp))
         self._step_graph = ctx.graph(steps)
 
-    def grad_norm(self) -> float:
-        """Global L2 norm of the accumulated gradients."""
+    def sum_of_squares(self) -> float:
+        """Sum of the squares of every accumulated gradient (the squared global norm)."""
         self._norm_graph.compute()
-        return float(np.sqrt(max(float(self._sumsq.numpy()), 0.0)))
+        return max(float(self._sumsq.numpy()), 0.0)
 
-    def step(self, lr: float) -> float:
-        """One update with learning rate lr; returns the gradient norm before clipping."""
-        norm = self.grad_norm()
-        factor = 1.0
-        if self.grad_clip is not None and norm > self.grad_clip:
-            factor = self.grad_clip / (norm + 1e-6)
+    def update(self, lr: float, grad_scale: float = 1.0) -> None:
+        """One update with learning rate lr on the gradients times grad_scale (the clip)."""
         t = self.steps + 1
         common = [lr, self.beta1, self.beta2, self.eps]
-        tail = [1.0 / (1.0 - self.beta1**t), 1.0 / (1.0 - self.beta2**t), factor]
+        tail = [1.0 / (1.0 - self.beta1**t), 1.0 / (1.0 - self.beta2**t), grad_scale]
         self.hp_decay.set(np.array(common + [self.weight_decay] + tail, dtype=np.float32))
         self.hp_plain.set(np.array(common + [0.0] + tail, dtype=np.float32))
         self._step_graph.compute()
         self.steps = t
-        return norm
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state(self) -> dict[str, object]:

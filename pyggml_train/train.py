@@ -1,4 +1,4 @@
-"""The training loop: data, graphs built once, accumulation, AdamW, eval, checkpoints.
+"""The training loop: data, graphs built once, optimizer steps (step.py), eval, checkpoints.
 
 Every graph (train forward+backward for one micro-batch, validation forward, gradient
 norm, optimizer step) is built and allocated once before the first step; a step only
@@ -22,26 +22,14 @@ from . import ggml as G
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import GPT2Config, TrainConfig
 from .data import BatchLoader, load_prepared, prepare, resolve_text
-from .gpt2 import GPT2, StepGraph, ggml_to_hf, hf_to_ggml
+from .gpt2 import GPT2, ggml_to_hf, hf_to_ggml
 from .metrics import MetricsWriter, plot_losses, read_metrics
-from .optim import AdamW
 from .sample import KVCacheDecoder, generate
 from .schedule import lr_at
+from .step import OptimizerStep
 from .tokenizer import Tokenizer, tokenizer_from_dict
 
 CHECKPOINT_NAME = "checkpoint.npz"
-
-
-def accumulate(step: StepGraph, batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
-    """Gradients of the mean loss over k micro-batches into the accumulators; mean loss.
-
-    The backward seed is 1/k, so the accumulators hold the gradient of the average,
-    which equals the gradient of one batch k times larger.
-    """
-    k = len(batches)
-    step.graph.set_loss_scale(1.0 / k)
-    step.graph.reset_grads()
-    return sum(step.run(x, y) for x, y in batches) / k
 
 
 @dataclass
@@ -109,11 +97,10 @@ class Trainer:
         b, t = tc.batch_size, tc.block_size
         self.train_step = self.model.graph(b, t, "train")
         self.eval_step = self.model.graph(b, t, "loss")
-        grads = {n: self.train_step.graph.grad_accumulator(p) for n, p in self.model.params.items()}
-        self.optimizer = AdamW(
+        self.optimizer_step = OptimizerStep(
             self.ctx,
             self.model.params,
-            grads,
+            self.train_step,
             tc.beta1,
             tc.beta2,
             tc.eps,
@@ -132,10 +119,9 @@ class Trainer:
         tc = self.train_config
         lr = lr_at(self.step, tc.lr, tc.min_lr, tc.warmup_steps, tc.max_steps)
         batches = [self.loader.next_batch() for _ in range(tc.grad_accum_steps)]
-        loss = accumulate(self.train_step, batches)
-        norm = self.optimizer.step(lr)
+        stats = self.optimizer_step(batches, lr)
         self.step += 1
-        return loss, lr, norm
+        return stats.loss, lr, stats.grad_norm
 
     def evaluate(self) -> float:
         """Mean validation loss over eval_steps micro-batches; the same batches every time."""
@@ -165,7 +151,7 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save(self, path: Path) -> Path:
-        opt = self.optimizer.state()
+        opt = self.optimizer_step.optimizer.state()
         to_hf = lambda arrays: {n: ggml_to_hf(n, a, self.model_config) for n, a in arrays.items()}  # noqa: E731
         ckpt = Checkpoint(
             step=self.step,
@@ -184,7 +170,7 @@ class Trainer:
     def restore(self, ckpt: Checkpoint) -> None:
         self.model.load_state_dict(ckpt.params)
         to_dev = lambda arrays: {n: hf_to_ggml(n, a, self.model_config) for n, a in arrays.items()}  # noqa: E731
-        self.optimizer.set_state(
+        self.optimizer_step.optimizer.set_state(
             {
                 "m": to_dev(ckpt.adam_m),
                 "v": to_dev(ckpt.adam_v),

@@ -16,7 +16,7 @@ from pyggml_train import ggml as G
 from pyggml_train.config import GPT2Config
 from pyggml_train.gpt2 import GPT2
 from pyggml_train.hf_gpt2 import init_params
-from pyggml_train.optim import AdamW
+from pyggml_train.step import OptimizerStep
 
 LOSS_CURVE_ATOL = 0.01
 GRAD_REL = 3e-2
@@ -39,15 +39,8 @@ def _batches(steps: int, b: int = 8, t: int = 16) -> list[tuple[np.ndarray, np.n
 def _loss_curve(matmul_dtype: str, steps: int) -> list[float]:
     config = dataclasses.replace(CONFIG, matmul_dtype=matmul_dtype)
     model = GPT2(config, ctx=G.Context("cpu", threads=2), seed=5)
-    step = model.graph(8, 16, "train")
-    acc = {n: step.graph.grad_accumulator(p) for n, p in model.params.items()}
-    opt = AdamW(model.ctx, model.params, acc, weight_decay=0.0)
-    losses = []
-    for idx, targets in _batches(steps):
-        step.graph.reset_grads()
-        losses.append(step.run(idx, targets))
-        opt.step(3e-3)
-    return losses
+    step = OptimizerStep(model.ctx, model.params, model.graph(8, 16, "train"), weight_decay=0.0)
+    return [step([batch], 3e-3).loss for batch in _batches(steps)]
 
 
 def test_loss_curve_stays_within_the_stated_distance_of_f32() -> None:

@@ -1,0 +1,126 @@
+"""One optimizer step, owned here: accumulate micro-batches, all-reduce, clip, AdamW.
+
+The trainer, GPT2.loss_and_grads, the benchmark and the MPI path all call this module;
+nothing else sets the loss scale, resets the accumulators or wires AdamW to them.
+
+A step over k micro-batches on each of N processes (ranks):
+
+1. the backward seed (loss scale) is 1/(k N) and the accumulators are zeroed;
+2. each micro-batch runs forward + backward, adding its gradient to the accumulators,
+   which then hold this rank's share of the gradient of the global mean loss;
+3. the accumulators are summed across ranks in place (nothing to do for N = 1), so every
+   rank holds the gradient of the mean loss over all k N micro-batches, the gradient of
+   one batch k N times larger;
+4. the global gradient norm gives the clip factor min(1, clip / norm);
+5. AdamW updates the parameters with the clipped gradient, identically on every rank.
+
+Gradients are summed once per step, after the last micro-batch (as nanoGPT's DDP and llm.c
+do), never per micro-batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from . import ggml as G
+from .optim import AdamW
+
+
+class TrainGraph(Protocol):
+    """A forward + backward graph of one micro-batch (gpt2.StepGraph is one)."""
+
+    graph: G.Graph  # set_loss_scale, reset_grads, grad_accumulator
+
+    def run(self, idx: np.ndarray, targets: np.ndarray) -> float: ...
+
+
+class GradientSync(Protocol):
+    """What a step needs from the ranks it runs on (pyggml_train/distributed.py)."""
+
+    world_size: int
+
+    def allreduce_sum(self, tensors: Sequence[G.Tensor]) -> None:
+        """Replace every tensor by its sum over the ranks, in place."""
+        ...
+
+    def sum(self, value: float) -> float:
+        """The sum of a scalar over the ranks."""
+        ...
+
+
+Batch = tuple[np.ndarray, np.ndarray]  # inputs (B, T), targets (B, T)
+
+
+def accumulate(train: TrainGraph, batches: Sequence[Batch], world_size: int = 1) -> float:
+    """Zero the accumulators and add the gradients of ``batches`` into them; the mean loss.
+
+    The backward seed is 1/(k * world_size) for k micro-batches, so once the ranks' sums
+    are added the accumulators hold the gradient of the mean loss over the global batch.
+    """
+    if not batches:
+        raise ValueError("a step needs at least one micro-batch, got none")
+    k = len(batches)
+    train.graph.set_loss_scale(1.0 / (k * world_size))
+    train.graph.reset_grads()
+    return sum(train.run(x, y) for x, y in batches) / k
+
+
+def clip_factor(norm: float, grad_clip: float | None) -> float:
+    """The factor that scales a gradient of global norm ``norm`` down to ``grad_clip``."""
+    if grad_clip is None or norm <= grad_clip:
+        return 1.0
+    return grad_clip / (norm + 1e-6)
+
+
+@dataclass
+class StepStats:
+    """What one optimizer step reports."""
+
+    loss: float  # mean loss over the global batch (all micro-batches of all ranks)
+    grad_norm: float  # global gradient norm before clipping
+    accumulate_s: float  # forward + backward of this rank's micro-batches
+    sync_s: float  # summing gradients (and the loss) over the ranks; 0 for one process
+    update_s: float  # gradient norm + AdamW
+
+
+class OptimizerStep:
+    """The optimizer step of one model: its train graph, its AdamW, its ranks."""
+
+    def __init__(
+        self,
+        ctx: G.Context,
+        params: dict[str, G.Tensor],
+        train: TrainGraph,
+        beta1: float = 0.9,
+        beta2: float = 0.95,
+        eps: float = 1e-8,
+        weight_decay: float = 0.1,
+        grad_clip: float | None = 1.0,
+        sync: GradientSync | None = None,
+    ):
+        self.train = train
+        self.sync = sync
+        self.world_size = sync.world_size if sync is not None else 1
+        self.grad_clip = grad_clip
+        self.grads = {n: train.graph.grad_accumulator(p) for n, p in params.items()}
+        self.optimizer = AdamW(ctx, params, self.grads, beta1, beta2, eps, weight_decay)
+
+    def __call__(self, batches: Sequence[Batch], lr: float) -> StepStats:
+        """Accumulate ``batches`` (this rank's micro-batches), sum over ranks, clip, update."""
+        t0 = time.perf_counter()
+        loss = accumulate(self.train, batches, self.world_size)
+        t1 = time.perf_counter()
+        if self.sync is not None:
+            self.sync.allreduce_sum(list(self.grads.values()))
+            loss = self.sync.sum(loss) / self.world_size
+        t2 = time.perf_counter()
+        norm = math.sqrt(self.optimizer.sum_of_squares())
+        self.optimizer.update(lr, clip_factor(norm, self.grad_clip))
+        t3 = time.perf_counter()
+        return StepStats(loss, norm, t1 - t0, t2 - t1, t3 - t2)
