@@ -56,7 +56,10 @@ def test_checkpoint_round_trip(tmp_path):
         np.testing.assert_array_equal(ckpt.params[name], value)
     restored = Trainer(ckpt.model_config, ckpt.train_config, data)
     restored.restore(ckpt)
-    state, want = restored.optimizer.state(), trainer.optimizer.state()
+    state, want = (
+        restored.optimizer_step.optimizer.state(),
+        trainer.optimizer_step.optimizer.state(),
+    )
     assert state["steps"] == want["steps"] == 2
     for group in ("m", "v"):
         for name, value in want[group].items():
