@@ -22,6 +22,7 @@ DATA_MODES = ("random", "sequential")
 LOSS_KINDS = ("sparse", "dense", "gather")  # cross-entropy formulations (docs/training.md)
 ATTENTION_KINDS = ("auto", "fused", "unfused")  # auto: fused on the CPU, unfused elsewhere
 MATMUL_DTYPES = ("f32", "bf16")  # dtype of the Linear and LM-head weights in their matmuls
+OPTIMIZERS = ("adamw", "adam", "sgd")  # adam: AdamW without weight decay; sgd: plain SGD
 
 
 @dataclass
@@ -107,7 +108,8 @@ class TrainConfig:
     lr: float = 6e-4  # peak learning rate after warmup
     min_lr: float = 6e-5  # floor of the cosine decay (10% of lr is the usual choice)
     warmup_steps: int = 100  # linear warmup length in steps
-    weight_decay: float = 0.1  # AdamW decay, applied to 2-D weights only
+    optimizer: str = "adamw"  # "adamw", "adam" (no weight decay) or "sgd" (w -= lr g, decay)
+    weight_decay: float = 0.1  # AdamW/SGD decay, applied to 2-D weights only (adam: none)
     beta1: float = 0.9  # AdamW first-moment decay
     beta2: float = 0.95  # AdamW second-moment decay (0.95 is steadier than 0.999 for LMs)
     eps: float = 1e-8  # AdamW denominator epsilon
@@ -181,6 +183,7 @@ class TrainConfig:
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         _check_choice(self, "data_mode", DATA_MODES)
+        _check_choice(self, "optimizer", OPTIMIZERS)
         if not self.device:
             raise ValueError("device must be a backend name such as 'cpu'")
         if self.temperature <= 0:
@@ -278,6 +281,11 @@ def _build(cls: type, values: dict[str, Any], source: str) -> Any:
             f"valid fields: {', '.join(valid)}"
         )
     return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+
+
+def train_config(values: dict[str, Any], source: str) -> TrainConfig:
+    """A TrainConfig from field values, strings (CLI) parsed to each field's type."""
+    return _build(TrainConfig, values, source)
 
 
 def list_presets() -> list[str]:

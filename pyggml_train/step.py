@@ -29,7 +29,8 @@ from typing import Protocol
 import numpy as np
 
 from . import ggml as G
-from .optim import AdamW
+from .config import OPTIMIZERS
+from .optim import SGD, AdamW
 
 
 class TrainGraph(Protocol):
@@ -90,7 +91,11 @@ class StepStats:
 
 
 class OptimizerStep:
-    """The optimizer step of one model: its train graph, its AdamW, its ranks."""
+    """The optimizer step of one model: its train graph, its optimizer, its ranks.
+
+    ``optimizer``: 'adamw'; 'adam' (AdamW without weight decay); 'sgd' (optim.SGD, which
+    takes only weight_decay).
+    """
 
     def __init__(
         self,
@@ -103,13 +108,21 @@ class OptimizerStep:
         weight_decay: float = 0.1,
         grad_clip: float | None = 1.0,
         sync: GradientSync | None = None,
+        optimizer: str = "adamw",
     ):
         self.train = train
         self.sync = sync
         self.world_size = sync.world_size if sync is not None else 1
         self.grad_clip = grad_clip
         self.grads = {n: train.graph.grad_accumulator(p) for n, p in params.items()}
-        self.optimizer = AdamW(ctx, params, self.grads, beta1, beta2, eps, weight_decay)
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        self.optimizer: AdamW | SGD
+        if optimizer == "sgd":
+            self.optimizer = SGD(ctx, params, self.grads, weight_decay)
+        else:
+            decay = 0.0 if optimizer == "adam" else weight_decay
+            self.optimizer = AdamW(ctx, params, self.grads, beta1, beta2, eps, decay)
 
     def __call__(self, batches: Sequence[Batch], lr: float) -> StepStats:
         """Accumulate ``batches`` (this rank's micro-batches), sum over ranks, clip, update."""

@@ -106,6 +106,7 @@ class Trainer:
             tc.eps,
             tc.weight_decay,
             tc.grad_clip,
+            optimizer=tc.optimizer,
         )
         self.loader = BatchLoader(data.train, b, t, tc.data_mode, seed=tc.seed)
         self.sample_rng = np.random.default_rng(tc.seed + 1)
