@@ -1,4 +1,5 @@
-"""``pyggml-train train|sample|prepare``: a thin argparse layer over train.py and sample.py."""
+"""``pyggml-train train|sample|prepare|studio``: a thin argparse layer over train.py, sample.py
+and the studio."""
 
 from __future__ import annotations
 
@@ -121,6 +122,27 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_studio(args: argparse.Namespace) -> int:
+    """Serve the workbench; the web stack and npm assets are optional, so say what is missing."""
+    try:
+        import uvicorn
+
+        from .studio.app import create_app
+    except ImportError as exc:
+        raise SystemExit(
+            f"pyggml-train studio needs the studio extra ({exc}): "
+            "pip install 'pyggml_train[studio]'"
+        ) from None
+    from .studio import assets
+
+    if assets.missing():
+        raise SystemExit(f"pyggml-train studio: {assets.how_to_fetch()}")
+    data_dir = Path(args.data_dir).resolve()
+    print(f"studio: data in {data_dir}; open http://{args.host}:{args.port}/", flush=True)
+    uvicorn.run(create_app(data_dir), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyggml-train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,12 +164,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", choices=["char", "gpt2"], default="char")
     p.add_argument("--out-dir", default="data")
     p.add_argument("--val-fraction", type=float, default=0.1)
+
+    w = sub.add_parser("studio", help="the workbench: build, train and sample specs in a browser")
+    w.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    w.add_argument("--port", type=int, default=8000)
+    w.add_argument(
+        "--data-dir", default="studio-data", help="specs, text files (data/) and runs live here"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": run_train, "sample": run_sample, "prepare": run_prepare}
+    handlers = {
+        "train": run_train,
+        "sample": run_sample,
+        "prepare": run_prepare,
+        "studio": run_studio,
+    }
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as exc:

@@ -1,0 +1,183 @@
+"""What runs outside the server process: training a spec, and generating text.
+
+``train_run`` is the target of the run manager's worker process. It trains the spec in
+RUN_DIR/spec.json into RUN_DIR (metrics.jsonl, checkpoint.npz, log.txt) with the same
+trainer as ``pyggml-train train --model``, and leaves RUN_DIR/result.json saying how it
+ended. A stop request (an Event) ends training after the current step, at a checkpoint.
+
+``Generator`` keeps one spawned process that loads a run's latest checkpoint (cached until
+the file changes) and samples from it, so a ggml failure there never takes the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import threading
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_open
+from ..train import CHECKPOINT_NAME
+
+EXPORT_FORMATS = ("gguf", "hf")
+EVALS = 10  # validation points per run
+EVAL_BATCHES = 5  # micro-batches per validation point (TrainConfig.eval_steps)
+MAX_CHECKPOINT_INTERVAL = 50  # steps; a tenth of the run when that is fewer
+DEFAULT_CADENCE_STEPS = 1000  # the cadence of an epochs run, whose steps the data decides
+__all__ = ["CHECKPOINT_NAME", "EXPORT_FORMATS", "Generator", "train_run", "read_result"]
+
+
+def _write_result(run_dir: Path, state: str, message: str = "") -> None:
+    with atomic_open(run_dir / "result.json") as f:
+        f.write(json.dumps({"state": state, "message": message}).encode())
+
+
+def read_result(run_dir: Path) -> dict[str, Any]:
+    """How the worker said it ended ({} when it died without saying)."""
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads((run_dir / "result.json").read_text())
+    return {}
+
+
+def _redirect_output(log: Path) -> None:
+    """The worker's stdout and stderr, Python's and C's, go to the run's log file."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)  # noqa: SIM115
+    sys.stderr = sys.stdout
+
+
+def cadence(max_steps: int) -> dict[str, int]:
+    """TrainConfig overrides for a studio run: curves need validation points along the way,
+    generation needs checkpoints, and text samples in the log are not needed."""
+    return {
+        "eval_interval": max(1, max_steps // EVALS),
+        "eval_steps": EVAL_BATCHES,
+        "checkpoint_interval": max(1, min(MAX_CHECKPOINT_INTERVAL, max_steps // 10)),
+        "sample_interval": 0,
+    }
+
+
+def planned_steps(spec: Any, run_dir: Path | None = None) -> int:
+    """Optimizer steps of the run: the Loss node's steps, or its epochs over the prepared
+    tokens (0 while they are not prepared yet)."""
+    from .. import spec as S
+    from ..data import read_tokens
+
+    loss = spec.nodes[spec.loss].params
+    if not loss["epochs"]:
+        return int(loss["steps"])
+    train_bin = run_dir / "data" / "train.bin" if run_dir else None
+    if train_bin is None or not train_bin.is_file():
+        return 0
+    return S.train_config_for(spec, read_tokens(train_bin).size).max_steps
+
+
+def train_run(run_dir: str, data_dir: str, resume: bool, stop: Any, updates: Any) -> None:
+    """Worker process: train RUN_DIR/spec.json (resuming from its checkpoint if asked);
+    each metrics record also goes to ``updates`` with the run's max_steps."""
+    from .. import spec as S
+
+    run = Path(run_dir)
+    (run / "result.json").unlink(missing_ok=True)
+    _redirect_output(run / "log.txt")
+    max_steps = 0
+
+    def on_metrics(record: dict[str, Any]) -> None:
+        nonlocal max_steps
+        max_steps = max_steps or planned_steps(parsed, run)
+        updates.put({**record, "max_steps": max_steps})
+
+    try:
+        parsed = S.parse_spec(json.loads((run / "spec.json").read_text()), data_dir)
+        steps = planned_steps(parsed) or DEFAULT_CADENCE_STEPS
+        S.train_spec(
+            parsed,
+            run,
+            data_dir=data_dir,
+            resume=run / CHECKPOINT_NAME if resume else None,
+            overrides=cadence(steps),
+            on_metrics=on_metrics,
+            should_stop=stop.is_set,
+            progress=False,
+        )
+    except (S.SpecError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", flush=True)
+        _write_result(run, "failed", str(exc))
+        sys.exit(1)
+    except BaseException as exc:  # noqa: BLE001 - the log keeps the traceback
+        traceback.print_exc()
+        _write_result(run, "failed", f"{type(exc).__name__}: {exc}")
+        sys.exit(1)
+    if stop.is_set():
+        _write_result(run, "stopped", "stopped on request at a checkpoint; Resume continues it")
+    else:
+        _write_result(run, "finished")
+
+
+# ---- generation -------------------------------------------------------------------------------
+_loaded: dict[str, Any] = {}  # in the generation process: run dir -> (mtime, sampler)
+
+
+def _generate(run_dir: str, settings: dict[str, Any]) -> str:
+    from .. import spec as S
+
+    ckpt = Path(run_dir) / CHECKPOINT_NAME
+    mtime = ckpt.stat().st_mtime_ns
+    cached = _loaded.get(run_dir)
+    if cached is None or cached[0] != mtime:
+        _loaded.clear()  # one model at a time
+        _loaded[run_dir] = (mtime, S.load_sampler(ckpt, threads=1))
+    sampler = _loaded[run_dir][1]
+    return sampler.generate(
+        settings["prompt"],
+        max_new_tokens=settings["max_new_tokens"],
+        temperature=settings["temperature"],
+        top_k=settings["top_k"],
+        seed=settings["seed"],
+    )
+
+
+class Generator:
+    """Text generation in a process of its own (restarted if it dies)."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        import multiprocessing as mp
+
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
+            return self._pool
+
+    async def generate(self, run_dir: Path, settings: dict[str, Any]) -> str:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor(), _generate, str(run_dir), settings)
+        except BrokenProcessPool:
+            self.close()
+            raise RuntimeError("the generation process died; try again") from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+
+
+def script(spec: Any) -> str:
+    from .. import spec as S
+
+    return S.script_for(spec)
