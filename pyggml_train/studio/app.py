@@ -10,6 +10,7 @@
     GET  /api/runs; POST /api/runs  list runs; start one from a spec (409 "busy" if one runs)
     GET  /api/runs/{id}             a run with its metrics so far
     POST /api/runs/{id}/stop|resume|generate|export;  GET /api/runs/{id}/script
+    GET  /api/runs/{id}/files/{path}   a run's file (checkpoint.npz, exports/model.gguf...)
     WS   /ws                        run events (runs.py), after a "hello" snapshot
 
 Bad input gets a 4xx JSON answer {"error": message, "errors": [{node, message}...]} and
@@ -36,7 +37,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from .. import spec as S
 from ..atomic import atomic_open
 from . import worker
-from .datadir import DataDir, PathError
+from .datadir import DataDir, PathError, inside
 from .runs import Busy, NotResumable, RunManager, RunNotFound
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -129,7 +130,7 @@ async def script(request: Request) -> Response:
     datadir, _ = _studio(request)
     spec = await _json_object(request, "a spec")
     parsed = await asyncio.to_thread(_checked_spec, datadir, spec)
-    return PlainTextResponse(worker.script(parsed), media_type="text/x-python")
+    return PlainTextResponse(S.script_for(parsed), media_type="text/x-python")
 
 
 async def list_examples(request: Request) -> Response:
@@ -259,7 +260,10 @@ async def generate(request: Request) -> Response:
     }
     if not (run_dir / worker.CHECKPOINT_NAME).is_file():
         raise BadRequest(409, "this run has no checkpoint yet; wait for the first one")
-    text = await request.app.state.generator.generate(run_dir, settings)
+    try:
+        text = await request.app.state.generator.generate(run_dir, settings)
+    except ValueError as exc:  # e.g. a prompt character the tokenizer does not know
+        raise BadRequest(400, f"cannot generate: {exc}") from None
     return JSONResponse({"text": text, **settings})
 
 
@@ -268,7 +272,7 @@ async def run_script(request: Request) -> Response:
     run_dir = runs.run_dir(request.path_params["run"])
     spec = json.loads((run_dir / "spec.json").read_text())
     parsed = await asyncio.to_thread(_checked_spec, datadir, spec)
-    return PlainTextResponse(worker.script(parsed), media_type="text/x-python")
+    return PlainTextResponse(S.script_for(parsed), media_type="text/x-python")
 
 
 async def export_run(request: Request) -> Response:
@@ -280,7 +284,20 @@ async def export_run(request: Request) -> Response:
         raise BadRequest(400, f"format must be one of {list(worker.EXPORT_FORMATS)}, got {fmt!r}")
     if not (run_dir / worker.CHECKPOINT_NAME).is_file():
         raise BadRequest(409, "this run has no checkpoint to export yet")
-    return JSONResponse(await asyncio.to_thread(worker.export, run_dir, fmt))
+    try:
+        return JSONResponse(await asyncio.to_thread(worker.export, run_dir, fmt))
+    except ValueError as exc:
+        raise BadRequest(422, str(exc)) from None
+
+
+async def run_file(request: Request) -> Response:
+    """A file of a run (checkpoint, export, metrics), as a download."""
+    _, runs = _studio(request)
+    run_dir = runs.run_dir(request.path_params["run"])
+    path = inside(run_dir, request.path_params["path"])
+    if not path.is_file():
+        raise BadRequest(404, f"run {run_dir.name} has no file {request.path_params['path']!r}")
+    return FileResponse(path, filename=path.name)
 
 
 # ---- events -------------------------------------------------------------------------------------
@@ -382,6 +399,7 @@ def create_app(data_dir: str | Path) -> Starlette:
         Route(run + "/generate", generate, methods=["POST"]),
         Route(run + "/script", run_script),
         Route(run + "/export", export_run, methods=["POST"]),
+        Route(run + "/files/{path:path}", run_file),
         WebSocketRoute("/ws", events),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import threading
 import traceback
@@ -26,7 +27,8 @@ from typing import Any
 from ..atomic import atomic_open
 from ..train import CHECKPOINT_NAME
 
-EXPORT_FORMATS = ("gguf", "hf")
+EXPORT_FORMATS = {"gguf": "model.gguf", "hf": "hf"}  # format -> name under RUN_DIR/exports
+EXPORT_TIMEOUT_S = 600
 EVALS = 10  # validation points per run
 EVAL_BATCHES = 5  # micro-batches per validation point (TrainConfig.eval_steps)
 MAX_CHECKPOINT_INTERVAL = 50  # steps; a tenth of the run when that is fewer
@@ -124,27 +126,63 @@ def train_run(run_dir: str, data_dir: str, resume: bool, stop: Any, updates: Any
         _write_result(run, "finished")
 
 
+def export(run_dir: Path, fmt: str) -> dict[str, Any]:
+    """The run's checkpoint written by ``pyggml-train export`` into RUN_DIR/exports/
+    (model.gguf, or the directory hf/); ValueError with the command's own message if it fails."""
+    out = run_dir / "exports" / EXPORT_FORMATS[fmt]
+    out.parent.mkdir(exist_ok=True)
+    cmd = [sys.executable, "-m", "pyggml_train.cli", "export", "--format", fmt]
+    cmd += ["--checkpoint", str(run_dir / CHECKPOINT_NAME), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S)
+    if proc.returncode != 0:
+        raise ValueError(f"pyggml-train export failed: {(proc.stderr or proc.stdout).strip()}")
+    return {"format": fmt, "path": str(out.relative_to(run_dir)), "log": proc.stdout.strip()}
+
+
 # ---- generation -------------------------------------------------------------------------------
-_loaded: dict[str, Any] = {}  # in the generation process: run dir -> (mtime, sampler)
+GENERATION_THREADS = 1  # the other core is the training worker's
+_loaded: dict[tuple[str, int], Any] = {}  # in the generation process: (run, mtime) -> sampler
+
+
+def _load_sampler(checkpoint: Path, threads: int) -> tuple[Any, Any]:
+    """(decoder, tokenizer) of a spec checkpoint: the model rebuilt from the spec it holds."""
+    from .. import ggml as G
+    from .. import spec as S
+    from ..checkpoint import load_checkpoint
+    from ..sample import WindowDecoder
+    from ..tokenizer import tokenizer_from_dict
+
+    ckpt = load_checkpoint(checkpoint)
+    if ckpt.spec is None:
+        raise ValueError(f"{checkpoint} is a GPT-2 checkpoint, not a spec's")
+    tokenizer = tokenizer_from_dict(ckpt.tokenizer)
+    raw = ckpt.spec.source if isinstance(ckpt.spec, S.Spec) else ckpt.spec
+    spec = S.parse_spec(raw, vocab_size=tokenizer.vocab_size)
+    model = S.build_model(spec, G.Context("cpu", threads), params=ckpt.params)
+    return WindowDecoder(model), tokenizer
 
 
 def _generate(run_dir: str, settings: dict[str, Any]) -> str:
-    from .. import spec as S
+    """In the generation process: text from RUN_DIR's checkpoint (prompt included)."""
+    from ..sample import generate
 
     ckpt = Path(run_dir) / CHECKPOINT_NAME
-    mtime = ckpt.stat().st_mtime_ns
-    cached = _loaded.get(run_dir)
-    if cached is None or cached[0] != mtime:
+    key = (run_dir, ckpt.stat().st_mtime_ns)
+    if key not in _loaded:
         _loaded.clear()  # one model at a time
-        _loaded[run_dir] = (mtime, S.load_sampler(ckpt, threads=1))
-    sampler = _loaded[run_dir][1]
-    return sampler.generate(
-        settings["prompt"],
-        max_new_tokens=settings["max_new_tokens"],
-        temperature=settings["temperature"],
-        top_k=settings["top_k"],
-        seed=settings["seed"],
+        _loaded[key] = _load_sampler(ckpt, GENERATION_THREADS)
+    decoder, tokenizer = _loaded[key]
+    prompt = list(tokenizer.encode(settings["prompt"])) if settings["prompt"] else [0]
+    out = generate(
+        decoder,
+        prompt,
+        settings["max_new_tokens"],
+        settings["temperature"],
+        settings["top_k"],
+        None,
+        settings["seed"],
     )
+    return tokenizer.decode(out)
 
 
 class Generator:
@@ -175,9 +213,3 @@ class Generator:
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
-
-
-def script(spec: Any) -> str:
-    from .. import spec as S
-
-    return S.script_for(spec)

@@ -273,7 +273,13 @@ function wireToolbar() {
   for (const fmt of ["gguf", "hf"]) {
     bind(`export-${fmt}`, async () => {
       const out = await api("POST", `/api/runs/${state.shown}/export`, { format: fmt });
-      toast(`exported: ${out.path}`, "info");
+      if (fmt === "gguf") {
+        const a = document.createElement("a");
+        a.href = `/api/runs/${state.shown}/files/${out.path}`;
+        a.download = "";
+        a.click();
+      }
+      toast(`exported ${fmt.toUpperCase()} into the run's ${out.path}`, "info");
     });
   }
   $("runs").addEventListener("change", (ev) => showRun(ev.target.value));
