@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -174,3 +178,37 @@ def test_missing_assets_say_how_to_get_them(tmp_path):
         k.removeprefix("node_modules/"): v["version"] for k, v in lock["packages"].items() if k
     }
     assert pinned["litegraph.js"] == "0.7.18" and pinned["chart.js"] == "4.6.1"
+
+
+def test_the_studio_command_serves_the_page(tmp_path):
+    require_studio()
+    import httpx
+
+    import pyggml_train
+
+    with socket.socket() as s:  # a free loopback port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(pyggml_train.__file__).parents[1])}
+    cmd = [sys.executable, "-m", "pyggml_train.cli", "studio", "--port", str(port)]
+    log = tmp_path / "studio.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*cmd, "--data-dir", str(tmp_path / "d")], env=env, stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the studio did not answer within 60 s"
+                time.sleep(0.2)
+        assert page.status_code == 200 and "litegraph" in page.text
+        assert (tmp_path / "d" / "specs").is_dir() and (tmp_path / "d" / "runs").is_dir()
+        assert f"http://127.0.0.1:{port}/" in log.read_text()  # says where to point the browser
+    finally:
+        proc.terminate()
+        proc.wait(30)
