@@ -132,6 +132,11 @@ class Tensor:
         """A copy of the tensor's data as a numpy array."""
         return self._h.get().reshape(self.shape)
 
+    def host_view(self) -> np.ndarray:
+        """The tensor's memory as a writable numpy array, no copy (host buffers only): a
+        write through it changes the tensor. MPI sums gradient accumulators in place so."""
+        return self._h.host_view().reshape(self.shape)
+
     def fill(self, value: float) -> Tensor:
         self._h.fill(float(value))
         return self

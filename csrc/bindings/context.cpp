@@ -121,6 +121,25 @@ py::array get_data(const TensorRef & r) {
     return out;
 }
 
+// The tensor's memory as a writable numpy array, without a copy: MPI reduces gradient
+// accumulators in place through it. Host (CPU) buffers only; the array keeps the context
+// (and so the buffer) alive.
+py::array host_view(const TensorRef & r) {
+    ggml_tensor * t = r.t;
+    check_allocated(r, "view");
+    if (!t->buffer || !ggml_backend_buffer_is_host(t->buffer)) {
+        fail("cannot view " + describe(t) + " as numpy: its memory is not in host RAM "
+             "(a GPU tensor); copy it with numpy() instead");
+    }
+    if (!ggml_is_contiguous(t)) {
+        fail("cannot view " + describe(t) + ": it is not contiguous");
+    }
+    std::vector<py::ssize_t> shape = {t->ne[3], t->ne[2], t->ne[1], t->ne[0]};
+    auto * keep = new std::shared_ptr<Context>(r.ctx);
+    py::capsule owner(keep, [](void * p) { delete static_cast<std::shared_ptr<Context> *>(p); });
+    return py::array(numpy_dtype(t->type), shape, t->data, owner);
+}
+
 void fill(TensorRef & r, float value) {
     ggml_tensor * t = r.t;
     if (t->type != GGML_TYPE_F32) {
@@ -296,6 +315,7 @@ void init_context(py::module_ & m) {
         .def("set_output", [](TensorRef & r) { ggml_set_output(r.t); })
         .def("set", &set_data, py::arg("array"))
         .def("get", &get_data)
+        .def("host_view", &host_view)
         .def("fill", &fill, py::arg("value"));
 }
 
