@@ -12,6 +12,7 @@ from . import ggml as G
 from .checkpoint import load_checkpoint
 from .config import list_presets, load_preset
 from .data import prepare, resolve_text
+from .distributed import Distributed
 from .gpt2 import GPT2
 from .sample import KVCacheDecoder, generate
 from .tokenizer import tokenizer_from_dict
@@ -27,6 +28,8 @@ _OVERRIDES = {
     "threads": "threads",
     "seed": "seed",
     "tokenizer": "tokenizer",
+    "tokens_per_step": "tokens_per_step",
+    "zero": "zero",
 }
 
 
@@ -40,7 +43,12 @@ def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -
     )
     p.add_argument("--tokenizer", choices=["char", "gpt2"], help="override the preset's tokenizer")
     p.add_argument("--max-steps", type=int, help="optimizer steps")
-    p.add_argument("--batch-size", type=int, help="sequences per micro-batch")
+    p.add_argument("--batch-size", type=int, help="sequences per micro-batch (per MPI rank)")
+    p.add_argument(
+        "--tokens-per-step",
+        type=int,
+        help="global batch in tokens, all ranks together; sets gradient accumulation",
+    )
     p.add_argument("--block-size", type=int, help="tokens per sequence (also the model context)")
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--device", help="cpu, cuda or metal")
@@ -56,6 +64,12 @@ def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -
     p.add_argument("--metrics", help="metrics JSONL path (default: OUT_DIR/metrics.jsonl)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="other config fields")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--zero",
+        type=int,
+        choices=[0, 1],
+        help="under mpirun: 1 shards the AdamW moments across ranks (ZeRO-1)",
+    )
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -78,6 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
     resume = args.resume
     if resume == "auto":
         resume = Path(args.out_dir) / CHECKPOINT_NAME
+    dist = Distributed.from_environment()
     result = train(
         model_cfg,
         train_cfg,
@@ -87,8 +102,10 @@ def run_train(args: argparse.Namespace) -> int:
         resume=resume,
         metrics_path=args.metrics,
         progress=not args.no_progress,
+        dist=dist,
     )
-    print(f"final val loss: {result.val_loss:.4f}")
+    if dist.is_master:
+        print(f"final val loss: {result.val_loss:.4f}")
     return 0
 
 
@@ -183,7 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "studio": run_studio,
     }
     try:
-        return handlers[args.command](args)
+        # under mpirun an error on one rank ends them all, naming the rank
+        with Distributed.from_environment().abort_on_error(f"pyggml-train {args.command}"):
+            return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"pyggml-train {args.command}: error: {exc}", file=sys.stderr)
         return 2

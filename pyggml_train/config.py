@@ -115,7 +115,7 @@ class TrainConfig:
     eps: float = 1e-8  # AdamW denominator epsilon
     grad_clip: float | None = 1.0  # clip the global gradient norm to this; None = no clipping
     tokens_per_step: int | None = (
-        None  # tokens per optimizer step via accumulation; None = one micro-batch
+        None  # tokens per optimizer step, all ranks together; None = one micro-batch per rank
     )
     eval_interval: int = 100  # steps between validation evaluations; 0 = never
     eval_steps: int = 20  # validation micro-batches averaged per evaluation
@@ -130,6 +130,7 @@ class TrainConfig:
     sample_tokens: int = 200  # tokens generated per sample
     temperature: float = 1.0  # sampling temperature
     top_k: int | None = None  # keep only the k most likely tokens when sampling; None = all
+    zero: int = 0  # ZeRO stage over MPI ranks: 0 = AdamW moments on every rank, 1 = sharded
 
     def __post_init__(self) -> None:
         self.validate()
@@ -190,6 +191,8 @@ class TrainConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.top_k is not None and self.top_k <= 0:
             raise ValueError(f"top_k must be > 0 or None, got {self.top_k}")
+        if self.zero not in (0, 1):
+            raise ValueError(f"zero must be 0 (off) or 1 (shard AdamW moments), got {self.zero}")
 
     @property
     def tokens_per_micro_batch(self) -> int:
@@ -199,9 +202,23 @@ class TrainConfig:
     @property
     def grad_accum_steps(self) -> int:
         """Micro-batches accumulated per optimizer step to reach tokens_per_step."""
+        return self.accum_steps(1)
+
+    def accum_steps(self, world_size: int) -> int:
+        """Micro-batches each of ``world_size`` ranks accumulates per optimizer step so that
+        all of them together process tokens_per_step tokens (nanoGPT/llm.c semantics:
+        batch_size is per rank, tokens_per_step is the global total)."""
         if self.tokens_per_step is None:
             return 1
-        return self.tokens_per_step // self.tokens_per_micro_batch
+        per_pass = self.tokens_per_micro_batch * world_size  # tokens of one pass of all ranks
+        if self.tokens_per_step % per_pass != 0:
+            raise ValueError(
+                f"tokens_per_step ({self.tokens_per_step}) must be a multiple of "
+                f"batch_size * block_size * world_size ({self.batch_size} * {self.block_size} "
+                f"* {world_size} = {per_pass}); e.g. tokens_per_step="
+                f"{_round_to(self.tokens_per_step, per_pass)}, or a batch_size that divides it"
+            )
+        return self.tokens_per_step // per_pass
 
 
 def _round_to(value: int, multiple: int) -> int:

@@ -168,6 +168,13 @@ class BatchLoader:
     mode "sequential": rows tile the tokens in order, wrapping to the start when the
     next row would run past the end; every token is visited once per sweep.
     state()/set_state() capture the position and RNG so a resumed run sees the same batches.
+
+    With ``world_size`` ranks, every rank draws the same global micro-batch of
+    batch_size * world_size rows and keeps rows [rank * B, (rank + 1) * B): the ranks read
+    disjoint, deterministic shares, together the batch one process would read at
+    batch_size * world_size. The state is the same on every rank, and drawing N rows at
+    once walks the RNG and the position as N draws of one row do, so a checkpoint of N
+    ranks resumes on any number of ranks with the same global batches.
     """
 
     def __init__(
@@ -177,6 +184,8 @@ class BatchLoader:
         block_size: int,
         mode: str = "random",
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if mode not in ("random", "sequential"):
             raise ValueError(f"mode must be 'random' or 'sequential', got {mode!r}")
@@ -184,6 +193,8 @@ class BatchLoader:
             raise ValueError(
                 f"batch_size and block_size must be > 0, got {batch_size}, {block_size}"
             )
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         if tokens.ndim != 1 or len(tokens) < block_size + 1:
             raise ValueError(
                 f"need at least block_size + 1 = {block_size + 1} tokens for one (input, target) "
@@ -193,15 +204,18 @@ class BatchLoader:
         self.batch_size = batch_size
         self.block_size = block_size
         self.mode = mode
+        self.rank, self.world_size = rank, world_size
         self._rng = np.random.default_rng(seed)
         self._position = 0  # sequential: start of the next row
 
     def _row_starts(self) -> np.ndarray:
+        """Starts of the global micro-batch's rows (B * world_size,)."""
         n, t = len(self.tokens), self.block_size
+        rows = self.batch_size * self.world_size
         if self.mode == "random":
-            return self._rng.integers(0, n - t, size=self.batch_size)  # (B,) start in [0, n-t-1]
-        starts = np.empty(self.batch_size, dtype=np.int64)  # (B,)
-        for b in range(self.batch_size):
+            return self._rng.integers(0, n - t, size=rows)  # start in [0, n-t-1]
+        starts = np.empty(rows, dtype=np.int64)
+        for b in range(rows):
             if self._position + t + 1 > n:
                 self._position = 0
             starts[b] = self._position
@@ -210,7 +224,8 @@ class BatchLoader:
 
     def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
         """Inputs x (B, T) and targets y (B, T); y[b, t] is the token that follows x[b, t]."""
-        starts = self._row_starts()  # (B,)
+        mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        starts = self._row_starts()[mine]  # (B,) this rank's rows
         offsets = starts[:, None] + np.arange(self.block_size + 1)  # (B, T+1)
         window = np.asarray(self.tokens[offsets], dtype=np.int32)  # (B, T+1)
         return window[:, :-1], window[:, 1:]  # (B, T), (B, T)

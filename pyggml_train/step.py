@@ -124,6 +124,15 @@ class OptimizerStep:
             decay = 0.0 if optimizer == "adam" else weight_decay
             self.optimizer = AdamW(ctx, params, self.grads, beta1, beta2, eps, decay)
 
+    # -- checkpoints -----------------------------------------------------------------------------
+    def state(self) -> dict[str, object]:
+        """AdamW's moments and step count (device layout), as optim.AdamW.state()."""
+        return self.optimizer.state()
+
+    def set_state(self, state: dict[str, object]) -> None:
+        """Restore what state() returned."""
+        self.optimizer.set_state(state)
+
     def __call__(self, batches: Sequence[Batch], lr: float) -> StepStats:
         """Accumulate ``batches`` (this rank's micro-batches), sum over ranks, clip, update."""
         t0 = time.perf_counter()

@@ -22,6 +22,7 @@ from . import ggml as G
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import GPT2Config, TrainConfig
 from .data import BatchLoader, load_prepared, prepare, resolve_text
+from .distributed import Distributed
 from .gpt2 import GPT2, ggml_to_hf, hf_to_ggml
 from .metrics import MetricsWriter, plot_losses, read_metrics
 from .sample import KVCacheDecoder, generate
@@ -78,8 +79,12 @@ class Trainer:
         train_config: TrainConfig,
         data: TrainData,
         ctx: G.Context | None = None,
+        dist: Distributed | None = None,
     ):
         tc = train_config
+        self.dist = dist or Distributed(None)
+        rank, world = self.dist.rank, self.dist.world_size
+        self.accum_steps = tc.accum_steps(world)  # a clear error before any work if indivisible
         vocab = data.tokenizer.vocab_size
         if model_config.vocab_size is None:
             model_config = model_config.with_vocab_size(vocab)
@@ -107,8 +112,9 @@ class Trainer:
             tc.weight_decay,
             tc.grad_clip,
             optimizer=tc.optimizer,
+            sync=self.dist,
         )
-        self.loader = BatchLoader(data.train, b, t, tc.data_mode, seed=tc.seed)
+        self.loader = BatchLoader(data.train, b, t, tc.data_mode, tc.seed, rank, world)
         self.sample_rng = np.random.default_rng(tc.seed + 1)
         self.step = 0  # optimizer steps completed
         self.elapsed_s = 0.0  # training time so far, across resumes
@@ -119,18 +125,20 @@ class Trainer:
         """Accumulate, clip and update once; (mean train loss, lr, grad norm)."""
         tc = self.train_config
         lr = lr_at(self.step, tc.lr, tc.min_lr, tc.warmup_steps, tc.max_steps)
-        batches = [self.loader.next_batch() for _ in range(tc.grad_accum_steps)]
+        batches = [self.loader.next_batch() for _ in range(self.accum_steps)]
         stats = self.optimizer_step(batches, lr)
         self.step += 1
         return stats.loss, lr, stats.grad_norm
 
     def evaluate(self) -> float:
-        """Mean validation loss over eval_steps micro-batches; the same batches every time."""
+        """Mean validation loss over eval_steps global micro-batches (every rank evaluates its
+        share); the same batches every time."""
         tc = self.train_config
-        loader = BatchLoader(self.data.val, tc.batch_size, tc.block_size, "random", seed=tc.seed)
-        return float(
-            np.mean([self.eval_step.run(*loader.next_batch()) for _ in range(tc.eval_steps)])
-        )
+        rank, world = self.dist.rank, self.dist.world_size
+        b, t = tc.batch_size, tc.block_size
+        loader = BatchLoader(self.data.val, b, t, "random", tc.seed, rank, world)
+        mine = np.mean([self.eval_step.run(*loader.next_batch()) for _ in range(tc.eval_steps)])
+        return self.dist.sum(float(mine)) / world
 
     def sample(self, prompt: str | None = None, max_new_tokens: int | None = None) -> str:
         """Generated text (prompt included); the first validation token is the default prompt."""
@@ -152,7 +160,8 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save(self, path: Path) -> Path:
-        opt = self.optimizer_step.optimizer.state()
+        """Write the checkpoint (the master does; every rank must call)."""
+        opt = self.optimizer_step.state()
         to_hf = lambda arrays: {n: ggml_to_hf(n, a, self.model_config) for n, a in arrays.items()}  # noqa: E731
         ckpt = Checkpoint(
             step=self.step,
@@ -164,14 +173,21 @@ class Trainer:
             adam_v=to_hf(opt["v"]),
             loader_state=self.loader.state(),
             rng_state=self.sample_rng.bit_generator.state,
-            extra={"optimizer_steps": opt["steps"], "elapsed_s": self.elapsed_s},
+            extra={
+                "optimizer_steps": opt["steps"],
+                "elapsed_s": self.elapsed_s,
+                "world_size": self.dist.world_size,
+            },
         )
-        return save_checkpoint(path, ckpt)
+        if self.dist.is_master:
+            save_checkpoint(path, ckpt)
+        self.dist.barrier()  # the file is complete before any rank goes on (or resumes from it)
+        return path
 
     def restore(self, ckpt: Checkpoint) -> None:
         self.model.load_state_dict(ckpt.params)
         to_dev = lambda arrays: {n: hf_to_ggml(n, a, self.model_config) for n, a in arrays.items()}  # noqa: E731
-        self.optimizer_step.optimizer.set_state(
+        self.optimizer_step.set_state(
             {
                 "m": to_dev(ckpt.adam_m),
                 "v": to_dev(ckpt.adam_v),
@@ -195,41 +211,59 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
     sample_prompt: str | None = None,
+    dist: Distributed | None = None,
 ) -> TrainResult:
     """Train (or resume) a GPT-2 and return losses, the last val loss and a sample.
 
     resume: a checkpoint file; the configs and tokenizer then come from it, except
     max_steps, which may be raised to train further. data: a text file or URL, a
     directory written by ``prepare``, or None for tiny shakespeare (offline fallback).
+    dist: the MPI ranks (default: from the environment; one process without mpirun). Only
+    the master logs, draws the bar, writes metrics and checkpoints and samples text; the
+    sample is "" on the other ranks.
     """
+    dist = dist or Distributed.from_environment()
+    if not dist.is_master:
+        progress, log = False, _quiet
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = load_checkpoint(resume) if resume else None
     tok: Tokenizer | str = tokenizer
     if ckpt is not None:
         model_config = ckpt.model_config
-        train_config = dataclasses.replace(ckpt.train_config, max_steps=train_config.max_steps)
+        train_config = _resumed_config(ckpt, train_config.max_steps, dist.world_size)
         tok = tokenizer_from_dict(ckpt.tokenizer)
     tc = train_config
-    dataset = load_data(data, tok, out, tc.val_fraction)
+    tc.accum_steps(dist.world_size)  # an indivisible global batch fails here, before any work
+    # the master tokenizes; the other ranks then read what it wrote (out_dir is shared)
+    dataset = load_data(data, tok, out, tc.val_fraction) if dist.is_master else None
+    dist.barrier()
+    if dataset is None:
+        prepared = data if data is not None and (Path(data) / "tokenizer.json").is_file() else None
+        dataset = load_data(prepared or str(out / "data"), tok, out, tc.val_fraction)
     log(
         f"data: {dataset.source}: {len(dataset.train)} train / {len(dataset.val)} val tokens, "
         f"vocab {dataset.tokenizer.vocab_size}"
     )
-    trainer = Trainer(model_config, tc, dataset)
+    trainer = Trainer(model_config, tc, dataset, dist=dist)
     if ckpt is not None:
         trainer.restore(ckpt)
         log(f"resumed from {resume} at step {trainer.step}")
     cfg = trainer.model_config
+    ranks = f"{dist.world_size} ranks x " if dist.world_size > 1 else ""
     log(
         f"model: {cfg.n_layer} layers, {cfg.n_head} heads, C={cfg.n_embd}, "
-        f"{trainer.model.num_params() / 1e6:.2f}M parameters; {tc.grad_accum_steps} x "
+        f"{trainer.model.num_params() / 1e6:.2f}M parameters; {ranks}{trainer.accum_steps} x "
         f"({tc.batch_size} x {tc.block_size}) tokens per step, {trainer.ctx.threads} threads"
     )
     metrics_file = Path(metrics_path) if metrics_path else out / "metrics.jsonl"
-    writer = MetricsWriter(metrics_file, resume_step=trainer.step if ckpt is not None else None)
+    writer = (
+        MetricsWriter(metrics_file, resume_step=trainer.step if ckpt is not None else None)
+        if dist.is_master
+        else None
+    )
     result = TrainResult(steps=trainer.step, metrics=metrics_file)
-    tokens_per_step = tc.grad_accum_steps * tc.tokens_per_micro_batch
+    tokens_per_step = trainer.accum_steps * tc.tokens_per_micro_batch * dist.world_size
     bar = _progress(trainer.step, tc.max_steps, progress)
     say = bar.write if progress else log  # keeps messages from tearing the progress bar
     rate: float | None = None  # tokens/s, exponentially smoothed
@@ -250,26 +284,29 @@ def train(
                 tok_s = tokens_per_step / dt
                 say(f"step {step}: train {loss:.4f}, lr {lr:.2e}, {tok_s:,.0f} tok/s")
             result.train_losses.append(loss)
-            writer.write(
-                step=step,
-                train_loss=loss,
-                val_loss=val,
-                lr=lr,
-                grad_norm=norm,
-                tokens_per_s=tokens_per_step / dt,
-                elapsed_s=trainer.elapsed_s,
-            )
+            if writer is not None:
+                writer.write(
+                    step=step,
+                    train_loss=loss,
+                    val_loss=val,
+                    lr=lr,
+                    grad_norm=norm,
+                    tokens_per_s=tokens_per_step / dt,
+                    elapsed_s=trainer.elapsed_s,
+                )
             # the bar shows a smoothed rate; single steps jitter on a shared machine
             rate = tokens_per_step / dt if rate is None else 0.9 * rate + 0.1 * tokens_per_step / dt
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{rate:,.0f}")
             bar.update(1)
             if tc.sample_interval and step % tc.sample_interval == 0 and not last:
-                say(f"--- sample at step {step} ---\n{trainer.sample(sample_prompt)}\n---")
+                if dist.is_master:
+                    say(f"--- sample at step {step} ---\n{trainer.sample(sample_prompt)}\n---")
             if (tc.checkpoint_interval and step % tc.checkpoint_interval == 0) or last:
                 result.checkpoint = trainer.save(out / CHECKPOINT_NAME)
     finally:
         bar.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
     result.steps = trainer.step
     if result.checkpoint is None:
         result.checkpoint = trainer.save(out / CHECKPOINT_NAME)
@@ -280,6 +317,8 @@ def train(
         f"uniform baseline {math.log(cfg.require_vocab_size()):.4f}); "
         f"checkpoint {result.checkpoint}"
     )
+    if not dist.is_master:
+        return result
     result.plot = plot_losses(read_metrics(metrics_file), out / "loss.png")
     log(
         f"loss curves: {result.plot}"
@@ -289,6 +328,21 @@ def train(
     result.sample = trainer.sample(sample_prompt)
     log(f"--- sample ---\n{result.sample}\n---")
     return result
+
+
+def _resumed_config(ckpt: Checkpoint, max_steps: int, world_size: int) -> TrainConfig:
+    """The checkpoint's train config with max_steps raised, keeping its global batch on any
+    number of ranks: a run of N ranks without tokens_per_step stepped on N micro-batches, so
+    on another world size it goes on with tokens_per_step = N * B * T (accumulation)."""
+    tc = dataclasses.replace(ckpt.train_config, max_steps=max_steps)
+    saved_world = int(ckpt.extra.get("world_size", 1))
+    if tc.tokens_per_step is None and saved_world != world_size:
+        tc = dataclasses.replace(tc, tokens_per_step=saved_world * tc.tokens_per_micro_batch)
+    return tc
+
+
+def _quiet(_message: str) -> None:
+    """The log of a rank other than the master."""
 
 
 def _progress(start: int, total: int, enabled: bool):
