@@ -210,6 +210,80 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         "ValueError",
         [r"7 or 8 elements", r"\(5,\)"],
     ),
+    # issue 13: an embedding lookup with a token id outside the table aborted the process
+    # from a compute thread (OpenMP, 2 threads: norm makes the graph multi-threaded)
+    "get_rows_id_out_of_range": (
+        "c2 = pg.Context(threads=2)\n"
+        "idx = c2.input((400,), 'i32')\n"
+        "g = c2.graph(G.norm(G.get_rows(c2.param((5, 64), init=np.ones((5, 64))), idx)))\n"
+        "a = np.zeros(400, np.int32); a[123] = 7\n"
+        "idx.set(a)\n"
+        "g.compute()",
+        "ValueError",
+        [r"get_rows", r"\(5, 64\)", r"index 7 at position \(123,\)", r"\[0, 5\)", r"tokenizer"],
+    ),
+    "cross_entropy_label_out_of_range": (
+        "lg, tg = ctx.input((4, 5)), ctx.input((4,), 'i32')\n"
+        "g = ctx.graph(G.cross_entropy_loss_sparse(lg, tg))\n"
+        "lg.set(np.zeros((4, 5)))\n"
+        "tg.set(np.array([0, -1, 9, 2]))\n"
+        "g.compute()",
+        "ValueError",
+        [r"cross_entropy_loss_sparse", r"5 classes", r"index 9 at position \(2,\)", r"< 5"],
+    ),
+    "set_rows_index_out_of_range": (
+        "dst, rows, idx = ctx.input((4, 3)), ctx.input((2, 3)), ctx.input((2,), 'i32')\n"
+        "g = ctx.graph(G.set_rows(dst, rows, idx))\n"
+        "idx.set(np.array([1, 4]))\n"
+        "g.compute()",
+        "ValueError",
+        [r"set_rows", r"4 rows", r"index 4 at position \(1,\)"],
+    ),
+    "get_rows_computed_indices": (
+        "idx = ctx.input((3,), 'i32')\n"
+        "G.get_rows(ctx.input((5, 2)), G.get_rows(ctx.input((5, 3), 'i32'), idx))",
+        "ValueError",
+        [r"get_rows: the indices must be an input tensor or a view of one", r"GET_ROWS"],
+    ),
+    "clamp_keeps_its_input": (  # ggml_clamp is in place; G.clamp must not change its input
+        "x = ctx.input((4,)).set(np.array([-2.0, -0.5, 0.5, 2.0]))\n"
+        "g = ctx.graph(G.clamp(x, -1, 1)); g.compute()\n"
+        "np.testing.assert_array_equal(x.numpy(), [-2.0, -0.5, 0.5, 2.0])\n"
+        "raise ValueError('clamp kept its input')",
+        "ValueError",
+        [r"clamp kept its input"],
+    ),
+    "unary_transposed_column": (  # a transposed (n, 1) view passed the contiguous-rows check
+        "G.log(G.transpose(ctx.input((1, 3))))",
+        "ValueError",
+        [r"log needs its operand's last axis dense", r"cont\(\)"],
+    ),
+    # patch 0017: an assert that still fires inside a compute thread (here with the
+    # index check turned off) raises, the process lives on and the graph works again
+    "compute_thread_assert_raises": (
+        "c2 = pg.Context(threads=2)\n"
+        "idx = c2.input((400,), 'i32')\n"
+        "out = G.norm(G.get_rows(c2.param((5, 64), init=np.arange(320.0).reshape(5, 64)), idx))\n"
+        "g = c2.graph(out)\n"
+        "idx.set(np.full(400, 7))\n"
+        "for _ in range(2):\n"
+        "    try:\n"
+        "        g._g.compute(2, False)\n"
+        "    except RuntimeError as e:\n"
+        "        msg = str(e)\n"
+        "idx.set(np.arange(400) % 5)\n"
+        "g.compute()\n"
+        "row = np.arange(320.0).reshape(5, 64)[1]\n"
+        "ref = (row - row.mean()) / np.sqrt(row.var() + 1e-5)\n"
+        "np.testing.assert_allclose(out.numpy()[6], ref, rtol=1e-5)\n"
+        "raise ValueError(msg)",
+        "ValueError",
+        [
+            r"graph compute failed in op GET_ROWS",
+            r"GGML_ASSERT\(i01 >= 0 && i01 < ne01\)",
+            r"process is intact",
+        ],
+    ),
     "norm_back_shapes": (
         "G.norm_back(ctx.input((3, 4)), ctx.input((3, 5)))",
         "ValueError",

@@ -6,6 +6,9 @@
 // expression again instead). Persistent tensors (parameters, inputs, gradient
 // accumulators, optimizer state) may appear in any number of graphs.
 #include <algorithm>
+#include <climits>
+#include <cstring>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -83,6 +86,77 @@ bool has_backward(const ggml_tensor * t, int src) {
 
 std::string op_name(const ggml_tensor * t) { return ggml_op_desc(t); }
 
+// An index operand whose values must lie in [lo, hi) (lo = INT64_MIN: any negative
+// value is allowed, e.g. an ignored target). Checked before every compute: a bad index
+// would otherwise fail a GGML_ASSERT inside a compute thread, or read out of bounds.
+struct IndexCheck {
+    const ggml_tensor * idx;
+    int64_t lo, hi;
+    std::string what;  // "get_rows: the table has 5 rows", for the error
+};
+
+// idx's data, read from the leaf it views: ops.cpp only lets leaves and views of leaves
+// be index operands, so the values are known before the graph runs.
+void check_index_values(const IndexCheck & c) {
+    const ggml_tensor * t = c.idx;
+    const ggml_tensor * base = t->view_src ? t->view_src : t;
+    const size_t offs = t->view_src ? t->view_offs : 0;
+    if (!base->buffer && !base->data) return;  // never allocated: nothing to read yet
+    std::vector<uint8_t> copy;
+    const uint8_t * data;
+    if (base->buffer && !ggml_backend_buffer_is_host(base->buffer)) {
+        copy.resize(ggml_nbytes(base));
+        ggml_backend_tensor_get(const_cast<ggml_tensor *>(base), copy.data(), 0, copy.size());
+        data = copy.data();
+    } else {
+        data = static_cast<const uint8_t *>(base->data);
+    }
+    data += offs;
+    for (int64_t i3 = 0; i3 < t->ne[3]; ++i3) {
+        for (int64_t i2 = 0; i2 < t->ne[2]; ++i2) {
+            for (int64_t i1 = 0; i1 < t->ne[1]; ++i1) {
+                const uint8_t * row = data + i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3];
+                int32_t lo = INT32_MAX, hi = INT32_MIN;
+                if (t->nb[0] == sizeof(int32_t)) {
+                    const int32_t * v = reinterpret_cast<const int32_t *>(row);
+                    for (int64_t i0 = 0; i0 < t->ne[0]; ++i0) {
+                        lo = std::min(lo, v[i0]);
+                        hi = std::max(hi, v[i0]);
+                    }
+                } else {
+                    for (int64_t i0 = 0; i0 < t->ne[0]; ++i0) {
+                        int32_t v;
+                        std::memcpy(&v, row + i0 * t->nb[0], sizeof v);
+                        lo = std::min(lo, v);
+                        hi = std::max(hi, v);
+                    }
+                }
+                if ((c.lo != INT64_MIN && lo < c.lo) || hi >= c.hi) {
+                    const int32_t bad = (c.lo != INT64_MIN && lo < c.lo) ? lo : hi;
+                    int64_t i0 = 0;
+                    for (; i0 < t->ne[0]; ++i0) {
+                        int32_t v;
+                        std::memcpy(&v, row + i0 * t->nb[0], sizeof v);
+                        if (v == bad) break;
+                    }
+                    // the position in numpy order, leading size-1 axes dropped
+                    const int64_t pos[4] = {i3, i2, i1, i0};
+                    int first = 0;
+                    while (first < 3 && t->ne[3 - first] == 1) ++first;
+                    std::string at;
+                    for (int d = first; d < 4; ++d) at += (d > first ? ", " : "") + std::to_string(pos[d]);
+                    if (first == 3) at += ",";
+                    const std::string range = c.lo == INT64_MIN ? "< " + std::to_string(c.hi) + " (negative: ignored)"
+                                                                : "in [" + std::to_string(c.lo) + ", " + std::to_string(c.hi) + ")";
+                    throw InvalidArgument(c.what + ": index " + std::to_string(bad) + " at position (" + at + ") of " +
+                                          describe(t) + " is out of range; valid values are " + range +
+                                          ". Were the ids made for another vocabulary (tokenizer), or the input not set?");
+                }
+            }
+        }
+    }
+}
+
 }  // namespace
 
 class Graph {
@@ -113,6 +187,7 @@ class Graph {
             ggml_build_forward_expand(cg_, o.t);
         }
         if (backward) expand_backward();
+        collect_index_checks();
     }
 
     void expand(const TensorRef & t) {
@@ -126,16 +201,28 @@ class Graph {
         mark_output(t.t);
         ggml_build_forward_expand(cg_, t.t);
         allocated_ = false;
+        collect_index_checks();
     }
 
-    void compute(int n_threads) {
+    // check_indices=false exists for the test of patch 0017's guard, which needs an
+    // assert to fire inside a compute thread.
+    void compute(int n_threads, bool check_indices) {
         if (n_threads > 0) ctx_->set_n_threads(n_threads);
         ctx_->allocate();
+        if (check_indices) {
+            for (const IndexCheck & c : index_checks_) check_index_values(c);
+        }
         ensure_allocated();
         enum ggml_status status;
         {
             py::gil_scoped_release release;
             status = ggml_backend_sched_graph_compute(sched_.get(), cg_);
+        }
+        if (status == GGML_STATUS_FAILED && *ggml_cpu_last_error()) {
+            // patch 0017: an assert failed inside a compute thread
+            throw std::runtime_error(std::string("graph compute failed in ") + ggml_cpu_last_error() +
+                                     ". The outputs of this compute are unspecified; the process is intact. "
+                                     "pyggml_train should have rejected this input before compute: please report it.");
         }
         if (status != GGML_STATUS_SUCCESS) {
             throw std::runtime_error(std::string("graph compute failed: ") + ggml_status_to_string(status));
@@ -311,6 +398,45 @@ class Graph {
         reset_grads();
     }
 
+    // The index operands of the graph's nodes and their valid ranges.
+    void collect_index_checks() {
+        index_checks_.clear();
+        for (int i = 0; i < ggml_graph_n_nodes(cg_); ++i) {
+            const ggml_tensor * n = ggml_graph_node(cg_, i);
+            switch (n->op) {
+                case GGML_OP_GET_ROWS:
+                    index_checks_.push_back({n->src[1], 0, n->src[0]->ne[1],
+                                             "get_rows: the table " + describe(n->src[0]) + " has " +
+                                                 std::to_string(n->src[0]->ne[1]) + " rows"});
+                    break;
+                case GGML_OP_SET_ROWS:
+                    index_checks_.push_back({n->src[1], 0, n->ne[1],
+                                             "set_rows: the destination " + describe(n) + " has " +
+                                                 std::to_string(n->ne[1]) + " rows"});
+                    break;
+                case GGML_OP_CROSS_ENTROPY_LOSS_SPARSE: {
+                    int32_t n_classes;
+                    std::memcpy(&n_classes, n->op_params, sizeof n_classes);  // op_params[0], patch 0006
+                    index_checks_.push_back({n->src[1], INT64_MIN, n_classes,
+                                             "cross_entropy_loss_sparse: the logits " + describe(n->src[0]) + " have " +
+                                                 std::to_string(n_classes) + " classes"});
+                    break;
+                }
+                default:
+                    break;
+            }
+        }
+        // one check per index tensor and range (a backward pass repeats the forward's)
+        std::sort(index_checks_.begin(), index_checks_.end(), [](const IndexCheck & a, const IndexCheck & b) {
+            return std::tie(a.idx, a.lo, a.hi) < std::tie(b.idx, b.lo, b.hi);
+        });
+        index_checks_.erase(std::unique(index_checks_.begin(), index_checks_.end(),
+                                        [](const IndexCheck & a, const IndexCheck & b) {
+                                            return a.idx == b.idx && a.lo == b.lo && a.hi == b.hi;
+                                        }),
+                            index_checks_.end());
+    }
+
     void ensure_allocated() {
         if (allocated_) return;
         if (!sched_) {
@@ -338,6 +464,7 @@ class Graph {
     std::unordered_map<ggml_tensor *, ggml_tensor *> accs_;
     std::unordered_map<ggml_tensor *, ggml_tensor *> loss_accs_;
     std::vector<ggml_tensor *> param_order_;
+    std::vector<IndexCheck> index_checks_;
 };
 
 void init_graph(py::module_ & m) {
@@ -348,7 +475,7 @@ void init_graph(py::module_ & m) {
              }),
              py::arg("outputs"), py::arg("backward") = false, py::arg("size") = 0)
         .def("expand", &Graph::expand)
-        .def("compute", &Graph::compute, py::arg("threads") = 0)
+        .def("compute", &Graph::compute, py::arg("threads") = 0, py::arg("check_indices") = true)
         .def("reset_grads", &Graph::reset_grads)
         .def("set_loss_scale", &Graph::set_loss_scale)
         .def("grad", &Graph::grad)

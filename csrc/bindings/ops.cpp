@@ -11,10 +11,19 @@ namespace {
 using T = TensorRef;
 
 
+// The last axis dense (a stride of one element): what row-wise CPU kernels index by.
+void check_dense_rows(const T & a, const char * op) {
+    if (a.t->nb[0] != ggml_type_size(a.t->type)) {
+        fail(std::string(op) + " needs its operand's last axis dense, got a transposed or permuted view " +
+             describe(a.t) + "; apply cont() first");
+    }
+}
+
 void check_can_broadcast(const T & a, const T & b, const char * op) {
     check_same_context(a, b);
     check_f32(a, op);
     check_f32(b, op);
+    check_dense_rows(a, op);
     if (!ggml_can_repeat(b.t, a.t)) {
         fail(std::string(op) + ": cannot broadcast " + describe(b.t) + " to " + describe(a.t) +
              " (each dimension of the second operand must divide the first's)");
@@ -37,12 +46,14 @@ void def_unary(py::module_ & m, const char * name, Unary fn, bool needs_contiguo
     m.def(name, [name, fn, needs_contiguous](const T & a) {
         check_f32(a, name);
         if (needs_contiguous) check_contiguous(a, name);
+        check_dense_rows(a, name);
         return result(a, fn(a.ctx->op_ctx(), a.t));
     });
 }
 
 void check_rows_op(const T & a, const char * op) {
     check_f32(a, op);
+    check_dense_rows(a, op);
     if (!ggml_is_contiguous_rows(a.t)) {
         fail(std::string(op) + " needs contiguous rows, got " + describe(a.t) + "; apply cont() first");
     }
@@ -127,13 +138,35 @@ T view(const T & a, const Ne & ne, const std::array<size_t, 3> & nb123, size_t o
     if (last + ggml_type_size(a.t->type) > ggml_nbytes(a.t)) {
         fail("view: out of bounds of " + describe(a.t));
     }
+    // ggml also wants the view's dense size to fit in the memory it views, from its offset
+    const ggml_tensor * base = a.t->view_src ? a.t->view_src : a.t;
+    const size_t base_offs = (a.t->view_src ? a.t->view_offs : 0) + offset;
+    const size_t dense = ggml_row_size(a.t->type, ne[0]) * ne[1] * ne[2] * ne[3];
+    if (base_offs + dense > ggml_nbytes(base)) {
+        fail("view: a view of " + std::to_string(ne[0] * ne[1] * ne[2] * ne[3]) + " elements at byte offset " +
+             std::to_string(offset) + " does not fit in the " + std::to_string(ggml_nbytes(base)) +
+             " bytes that " + describe(a.t) + " views; use a smaller shape or offset");
+    }
     return result(a, ggml_view_4d(a.ctx->op_ctx(), a.t, ne[0], ne[1], ne[2], ne[3], nb123[0], nb123[1],
                                   nb123[2], offset));
+}
+
+// Index operands are range-checked before each compute (graph.cpp), which needs their
+// values before the graph runs: they must be leaves (inputs) or views of one.
+void check_index_leaf(const T & idx, const char * op) {
+    for (const ggml_tensor * t = idx.t; t->op != GGML_OP_NONE; t = t->src[0]) {
+        if (t->op != GGML_OP_VIEW && t->op != GGML_OP_RESHAPE && t->op != GGML_OP_PERMUTE &&
+            t->op != GGML_OP_TRANSPOSE) {
+            fail(std::string(op) + ": the indices must be an input tensor or a view of one, so that they can be "
+                 "range-checked before compute; got " + describe(idx.t) + " computed by op " + ggml_op_desc(t));
+        }
+    }
 }
 
 T get_rows(const T & a, const T & idx) {
     check_same_context(a, idx);
     if (idx.t->type != GGML_TYPE_I32) fail_type("get_rows: indices must be i32, got " + describe(idx.t));
+    check_index_leaf(idx, "get_rows");
     if (a.t->ne[2] != idx.t->ne[1] || idx.t->ne[3] != 1 || a.t->ne[3] != 1) {
         fail("get_rows: a table " + shape_str(a.t) + " and indices " + shape_str(idx.t) +
              " do not fit: use a 2-D table (rows, width) with indices of any shape up to 2-D");
@@ -219,6 +252,7 @@ void init_ops(py::module_ & m) {
     def_binary(m, "div", ggml_div);
     m.def("repeat", [](const T & a, const Ne & ne) {
         check_f32(a, "repeat");
+        check_dense_rows(a, "repeat");
         for (int i = 0; i < 4; ++i) {
             if (ne[i] < 1 || ne[i] % a.t->ne[i] != 0) fail("repeat: cannot broadcast " + describe(a.t) + " to the requested shape");
         }
@@ -226,12 +260,20 @@ void init_ops(py::module_ & m) {
     });
     m.def("scale", [](const T & a, float s) {
         check_f32(a, "scale");
+        const ggml_tensor * t = a.t;
+        if (t->nb[0] != sizeof(float) || t->nb[2] != t->nb[1] * t->ne[1] || t->nb[3] != t->nb[2] * t->ne[2]) {
+            fail("scale needs a tensor whose rows are packed (a contiguous tensor, or a view of whole rows), got " +
+                 describe(t) + "; apply cont() first");
+        }
         return result(a, ggml_scale(a.ctx->op_ctx(), a.t, s));
     });
     m.def("clamp", [](const T & a, float lo, float hi) {
         check_f32(a, "clamp");
+        check_dense_rows(a, "clamp");
         if (!(lo <= hi)) fail("clamp: min must be <= max");
-        return result(a, ggml_clamp(a.ctx->op_ctx(), a.t, lo, hi));
+        // ggml_clamp works in place (a view of its input): clamp a copy so `a` keeps its values
+        ggml_context * c = a.ctx->op_ctx();
+        return result(a, ggml_clamp(c, ggml_cont(c, a.t), lo, hi));
     });
     m.def("mul_mat", &mul_mat);
     m.def("out_prod", &out_prod);
@@ -292,6 +334,7 @@ void init_ops(py::module_ & m) {
             fail_type("cross_entropy_loss_sparse: targets must be i32 class indices, got " + describe(targets.t));
         }
         check_contiguous(targets, "cross_entropy_loss_sparse");
+        check_index_leaf(targets, "cross_entropy_loss_sparse");
         if (ggml_nelements(targets.t) != ggml_nrows(logits.t)) {
             fail("cross_entropy_loss_sparse: one target per row of logits " + shape_str(logits.t) + " expected, got " +
                  std::to_string(ggml_nelements(targets.t)) + " targets");
@@ -327,6 +370,7 @@ void init_ops(py::module_ & m) {
         check_same_context(dst, idx);
         check_f32(src, "set_rows");
         if (idx.t->type != GGML_TYPE_I32) fail_type("set_rows: indices must be i32, got " + describe(idx.t));
+        check_index_leaf(idx, "set_rows");
         const ggml_tensor *a = dst.t, *b = src.t, *c = idx.t;
         if (a->ne[0] != b->ne[0] || a->ne[2] != b->ne[2] || a->ne[3] != b->ne[3] || b->ne[1] != c->ne[0] ||
             c->ne[1] != 1 || c->ne[2] != 1 || c->ne[3] != 1) {
