@@ -48,8 +48,8 @@ class Distributed:
         self.rank = comm.Get_rank() if comm is not None else 0
         self.world_size = comm.Get_size() if comm is not None else 1
         self.is_master = self.rank == 0
-        self.allreduce_calls = 0  # MPI_Allreduce calls made for gradients (for measurements)
-        self.allreduce_bytes = 0  # bytes they summed
+        self.grad_sync_calls = 0  # MPI calls that summed gradients (for measurements)
+        self.grad_sync_bytes = 0  # bytes they summed
 
     @classmethod
     def from_environment(cls) -> Distributed:
@@ -76,13 +76,10 @@ class Distributed:
         from mpi4py import MPI
 
         for t in tensors:
-            flat = t.host_view().reshape(-1)  # (n,) the tensor's own memory
-            step = max(1, BUCKET_BYTES // flat.itemsize)
-            for start in range(0, flat.size, step):
-                bucket = flat[start : start + step]
+            for bucket in _buckets(t):
                 self.comm.Allreduce(MPI.IN_PLACE, bucket, op=MPI.SUM)
-                self.allreduce_calls += 1
-                self.allreduce_bytes += bucket.nbytes
+                self.grad_sync_calls += 1
+                self.grad_sync_bytes += bucket.nbytes
 
     def sum(self, value: float) -> float:
         """The sum of a scalar over the ranks."""
@@ -97,16 +94,39 @@ class Distributed:
         if self.comm is not None:
             self.comm.Barrier()
 
-    def broadcast(self, array: np.ndarray, root: int = 0) -> None:
-        """Overwrite ``array`` (contiguous, in place) on every rank with root's."""
-        if self.comm is not None:
-            self.comm.Bcast(array, root=root)
-
-    def gather_object(self, value: Any, root: int = 0) -> list[Any] | None:
-        """Every rank's ``value`` as a list on root (None elsewhere); for small state."""
+    # -- ZeRO-1: a gradient to its owner, a parameter from it, moments to the master -----------
+    def reduce_sum(self, tensor: G.Tensor, root: int) -> None:
+        """Sum ``tensor`` over the ranks into root's copy, in place, in buckets."""
         if self.comm is None:
-            return [value]
-        return self.comm.gather(value, root=root)
+            return
+        from mpi4py import MPI
+
+        for bucket in _buckets(tensor):
+            send = MPI.IN_PLACE if self.rank == root else bucket
+            self.comm.Reduce(send, bucket if self.rank == root else None, op=MPI.SUM, root=root)
+            self.grad_sync_calls += 1
+            self.grad_sync_bytes += bucket.nbytes
+
+    def broadcast(self, tensor: G.Tensor, root: int) -> None:
+        """Overwrite every rank's ``tensor`` with root's, in place, in buckets."""
+        if self.comm is None:
+            return
+        for bucket in _buckets(tensor):
+            self.comm.Bcast(bucket, root=root)
+
+    def to_master(self, array: np.ndarray | None, source: int) -> np.ndarray | None:
+        """Source's ``array`` on rank 0 (None on the others); for checkpoints."""
+        if self.comm is None or source == 0:
+            return array if self.rank == 0 else None
+        if self.rank == source:
+            self.comm.send(array.shape, dest=0)
+            self.comm.Send(np.ascontiguousarray(array), dest=0)
+            return None
+        if self.rank == 0:
+            out = np.empty(self.comm.recv(source=source), dtype=np.float32)
+            self.comm.Recv(out, source=source)
+            return out
+        return None
 
     # -- failures ------------------------------------------------------------------------------
     @contextmanager
@@ -125,3 +145,11 @@ class Distributed:
                 flush=True,
             )
             self.comm.Abort(1)
+
+
+def _buckets(tensor: G.Tensor) -> Iterator[np.ndarray]:
+    """Consecutive pieces of at most BUCKET_BYTES of the tensor's own memory."""
+    flat = tensor.host_view().reshape(-1)  # (n,)
+    step = max(1, BUCKET_BYTES // flat.itemsize)
+    for start in range(0, flat.size, step):
+        yield flat[start : start + step]

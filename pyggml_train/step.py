@@ -16,6 +16,13 @@ A step over k micro-batches on each of N processes (ranks):
 
 Gradients are summed once per step, after the last micro-batch (as nanoGPT's DDP and llm.c
 do), never per micro-batch.
+
+ZeRO-1 (``zero=1``) shards the optimizer state: every parameter has one owner rank (whole
+parameters, balanced by size, as PyTorch's ZeroRedundancyOptimizer does). Step 3 becomes a
+reduce of each gradient to its owner (a reduce-scatter at parameter granularity), the norm
+sums the owners' shares, each rank updates only what it owns, and the owners broadcast the
+new parameters (an all-gather). Same traffic as the all-reduce; AdamW's moments, 8 bytes a
+parameter, are held once across the ranks instead of on every rank.
 """
 
 from __future__ import annotations
@@ -54,6 +61,21 @@ class GradientSync(Protocol):
         """The sum of a scalar over the ranks."""
         ...
 
+    # ZeRO-1 only
+    rank: int
+
+    def reduce_sum(self, tensor: G.Tensor, root: int) -> None:
+        """Sum ``tensor`` over the ranks into root's copy, in place."""
+        ...
+
+    def broadcast(self, tensor: G.Tensor, root: int) -> None:
+        """Overwrite every rank's ``tensor`` with root's, in place."""
+        ...
+
+    def to_master(self, array: np.ndarray | None, source: int) -> np.ndarray | None:
+        """Source's ``array`` on rank 0 (None elsewhere); source passes it, others None."""
+        ...
+
 
 Batch = tuple[np.ndarray, np.ndarray]  # inputs (B, T), targets (B, T)
 
@@ -87,7 +109,23 @@ class StepStats:
     grad_norm: float  # global gradient norm before clipping
     accumulate_s: float  # forward + backward of this rank's micro-batches
     sync_s: float  # summing gradients (and the loss) over the ranks; 0 for one process
-    update_s: float  # gradient norm + AdamW
+    update_s: float  # gradient norm + AdamW (+ the parameter broadcast under ZeRO-1)
+
+
+def shard_owners(sizes: dict[str, int], world_size: int) -> dict[str, int]:
+    """Owner rank of each parameter: largest first to the least loaded rank (ties: lowest)."""
+    if len(sizes) < world_size:
+        raise ValueError(
+            f"ZeRO-1 gives every rank whole parameters: {len(sizes)} parameters cannot be "
+            f"shared by {world_size} ranks; use fewer ranks or zero=0"
+        )
+    load = [0] * world_size
+    owners = {}
+    for name in sorted(sizes, key=lambda n: (-sizes[n], n)):
+        rank = min(range(world_size), key=lambda r: (load[r], r))
+        owners[name] = rank
+        load[rank] += sizes[name]
+    return owners
 
 
 class OptimizerStep:
@@ -109,40 +147,81 @@ class OptimizerStep:
         grad_clip: float | None = 1.0,
         sync: GradientSync | None = None,
         optimizer: str = "adamw",
+        zero: int = 0,
     ):
         self.train = train
         self.sync = sync
         self.world_size = sync.world_size if sync is not None else 1
         self.grad_clip = grad_clip
+        self.params = params
         self.grads = {n: train.graph.grad_accumulator(p) for n, p in params.items()}
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        if zero not in (0, 1):
+            raise ValueError(f"zero must be 0 or 1, got {zero}")
+        # ZeRO-1 needs several ranks; on one process it is the plain step
+        self.owners: dict[str, int] | None = None
+        mine = params
+        if zero == 1 and sync is not None and self.world_size > 1:
+            self.owners = shard_owners({n: p.size for n, p in params.items()}, self.world_size)
+            mine = {n: p for n, p in params.items() if self.owners[n] == sync.rank}
+        my_grads = {n: self.grads[n] for n in mine}
         self.optimizer: AdamW | SGD
         if optimizer == "sgd":
-            self.optimizer = SGD(ctx, params, self.grads, weight_decay)
+            self.optimizer = SGD(ctx, mine, my_grads, weight_decay)
         else:
             decay = 0.0 if optimizer == "adam" else weight_decay
-            self.optimizer = AdamW(ctx, params, self.grads, beta1, beta2, eps, decay)
+            self.optimizer = AdamW(ctx, mine, my_grads, beta1, beta2, eps, decay)
+
+    @property
+    def optimizer_state_bytes(self) -> int:
+        """Bytes of optimizer state (AdamW's two moments) this rank holds."""
+        if not isinstance(self.optimizer, AdamW):
+            return 0
+        return sum(8 * p.size for p in self.optimizer.params.values())
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state(self) -> dict[str, object]:
-        """AdamW's moments and step count (device layout), as optim.AdamW.state()."""
-        return self.optimizer.state()
+        """The optimizer's moments and step count (device layout), as optim.AdamW.state().
+        Under ZeRO-1 every rank must call it: the master gathers the shards and gets them
+        all; the other ranks get no moments."""
+        if self.owners is None:
+            return self.optimizer.state()
+        state: dict[str, object] = {"m": {}, "v": {}, "steps": self.optimizer.steps}
+        if isinstance(self.optimizer, AdamW):
+            for group, moments in (("m", self.optimizer.m), ("v", self.optimizer.v)):
+                for name, owner in self.owners.items():
+                    mine = moments[name].numpy() if name in moments else None
+                    array = self.sync.to_master(mine, owner)
+                    if array is not None:
+                        state[group][name] = array
+        return state
 
     def set_state(self, state: dict[str, object]) -> None:
-        """Restore what state() returned."""
+        """Restore what state() returned (under ZeRO-1 each rank takes its own shard)."""
         self.optimizer.set_state(state)
 
+    # -- the step --------------------------------------------------------------------------------
     def __call__(self, batches: Sequence[Batch], lr: float) -> StepStats:
         """Accumulate ``batches`` (this rank's micro-batches), sum over ranks, clip, update."""
         t0 = time.perf_counter()
         loss = accumulate(self.train, batches, self.world_size)
         t1 = time.perf_counter()
-        if self.sync is not None:
+        if self.sync is not None and self.owners is None:
             self.sync.allreduce_sum(list(self.grads.values()))
+        elif self.owners is not None:
+            for name, owner in self.owners.items():
+                self.sync.reduce_sum(self.grads[name], owner)
+        if self.sync is not None:
             loss = self.sync.sum(loss) / self.world_size
         t2 = time.perf_counter()
-        norm = math.sqrt(self.optimizer.sum_of_squares())
+        squares = self.optimizer.sum_of_squares()
+        if self.owners is not None:
+            squares = self.sync.sum(squares)  # each rank holds the summed gradients it owns
+        norm = math.sqrt(squares)
         self.optimizer.update(lr, clip_factor(norm, self.grad_clip))
+        if self.owners is not None:
+            for name, owner in self.owners.items():
+                self.sync.broadcast(self.params[name], owner)
         t3 = time.perf_counter()
         return StepStats(loss, norm, t1 - t0, t2 - t1, t3 - t2)

@@ -113,6 +113,7 @@ class Trainer:
             tc.grad_clip,
             optimizer=tc.optimizer,
             sync=self.dist,
+            zero=tc.zero,
         )
         self.loader = BatchLoader(data.train, b, t, tc.data_mode, tc.seed, rank, world)
         self.sample_rng = np.random.default_rng(tc.seed + 1)
@@ -254,7 +255,9 @@ def train(
     log(
         f"model: {cfg.n_layer} layers, {cfg.n_head} heads, C={cfg.n_embd}, "
         f"{trainer.model.num_params() / 1e6:.2f}M parameters; {ranks}{trainer.accum_steps} x "
-        f"({tc.batch_size} x {tc.block_size}) tokens per step, {trainer.ctx.threads} threads"
+        f"({tc.batch_size} x {tc.block_size}) tokens per step, {trainer.ctx.threads} threads; "
+        f"optimizer state {trainer.optimizer_step.optimizer_state_bytes / 1e6:.1f} MB on rank 0"
+        + (" (ZeRO-1)" if trainer.optimizer_step.owners is not None else "")
     )
     metrics_file = Path(metrics_path) if metrics_path else out / "metrics.jsonl"
     writer = (

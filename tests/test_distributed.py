@@ -96,6 +96,8 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("mpi")
     run(train_cmd(1, 4, root / "single", STEPS))
     run(train_cmd(2, 2, root / "mpi", STEPS))
+    zero = run(train_cmd(2, 2, root / "zero", STEPS, "--zero", "1"))
+    (root / "zero.log").write_text(zero.stdout)
     example = [sys.executable, str(REPO_ROOT / "examples" / "train_gpt2.py"), *TRAIN_ARGS]
     example += ["--batch-size", "2", "--max-steps", "10", "--out-dir", str(root / "mpi10")]
     example += ["--set", *SETS]
@@ -115,6 +117,22 @@ def test_two_ranks_match_one_process_at_the_global_batch(runs):
     # the 2-rank run's checkpoint says so, and holds the per-rank batch
     ckpt = load_checkpoint(runs / "mpi" / "checkpoint.npz")
     assert ckpt.extra["world_size"] == 2 and ckpt.train_config.batch_size == 2
+
+
+def test_zero1_shards_adamw_and_trains_as_the_replicated_step(runs):
+    np.testing.assert_allclose(losses(runs / "zero"), losses(runs / "mpi"), rtol=1e-5)
+    zero, mpi = load_checkpoint(runs / "zero" / "checkpoint.npz"), params(runs / "mpi")
+    for name, w in mpi.items():
+        assert np.abs(zero.params[name] - w).max() <= 1e-5, name
+    # the master gathered every shard's moments into the one checkpoint
+    full = load_checkpoint(runs / "mpi" / "checkpoint.npz")
+    assert set(zero.adam_m) == set(zero.adam_v) == set(mpi)
+    for group in ("adam_m", "adam_v"):
+        for name, want in getattr(full, group).items():
+            got = getattr(zero, group)[name]
+            assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max() + 1e-12, (group, name)
+    log = (runs / "zero.log").read_text()
+    assert "(ZeRO-1)" in log
 
 
 def test_a_checkpoint_of_two_ranks_resumes_exactly_on_two_ranks(runs, tmp_path):
@@ -236,3 +254,15 @@ def test_host_view_is_the_tensors_own_memory():
     assert t.numpy()[1, 2] == -1.0
     del ctx, t
     assert view.sum() == np.arange(12).sum() - 6 - 1  # the view keeps the memory alive
+
+
+def test_zero1_owners_balance_whole_parameters_over_the_ranks():
+    from pyggml_train.step import shard_owners
+
+    sizes = {"wte": 100, "a": 60, "b": 50, "c": 10, "d": 1}
+    owners = shard_owners(sizes, 2)
+    load = [sum(s for n, s in sizes.items() if owners[n] == r) for r in range(2)]
+    assert owners["wte"] == 0 and sorted(load) == [110, 111]
+    assert set(shard_owners(sizes, 5).values()) == set(range(5))  # every rank owns one
+    with pytest.raises(ValueError, match="cannot be shared by 6 ranks"):
+        shard_owners(sizes, 6)
