@@ -1,4 +1,11 @@
-"""Atomic file writes: readers see the old file or the whole new one, never half of it."""
+"""Atomic file writes: readers see the old file or the whole new one, never half of it.
+
+The new content goes to a temporary file beside the target (``.NAME.PID.XXXX.tmp``),
+is flushed to disk, and replaces the target by rename. A process killed mid-write
+leaves only its temporary file behind; the next write of the same target removes the
+temporaries of writers that are no longer alive, so they do not pile up. A full disk
+(or a file size limit) raises OSError naming the file, and the old file stays.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +17,66 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete the temporary files that dead writers of ``path`` left; returns them."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 @contextmanager
 def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     """A binary file to write; it replaces ``path`` (by rename) only if the block succeeds."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        os.unlink(tmp)
+        if exc.errno is None:
+            raise
+        raise OSError(
+            exc.errno,
+            f"could not write {path}: {exc.strerror} (disk full or a file size limit?); "
+            f"the previous {path.name}, if any, is unchanged",
+        ) from exc
     except BaseException:
         os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (a crash of the machine, not only of the process)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

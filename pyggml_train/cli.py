@@ -28,6 +28,7 @@ _OVERRIDES = {
     "threads": "threads",
     "seed": "seed",
     "tokenizer": "tokenizer",
+    "skip_nonfinite": "skip_nonfinite",
     "tokens_per_step": "tokens_per_step",
     "zero": "zero",
 }
@@ -54,6 +55,12 @@ def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -
     p.add_argument("--device", help="cpu, cuda or metal")
     p.add_argument("--threads", type=int, help="CPU threads")
     p.add_argument("--seed", type=int, help="seed of init, batches and sampling")
+    p.add_argument(
+        "--skip-nonfinite",
+        type=int,
+        metavar="N",
+        help="skip up to N steps with a NaN/Inf loss or gradient norm (default 0: stop)",
+    )
     p.add_argument("--out-dir", default="out", help="checkpoint, metrics and plot directory")
     p.add_argument(
         "--resume",

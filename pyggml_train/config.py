@@ -130,6 +130,7 @@ class TrainConfig:
     sample_tokens: int = 200  # tokens generated per sample
     temperature: float = 1.0  # sampling temperature
     top_k: int | None = None  # keep only the k most likely tokens when sampling; None = all
+    skip_nonfinite: int = 0  # steps with a NaN/Inf loss or gradient norm skipped before stopping
     zero: int = 0  # ZeRO stage over MPI ranks: 0 = AdamW moments on every rank, 1 = sharded
 
     def __post_init__(self) -> None:
@@ -152,6 +153,7 @@ class TrainConfig:
             "log_interval",
             "checkpoint_interval",
             "sample_interval",
+            "skip_nonfinite",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

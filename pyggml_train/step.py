@@ -110,6 +110,7 @@ class StepStats:
     accumulate_s: float  # forward + backward of this rank's micro-batches
     sync_s: float  # summing gradients (and the loss) over the ranks; 0 for one process
     update_s: float  # gradient norm + AdamW (+ the parameter broadcast under ZeRO-1)
+    updated: bool = True  # False: the loss or the norm was NaN/Inf and the weights were kept
 
 
 def shard_owners(sizes: dict[str, int], world_size: int) -> dict[str, int]:
@@ -219,9 +220,13 @@ class OptimizerStep:
         if self.owners is not None:
             squares = self.sync.sum(squares)  # each rank holds the summed gradients it owns
         norm = math.sqrt(squares)
-        self.optimizer.update(lr, clip_factor(norm, self.grad_clip))
-        if self.owners is not None:
-            for name, owner in self.owners.items():
-                self.sync.broadcast(self.params[name], owner)
+        # a NaN/Inf gradient would make every weight NaN: leave the update to the caller's
+        # policy (train.py stops or skips); every rank sees the same summed loss and norm
+        updated = math.isfinite(loss) and math.isfinite(norm)
+        if updated:
+            self.optimizer.update(lr, clip_factor(norm, self.grad_clip))
+            if self.owners is not None:
+                for name, owner in self.owners.items():
+                    self.sync.broadcast(self.params[name], owner)
         t3 = time.perf_counter()
-        return StepStats(loss, norm, t1 - t0, t2 - t1, t3 - t2)
+        return StepStats(loss, norm, t1 - t0, t2 - t1, t3 - t2, updated)

@@ -33,6 +33,27 @@ from .tokenizer import Tokenizer, tokenizer_from_dict
 CHECKPOINT_NAME = "checkpoint.npz"
 
 
+class NonFiniteError(RuntimeError):
+    """A step's loss or gradient norm was NaN or Inf; the weights were not updated with it."""
+
+
+def nonfinite_message(step: int, loss: float, norm: float, tc: TrainConfig, skipped: int) -> str:
+    """What stopped the run, where, and what to try."""
+    what = "loss" if not math.isfinite(loss) else "gradient norm"
+    skip = (
+        f"; {skipped} earlier non-finite step(s) skipped (--skip-nonfinite {tc.skip_nonfinite})"
+        if skipped
+        else ""
+    )
+    return (
+        f"training stopped at step {step}: the {what} is not finite (loss {loss}, gradient "
+        f"norm {norm}){skip}. The weights were not updated with it and no checkpoint was "
+        f"written for it. Try a lower learning rate (lr={tc.lr:g}, e.g. --lr {tc.lr / 3:.2g}) "
+        f"or more warmup; with bf16 matmuls, an overflow of bf16's range: train in f32. "
+        f"--skip-nonfinite N skips up to N such steps instead of stopping."
+    )
+
+
 @dataclass
 class TrainData:
     """Token splits and the tokenizer that made them."""
@@ -117,17 +138,29 @@ class Trainer:
         )
         self.loader = BatchLoader(data.train, b, t, tc.data_mode, tc.seed, rank, world)
         self.sample_rng = np.random.default_rng(tc.seed + 1)
-        self.step = 0  # optimizer steps completed
+        self.step = 0  # optimizer steps completed (skipped non-finite steps included)
+        self.skipped_nonfinite = 0  # steps whose non-finite loss or gradient norm was skipped
         self.elapsed_s = 0.0  # training time so far, across resumes
         self._decoder: KVCacheDecoder | None = None
 
     # -- one step ---------------------------------------------------------------------------------
     def train_one_step(self) -> tuple[float, float, float]:
-        """Accumulate, clip and update once; (mean train loss, lr, grad norm)."""
+        """Accumulate, clip and update once; (mean train loss, lr, grad norm).
+
+        A NaN or Inf loss or gradient norm never reaches the weights: the step is skipped
+        while ``skip_nonfinite`` allows, else NonFiniteError names the step."""
         tc = self.train_config
         lr = lr_at(self.step, tc.lr, tc.min_lr, tc.warmup_steps, tc.max_steps)
         batches = [self.loader.next_batch() for _ in range(self.accum_steps)]
         stats = self.optimizer_step(batches, lr)
+        if not stats.updated:
+            if self.skipped_nonfinite >= tc.skip_nonfinite:
+                raise NonFiniteError(
+                    nonfinite_message(
+                        self.step + 1, stats.loss, stats.grad_norm, tc, self.skipped_nonfinite
+                    )
+                )
+            self.skipped_nonfinite += 1
         self.step += 1
         return stats.loss, lr, stats.grad_norm
 
@@ -161,15 +194,24 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save(self, path: Path) -> Path:
-        """Write the checkpoint (the master does; every rank must call)."""
+        """Write the checkpoint (the master does; every rank must call); refuses
+        (NonFiniteError) if any value is NaN or Inf, so the previous checkpoint stays."""
         opt = self.optimizer_step.state()
+        params = self.model.state_dict()
+        for group, arrays in (("parameter", params), ("AdamW m", opt["m"]), ("AdamW v", opt["v"])):
+            bad = [n for n, a in arrays.items() if not np.isfinite(a).all()]
+            if bad:
+                raise NonFiniteError(
+                    f"not writing {path} at step {self.step}: {group} {bad[0]!r} (and "
+                    f"{len(bad) - 1} more) holds NaN or Inf; the previous checkpoint is kept"
+                )
         to_hf = lambda arrays: {n: ggml_to_hf(n, a, self.model_config) for n, a in arrays.items()}  # noqa: E731
         ckpt = Checkpoint(
             step=self.step,
             model_config=self.model_config,
             train_config=self.train_config,
             tokenizer=self.data.tokenizer.to_dict(),
-            params=self.model.state_dict(),
+            params=params,
             adam_m=to_hf(opt["m"]),
             adam_v=to_hf(opt["v"]),
             loader_state=self.loader.state(),
@@ -178,6 +220,7 @@ class Trainer:
                 "optimizer_steps": opt["steps"],
                 "elapsed_s": self.elapsed_s,
                 "world_size": self.dist.world_size,
+                "skipped_nonfinite": self.skipped_nonfinite,
             },
         )
         if self.dist.is_master:
@@ -199,6 +242,7 @@ class Trainer:
         self.sample_rng.bit_generator.state = ckpt.rng_state
         self.step = ckpt.step
         self.elapsed_s = float(ckpt.extra.get("elapsed_s", 0.0))
+        self.skipped_nonfinite = int(ckpt.extra.get("skipped_nonfinite", 0))
 
 
 def train(
@@ -278,6 +322,11 @@ def train(
             trainer.elapsed_s += dt
             step = trainer.step
             last = step == tc.max_steps
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                say(
+                    f"step {step}: loss {loss}, gradient norm {norm}: skipped, weights not "
+                    f"updated ({trainer.skipped_nonfinite} of --skip-nonfinite {tc.skip_nonfinite})"
+                )
             val = None
             if (tc.eval_interval and step % tc.eval_interval == 0) or last:
                 val = trainer.evaluate()
