@@ -1,0 +1,16 @@
+"""A few kill drills in CI (tests/kill_drill.py; the 20-trial run is scripts/kill_drill.py,
+its result in docs/reliability.md): after a SIGKILL during training or during a checkpoint
+write, the checkpoint on disk loads, resuming reaches bit-identical final weights on the
+CPU, and no temporary file piles up."""
+
+from __future__ import annotations
+
+from conftest import require
+from kill_drill import TEXT, drill
+
+
+def test_kill_drill_few_trials(tmp_path):
+    require(TEXT.is_file(), f"the drill trains on {TEXT} (shared data)")
+    result = drill(trials=3, seed=1, work=tmp_path)
+    assert result["failures"] == [], result
+    assert result["training_trials"] == 2 and result["write_trials"] == 1
