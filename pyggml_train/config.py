@@ -390,9 +390,11 @@ def load_preset(name_or_path: str | Path, **overrides: Any) -> tuple[GPT2Config,
     """
     path = _preset_path(name_or_path)
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"preset {path} is not valid JSON: {exc}") from None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"preset {path} is not valid JSON (truncated or garbled?): {exc}"
+        ) from None
     return _from_dict(data, str(path), overrides)
 
 

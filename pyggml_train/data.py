@@ -156,8 +156,25 @@ def load_prepared(out_dir: str | Path) -> tuple[np.ndarray, np.ndarray, Tokenize
     tok_path = out / "tokenizer.json"
     if not tok_path.is_file():
         raise FileNotFoundError(f"{tok_path} not found; run prepare() on a text file first")
-    tokenizer = tokenizer_from_dict(json.loads(tok_path.read_text(encoding="utf-8")))
-    return read_tokens(out / "train.bin"), read_tokens(out / "val.bin"), tokenizer
+    try:
+        tokenizer = tokenizer_from_dict(json.loads(tok_path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # JSON and Unicode too
+        raise ValueError(
+            f"{tok_path} is not a readable tokenizer (truncated or garbled?): "
+            f"{type(exc).__name__}: {exc}; run prepare() again"
+        ) from None
+    splits = read_tokens(out / "train.bin"), read_tokens(out / "val.bin")
+    for name, ids in zip(("train.bin", "val.bin"), splits, strict=True):
+        # one pass over the tokens: an id the model's embedding has no row for would
+        # otherwise stop training only at its first batch
+        top = int(ids.max(initial=0))
+        if top >= tokenizer.vocab_size:
+            raise ValueError(
+                f"{out / name} holds token id {top}, outside the tokenizer's vocabulary of "
+                f"{tokenizer.vocab_size} ({tok_path}): the file is garbled or was made with "
+                "another tokenizer; run prepare() again"
+            )
+    return splits[0], splits[1], tokenizer
 
 
 # ---- (c) batches --------------------------------------------------------------------------

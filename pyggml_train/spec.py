@@ -905,6 +905,9 @@ def load_spec(path: str | Path, data_dir: str | Path | None = None) -> Spec:
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SpecError(None, f"{path} is not valid JSON: {exc}") from None
-    return parse_spec(data, data_dir)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(None, f"{path} is not valid JSON (truncated or garbled?): {exc}") from None
+    try:
+        return parse_spec(data, data_dir)
+    except SpecError as exc:  # say which file the problem is in
+        raise SpecError(exc.node, f"{path}: {exc.message}", exc.errors) from None
