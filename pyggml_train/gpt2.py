@@ -11,6 +11,7 @@ Vp padded vocab, N = B*T rows.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ _CONV1D_SUFFIXES = (
     "mlp.c_proj.weight",
 )
 WTE = PREFIX + "wte.weight"
+GRAPH_CACHE_SIZE = 8  # graphs (their compute buffers) a model keeps, most recently used
 
 
 def padded_vocab(config: GPT2Config) -> int:
@@ -275,7 +277,7 @@ class GPT2:
         else:
             for name, value in iter_init_params(config, seed):  # one tensor resident at a time
                 self._load_one(name, value)
-        self._graphs: dict[tuple[str, int, int], StepGraph] = {}
+        self._graphs: OrderedDict[tuple[str, int, int], StepGraph] = OrderedDict()
 
     @classmethod
     def from_pretrained(cls, path: str | Path, ctx: G.Context | None = None, **kwargs) -> GPT2:
@@ -334,10 +336,16 @@ class GPT2:
         raise ValueError(f"mode must be 'logits', 'loss' or 'train', got {mode!r}")
 
     def graph(self, batch: int, seq: int, mode: str) -> StepGraph:
-        """The cached graph for (mode, B, T), built on first use."""
+        """The cached graph for (mode, B, T), built on first use. The cache keeps the
+        GRAPH_CACHE_SIZE most recently used graphs: each holds compute buffers, and callers
+        such as sampling with a growing prompt ask for a new (B, T) at every token."""
         key = (mode, batch, seq)
-        if key not in self._graphs:
+        if key in self._graphs:
+            self._graphs.move_to_end(key)
+        else:
             self._graphs[key] = self.build(batch, seq, mode)
+            if len(self._graphs) > GRAPH_CACHE_SIZE:
+                self._graphs.popitem(last=False)  # its buffers go with the last reference
         return self._graphs[key]
 
     # -- numpy entry points ---------------------------------------------------------------------
