@@ -79,6 +79,8 @@ async def _json(request: Request) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(400, f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest(400, "the request body nests JSON too deeply") from None
 
 
 async def _json_object(request: Request, what: str) -> dict[str, Any]:
