@@ -91,7 +91,8 @@ class _Stamp:
     """Notices a file appearing or being replaced (a new checkpoint)."""
 
     def __init__(self, path: Path):
-        self.path, self.seen = path, self._now()
+        self.path = path
+        self.seen = self._now()
 
     def _now(self) -> int | None:
         with contextlib.suppress(OSError):
@@ -279,6 +280,16 @@ class RunManager:
             proc.kill()
 
     async def _follow(self, info: RunInfo, updates: Any, log: _Tail) -> None:
+        """Follow the worker; whatever goes wrong here, the run ends in a final state."""
+        try:
+            await self._events_until_exit(info, updates, log)
+        except Exception as exc:  # a bug here must not leave the studio busy forever
+            self._proc.kill()
+            self._active = None
+            self._set_state(info, "failed", f"the studio lost the worker: {exc!r}")
+            raise
+
+    async def _events_until_exit(self, info: RunInfo, updates: Any, log: _Tail) -> None:
         """Turn the worker's metrics and log lines into events until it exits."""
         proc = self._proc
         run_dir = self.datadir.run_dir(info.id)
