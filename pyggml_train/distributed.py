@@ -23,9 +23,9 @@ import numpy as np
 
 from . import ggml as G
 
-# Environment variables by which MPI launchers tell a process its world size
-# (Open MPI, MPICH/Intel MPI's Hydra, PMIx-based launchers such as srun --mpi=pmix).
-WORLD_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE")
+# Environment variables by which MPI launchers tell a process its world size: Open MPI's
+# mpirun, and PMI (MPICH/Intel MPI's Hydra, Slurm's srun --mpi=pmi2).
+WORLD_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
 # One MPI_Allreduce call sums at most this many bytes (PyTorch DDP's default bucket is
 # 25 MB): large enough that per-call latency is negligible, small enough that MPI's

@@ -266,3 +266,14 @@ def test_zero1_owners_balance_whole_parameters_over_the_ranks():
     assert set(shard_owners(sizes, 5).values()) == set(range(5))  # every rank owns one
     with pytest.raises(ValueError, match="cannot be shared by 6 ranks"):
         shard_owners(sizes, 6)
+
+
+def test_a_global_batch_the_ranks_cannot_divide_stops_every_rank_at_start(tmp_path):
+    _need_mpi()
+    # 192 tokens = 3 micro-batches of 2 x 32: fine for one process, not for 2 ranks
+    cmd = train_cmd(2, 2, tmp_path / "bad", 5, "--tokens-per-step", "192")
+    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "rank 0 of 2 failed" in proc.stderr or "rank 1 of 2 failed" in proc.stderr
+    assert "multiple of batch_size * block_size * world_size (2 * 32 * 2 = 128)" in proc.stderr
+    assert not (tmp_path / "bad" / "metrics.jsonl").exists()
