@@ -277,3 +277,15 @@ def test_a_global_batch_the_ranks_cannot_divide_stops_every_rank_at_start(tmp_pa
     assert "rank 0 of 2 failed" in proc.stderr or "rank 1 of 2 failed" in proc.stderr
     assert "multiple of batch_size * block_size * world_size (2 * 32 * 2 = 128)" in proc.stderr
     assert not (tmp_path / "bad" / "metrics.jsonl").exists()
+
+
+def test_the_distributed_benchmark_runs():
+    _need_mpi()
+    cmd = [sys.executable, "-m", "benchmarks.distributed", "--configs", "smoke", "--steps", "1"]
+    cmd += ["--rounds", "1", "--skip", "allreduce,memory"]
+    proc = subprocess.run(
+        cmd, env=env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| smoke")]
+    assert [r.split("|")[2].strip() for r in rows] == ["1 rank x 2 threads", "2 ranks x 1 thread"]
