@@ -1,9 +1,10 @@
-"""GPT-2 parameters in Hugging Face layout: names, shapes, initialisation, checkpoints.
+"""GPT-2 checkpoints in Hugging Face layout: reading, writing, inferring the config.
 
 HF's GPT-2 stores Linear weights as Conv1D, i.e. (in, out), so a layer is
-``x @ W + b``. The ggml builder, the numpy reference and checkpoints all speak this
-one naming so weights can move between them (and to/from HF files) without renames.
-The LM head is tied to ``transformer.wte.weight`` and has no tensor of its own.
+``x @ W + b``. The ggml model, the numpy reference and checkpoints all speak this one
+naming so weights can move between them (and to/from HF files) without renames. The
+names, shapes and init come from GPT-2's layers (gpt2.GPT2Net, layers.Param); the LM
+head is tied to ``transformer.wte.weight`` and has no tensor of its own.
 """
 
 from __future__ import annotations
@@ -17,47 +18,19 @@ from pathlib import Path
 import numpy as np
 
 from .config import GPT2Config
+from .gpt2 import PREFIX, GPT2Net
+from .layers import init_values
 from .safetensors_io import load_safetensors, save_safetensors
 
-PREFIX = "transformer."
 # buffers HF stores in some GPT-2 files that are not parameters (causal mask, -inf fill)
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 # every GPT-2 size (124M..1.5B) uses 64-wide heads; lets n_head be inferred from C
 GPT2_HEAD_DIM = 64
 
 
-def block_param_shapes(config: GPT2Config, i: int) -> dict[str, tuple[int, ...]]:
-    """Shapes of block i's parameters, HF names with the transformer. prefix."""
-    c = config.n_embd
-    h = f"{PREFIX}h.{i}."
-    return {
-        h + "ln_1.weight": (c,),
-        h + "ln_1.bias": (c,),
-        h + "attn.c_attn.weight": (c, 3 * c),
-        h + "attn.c_attn.bias": (3 * c,),
-        h + "attn.c_proj.weight": (c, c),
-        h + "attn.c_proj.bias": (c,),
-        h + "ln_2.weight": (c,),
-        h + "ln_2.bias": (c,),
-        h + "mlp.c_fc.weight": (c, 4 * c),
-        h + "mlp.c_fc.bias": (4 * c,),
-        h + "mlp.c_proj.weight": (4 * c, c),
-        h + "mlp.c_proj.bias": (c,),
-    }
-
-
 def param_shapes(config: GPT2Config) -> dict[str, tuple[int, ...]]:
     """All parameter names (in HF order) and shapes for config; vocab rows are unpadded."""
-    v, c = config.require_vocab_size(), config.n_embd
-    shapes: dict[str, tuple[int, ...]] = {
-        PREFIX + "wte.weight": (v, c),
-        PREFIX + "wpe.weight": (config.block_size, c),
-    }
-    for i in range(config.n_layer):
-        shapes.update(block_param_shapes(config, i))
-    shapes[PREFIX + "ln_f.weight"] = (c,)
-    shapes[PREFIX + "ln_f.bias"] = (c,)
-    return shapes
+    return {p.name: p.shape for p in GPT2Net(config).params()}
 
 
 def param_count(config: GPT2Config) -> int:
@@ -71,24 +44,11 @@ def init_params(config: GPT2Config, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def iter_init_params(config: GPT2Config, seed: int = 0) -> Iterator[tuple[str, np.ndarray]]:
-    """GPT-2 initialisation one tensor at a time, so a caller that copies each away never
-    holds a second copy of the whole model.
-
-    Weights and embeddings ~ N(0, 0.02); the two residual projections per block
-    (attn.c_proj, mlp.c_proj) use 0.02/sqrt(2*n_layer) so the residual stream's variance
-    does not grow with depth; biases 0; LayerNorm weight 1, bias 0.
-    """
-    rng = np.random.default_rng(seed)
-    residual_std = 0.02 / math.sqrt(2 * config.n_layer)
-    for name, shape in param_shapes(config).items():
-        if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
-            value = np.ones(shape, dtype=np.float32)
-        elif name.endswith(".bias"):
-            value = np.zeros(shape, dtype=np.float32)
-        else:
-            std = residual_std if name.endswith("c_proj.weight") else 0.02
-            value = rng.normal(0.0, std, size=shape).astype(np.float32)
-        yield name, value
+    """GPT-2 initialisation one tensor at a time (each layer's Param.init, layers.py):
+    weights and embeddings ~ N(0, 0.02), the residual projections (attn.c_proj,
+    mlp.c_proj) 0.02/sqrt(2*n_layer), biases 0, LayerNorm weight 1."""
+    for p, value in init_values(GPT2Net(config).params(), seed):
+        yield p.name, value
 
 
 def _canonical(name: str) -> str:

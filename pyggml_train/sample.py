@@ -1,21 +1,22 @@
 """Text generation with a KV cache: one single-token graph, built once, reused per token.
 
-Each layer keeps persistent K and V caches (nh, Tmax, hs). Feeding token x at position
-pos writes its k and v rows with set_rows at ``pos`` and attends over the whole cache
-through a (1, Tmax) additive mask input that is 0 up to ``pos`` and -inf after it, so
-positions not yet written never count. Prompt tokens go through the same graph one at
-a time (prefill), then each new token costs one graph compute, not a full recompute.
+The graph is the model's own net (the same layers as training) called with a position
+input and one KVCache per attention layer: each layer keeps persistent K and V caches
+(nh, Tmax, hs); feeding token x at position ``pos`` writes its k and v rows with set_rows
+at ``pos`` and attends over the whole cache through a (1, Tmax) additive mask input that
+is 0 up to ``pos`` and -inf after it, so positions not yet written never count. Prompt
+tokens go through the same graph one at a time (prefill), then each new token costs one
+graph compute, not a full recompute.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from . import ggml as G
-from .gpt2 import GPT2, WTE, mlp, vocab_logits
-from .hf_gpt2 import PREFIX
+from .gpt2 import GPT2
+from .layers import Build, KVCache
+from .model import vocab_logits
 
 
 def pick_token(
@@ -54,49 +55,35 @@ def pick_token(
 
 
 class KVCacheDecoder:
-    """GPT-2 decoding one token per compute against per-layer K/V caches (batch 1)."""
+    """Decoding one token per compute against per-layer K/V caches (batch 1), through the
+    model's own layers (the net's attention layers take the caches)."""
 
     def __init__(self, model: GPT2):
-        cfg = model.config
-        self.model, self.max_len = model, cfg.block_size
-        c, nh = cfg.n_embd, cfg.n_head
-        hs, t_max, v = c // nh, cfg.block_size, cfg.require_vocab_size()
-        ctx, params = model.ctx, model.params
-        self.token = ctx.input((1,), dtype="i32", name="kv_token")  # (1,)
-        self.pos = ctx.input((1,), dtype="i32", name="kv_pos")  # (1,)
-        self.mask = ctx.input((1, t_max), name="kv_mask")  # (1, Tmax) 0 or -inf
-        self.k_cache = [ctx.tensor((nh, t_max, hs), name=f"k_cache{i}") for i in range(cfg.n_layer)]
-        self.v_cache = [ctx.tensor((nh, t_max, hs), name=f"v_cache{i}") for i in range(cfg.n_layer)]
+        net, ctx = model.net, model.ctx
+        self.model, self.max_len = model, model.block_size
+        t_max = model.block_size
+        self.token = ctx.input((1, 1), dtype="i32", name="kv_token")  # (B=1, T=1)
+        positions = ctx.input((1,), dtype="i32", name="kv_pos")  # (T=1,)
+        self.mask = ctx.input((1, t_max), name="kv_mask")  # (T=1, Tmax) 0 or -inf
+        caches = [
+            KVCache(
+                ctx.tensor((a.n_head, t_max, a.head_size), name=f"k_cache{i}"),
+                ctx.tensor((a.n_head, t_max, a.head_size), name=f"v_cache{i}"),
+                positions,
+                self.mask,
+            )
+            for i, a in enumerate(net.attentions())
+        ]
+        self.positions = positions
         ctx.allocate()
-        for t in self.k_cache + self.v_cache:
-            t.fill(0.0)
-
-        x = G.get_rows(params[WTE], self.token) + G.get_rows(
-            params[PREFIX + "wpe.weight"], self.pos
-        )
-        # x (1, C)
-        for i in range(cfg.n_layer):
-            h = f"{PREFIX}h.{i}."
-            ln1 = G.layer_norm(x, params[h + "ln_1.weight"], params[h + "ln_1.bias"], cfg.ln_eps)
-            qkv = G.linear(ln1, params[h + "attn.c_attn.weight"], params[h + "attn.c_attn.bias"])
-            # qkv (1, 3C): one (nh, 1, hs) view per q, k, v
-            heads = [
-                G.view(qkv, (nh, 1, hs), offset=j * c, strides=(hs, 3 * c, 1)) for j in range(3)
-            ]
-            keys = G.set_rows(self.k_cache[i], heads[1], self.pos)  # (nh, Tmax, hs) after the write
-            values = G.set_rows(self.v_cache[i], heads[2], self.pos)  # (nh, Tmax, hs)
-            scores = G.mul_mat(keys, G.cont(heads[0]))  # (nh, 1, Tmax)
-            probs = G.soft_max(scores, self.mask, scale=1.0 / math.sqrt(hs))  # (nh, 1, Tmax)
-            y = G.mul_mat(G.cont(G.transpose(values)), probs)  # (nh, 1, hs)
-            y = G.reshape(G.cont(G.permute(y, (1, 0, 2))), (1, c))  # (1, C)
-            x = x + G.linear(y, params[h + "attn.c_proj.weight"], params[h + "attn.c_proj.bias"])
-            ln2 = G.layer_norm(x, params[h + "ln_2.weight"], params[h + "ln_2.bias"], cfg.ln_eps)
-            x = x + mlp(ln2, params, h)  # (1, C)
-        assert x.shape == (1, c), x.shape
-        x = G.layer_norm(
-            x, params[PREFIX + "ln_f.weight"], params[PREFIX + "ln_f.bias"], cfg.ln_eps
-        )
-        self.logits = vocab_logits(G.mul_mat(params[WTE], x), v)  # (1, V)
+        for cache in caches:
+            cache.keys.fill(0.0)
+            cache.values.fill(0.0)
+        # f32 matmuls: a bf16 model would re-cast every weight for each token
+        g = Build(ctx, model.params, "f32", model.fused_attention)
+        logits = net(g, self.token, positions, caches)  # (1, 1, Vp)
+        self.logits = vocab_logits(G.reshape(logits, (1, logits.shape[-1])), model.vocab_size)
+        # self.logits (1, V)
         self.graph = ctx.graph(self.logits)
         self.length = 0  # positions filled in the caches
 
@@ -109,8 +96,8 @@ class KVCacheDecoder:
         if self.length >= self.max_len:
             raise ValueError(f"KV cache is full ({self.max_len} positions); reset() it first")
         pos = self.length
-        self.token.set(np.array([token], dtype=np.int32))
-        self.pos.set(np.array([pos], dtype=np.int32))
+        self.token.set(np.array([[token]], dtype=np.int32))
+        self.positions.set(np.array([pos], dtype=np.int32))
         mask = np.full((1, self.max_len), -np.inf, dtype=np.float32)  # (1, Tmax)
         mask[0, : pos + 1] = 0.0
         self.mask.set(mask)

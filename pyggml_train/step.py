@@ -41,7 +41,7 @@ from .optim import SGD, AdamW
 
 
 class TrainGraph(Protocol):
-    """A forward + backward graph of one micro-batch (gpt2.StepGraph is one)."""
+    """A forward + backward graph of one micro-batch (model.StepGraph is one)."""
 
     graph: G.Graph  # set_loss_scale, reset_grads, grad_accumulator
 

@@ -23,8 +23,9 @@ from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import GPT2Config, TrainConfig
 from .data import BatchLoader, load_prepared, prepare, resolve_text
 from .distributed import Distributed
-from .gpt2 import GPT2, ggml_to_hf, hf_to_ggml
+from .gpt2 import GPT2
 from .metrics import MetricsWriter, plot_losses, read_metrics
+from .model import Model
 from .sample import KVCacheDecoder, generate
 from .schedule import lr_at
 from .step import OptimizerStep
@@ -96,30 +97,32 @@ class Trainer:
 
     def __init__(
         self,
-        model_config: GPT2Config,
+        model: GPT2Config | Model,
         train_config: TrainConfig,
         data: TrainData,
         ctx: G.Context | None = None,
         dist: Distributed | None = None,
     ):
+        """``model``: a GPT2Config (a GPT2 initialised from ``train_config.seed`` is built on
+        ``ctx``, its vocab_size defaulting to the tokenizer's), or a ready Model (model.py,
+        e.g. a compiled spec) on its own context. ``model_config`` is the model's ``config``."""
         tc = train_config
         self.dist = dist or Distributed(None)
         rank, world = self.dist.rank, self.dist.world_size
         self.accum_steps = tc.accum_steps(world)  # a clear error before any work if indivisible
         vocab = data.tokenizer.vocab_size
-        if model_config.vocab_size is None:
-            model_config = model_config.with_vocab_size(vocab)
-        elif model_config.vocab_size < vocab:
+        if isinstance(model, GPT2Config):
+            if model.vocab_size is None:
+                model = model.with_vocab_size(vocab)
+            model = GPT2(model, ctx=ctx or G.Context(tc.device, tc.threads), seed=tc.seed)
+        if model.vocab_size < vocab:
+            raise ValueError(f"model vocab_size {model.vocab_size} < tokenizer vocab_size {vocab}")
+        if tc.block_size > model.block_size:
             raise ValueError(
-                f"model vocab_size {model_config.vocab_size} < tokenizer vocab_size {vocab}"
+                f"train block_size {tc.block_size} exceeds the model's {model.block_size}"
             )
-        if tc.block_size > model_config.block_size:
-            raise ValueError(
-                f"train block_size {tc.block_size} exceeds the model's {model_config.block_size}"
-            )
-        self.model_config, self.train_config, self.data = model_config, tc, data
-        self.ctx = ctx or G.Context(tc.device, tc.threads)
-        self.model = GPT2(model_config, ctx=self.ctx, seed=tc.seed)
+        self.model, self.ctx = model, model.ctx
+        self.model_config, self.train_config, self.data = model.config, tc, data
         b, t = tc.batch_size, tc.block_size
         self.train_step = self.model.graph(b, t, "train")
         self.eval_step = self.model.graph(b, t, "loss")
@@ -205,15 +208,14 @@ class Trainer:
                     f"not writing {path} at step {self.step}: {group} {bad[0]!r} (and "
                     f"{len(bad) - 1} more) holds NaN or Inf; the previous checkpoint is kept"
                 )
-        to_hf = lambda arrays: {n: ggml_to_hf(n, a, self.model_config) for n, a in arrays.items()}  # noqa: E731
         ckpt = Checkpoint(
             step=self.step,
             model_config=self.model_config,
             train_config=self.train_config,
             tokenizer=self.data.tokenizer.to_dict(),
             params=params,
-            adam_m=to_hf(opt["m"]),
-            adam_v=to_hf(opt["v"]),
+            adam_m=self.model.from_device(opt["m"]),
+            adam_v=self.model.from_device(opt["v"]),
             loader_state=self.loader.state(),
             rng_state=self.sample_rng.bit_generator.state,
             extra={
@@ -230,11 +232,10 @@ class Trainer:
 
     def restore(self, ckpt: Checkpoint) -> None:
         self.model.load_state_dict(ckpt.params)
-        to_dev = lambda arrays: {n: hf_to_ggml(n, a, self.model_config) for n, a in arrays.items()}  # noqa: E731
         self.optimizer_step.set_state(
             {
-                "m": to_dev(ckpt.adam_m),
-                "v": to_dev(ckpt.adam_v),
+                "m": self.model.to_device(ckpt.adam_m),
+                "v": self.model.to_device(ckpt.adam_v),
                 "steps": ckpt.extra["optimizer_steps"],
             }
         )

@@ -18,7 +18,8 @@ from test_train import configs, small_data
 import pyggml_train
 from pyggml_train.checkpoint import load_arrays, save_arrays
 from pyggml_train.config import GPT2Config
-from pyggml_train.gpt2 import GPT2, GRAPH_CACHE_SIZE
+from pyggml_train.gpt2 import GPT2
+from pyggml_train.model import GRAPH_CACHE_SIZE
 from pyggml_train.train import Trainer
 
 PACKAGE_ROOT = Path(pyggml_train.__file__).resolve().parents[1]

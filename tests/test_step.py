@@ -14,7 +14,7 @@ from reference import gpt2_numpy as ref
 
 from pyggml_train import ggml as G
 from pyggml_train.config import GPT2Config
-from pyggml_train.gpt2 import GPT2, ggml_to_hf
+from pyggml_train.gpt2 import GPT2
 from pyggml_train.hf_gpt2 import init_params
 from pyggml_train.optim import decays
 from pyggml_train.step import OptimizerStep, accumulate, clip_factor
@@ -57,7 +57,7 @@ def test_k_micro_batches_give_the_gradient_of_one_k_times_larger_batch():
         loss = accumulate(train, parts)
         assert loss == pytest.approx(want_loss, rel=1e-5)
         for name, g in want.items():
-            got = ggml_to_hf(name, train.graph.grad(model.params[name]), CFG)
+            got = model.layout[name].from_device(train.graph.grad(model.params[name]))
             err = np.abs(got - g).max()
             assert err <= 1e-4 * np.abs(g).max(), f"{name} with {6 // micro} micro-batches"
 

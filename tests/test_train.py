@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pyggml_train import ggml as G
 from pyggml_train.checkpoint import load_checkpoint
 from pyggml_train.config import GPT2Config, TrainConfig
+from pyggml_train.gpt2 import GPT2
 from pyggml_train.metrics import MetricsWriter, plot_losses, read_metrics
 from pyggml_train.tokenizer import CharTokenizer
 from pyggml_train.train import TrainData, Trainer, train
@@ -84,6 +86,24 @@ def test_resume_gives_identical_losses(tmp_path):
     assert got == want  # bit-identical, not merely close
     for name, value in straight.model.state_dict().items():
         np.testing.assert_array_equal(second.model.state_dict()[name], value)
+
+
+def test_trainer_takes_a_ready_model_object():
+    """The seam spec models use: a Model built by the caller trains exactly as the GPT2
+    the trainer builds from the same config and seed."""
+    model_cfg, train_cfg = configs()
+    data = small_data()
+    from_config = Trainer(model_cfg, train_cfg, data)
+    cfg = model_cfg.with_vocab_size(data.tokenizer.vocab_size)
+    model = GPT2(cfg, ctx=G.Context(train_cfg.device, train_cfg.threads), seed=train_cfg.seed)
+    given = Trainer(model, train_cfg, data)
+    assert given.model is model and given.model_config == from_config.model_config
+    assert [given.train_one_step()[0] for _ in range(2)] == [
+        from_config.train_one_step()[0] for _ in range(2)
+    ]
+    small = GPT2(cfg.with_vocab_size(3), ctx=model.ctx)
+    with pytest.raises(ValueError, match="model vocab_size 3 < tokenizer vocab_size"):
+        Trainer(small, train_cfg, data)
 
 
 def test_train_function_resumes_and_keeps_one_metrics_history(tmp_path):

@@ -1,0 +1,244 @@
+"""The model the trainer drives (contract B): a layer tree's parameters on a device, its
+graphs cached per (B, T), and numpy entry points.
+
+A network ("net") is any object with ``params() -> list[layers.Param]`` and
+``net(g: layers.Build, idx: G.Tensor) -> G.Tensor`` mapping i32 token ids (B, T) to
+logits (B, T, Vp), Vp >= V (padded vocabulary columns are cut off or kept out of the loss
+here). :class:`Model` gives every such net the trainer's protocol::
+
+    params: dict[str, G.Tensor]        # device tensors by name (HF names for GPT-2)
+    graph(batch, seq, mode) -> StepGraph   # 'logits' | 'loss' | 'train', cached per (B, T)
+    state_dict() / load_state_dict(d)   # numpy, exchange layout (HF for GPT-2)
+    num_params() -> int
+    to_device(arrays) / from_device(arrays)  # any per-parameter arrays (optimizer moments)
+
+GPT2 (gpt2.py) and the spec compiler's models are Models. Shapes: B batch, T time,
+N = B*T rows, V vocab, Vp padded vocab.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from . import ggml as G
+from .config import LOSS_KINDS, MATMUL_DTYPES
+from .layers import Build, Param, init_values
+from .step import accumulate
+
+GRAPH_CACHE_SIZE = 8  # graphs (their compute buffers) a model keeps, most recently used
+
+
+class Net(Protocol):
+    def params(self) -> list[Param]: ...
+
+    def __call__(self, g: Build, idx: G.Tensor) -> G.Tensor: ...
+
+
+def vocab_logits(logits: G.Tensor, vocab_size: int) -> G.Tensor:
+    """The (N, V) real-vocabulary columns of padded logits (N, Vp), as a contiguous copy."""
+    n, vp = logits.shape
+    if vp == vocab_size:
+        return logits
+    return G.cont(G.view(logits, (n, vocab_size)))  # (N, V)
+
+
+class LossHead:
+    """Mean cross-entropy of the padded logits (N, Vp) over the first V columns against
+    next-token targets.
+
+    ``sparse``: ggml_cross_entropy_loss_sparse (patch 0006) with the targets (N,) i32; the
+    padded columns stay out of its softmax, so the logits need no cut-off copy.
+    ``dense``: ggml's cross_entropy_loss with a one-hot (N, V) f32 label input, as large
+    as the logits. ``gather``: -mean(log(softmax(logits)[n, target_n])) via get_rows on
+    the flattened probabilities, fed with the flat indices n*V + target_n (N,) i32.
+    docs/training.md compares their memory and speed.
+    """
+
+    def __init__(self, ctx: G.Context, logits: G.Tensor, vocab_size: int, kind: str):
+        n, v = logits.shape[0], vocab_size
+        self.kind, self.rows, self.vocab = kind, n, v
+        if kind == "sparse":
+            self.labels = ctx.input((n,), dtype="i32", name="targets")  # (N,)
+            self.loss = G.cross_entropy_loss_sparse(logits, self.labels, n_classes=v)  # ()
+            return
+        logits = vocab_logits(logits, v)  # (N, V)
+        if kind == "dense":
+            self.labels = ctx.input((n, v), name="labels")  # (N, V) one-hot
+            self.loss = G.cross_entropy_loss(logits, self.labels)  # ()
+        elif kind == "gather":
+            if n * v >= 2**31:
+                raise ValueError(f"gather loss: N*V = {n * v} overflows the i32 flat index")
+            self.labels = ctx.input((n,), dtype="i32", name="flat_targets")  # (N,)
+            probs = G.reshape(G.soft_max(logits), (n * v, 1))  # (N*V, 1)
+            picked = G.get_rows(probs, self.labels)  # (N, 1)
+            self.loss = G.sum(G.log(picked)) * (-1.0 / n)  # ()
+        else:
+            raise ValueError(f"loss kind must be one of {LOSS_KINDS}, got {kind!r}")
+
+    def set_targets(self, targets: np.ndarray) -> None:
+        flat = np.asarray(targets).reshape(-1)  # (N,)
+        if flat.size != self.rows:
+            raise ValueError(f"targets have {flat.size} entries, the graph expects {self.rows}")
+        if flat.min() < 0 or flat.max() >= self.vocab:
+            raise ValueError(
+                f"targets must lie in [0, {self.vocab}), got [{flat.min()}, {flat.max()}]"
+            )
+        if self.kind == "sparse":
+            self.labels.set(flat)
+        elif self.kind == "dense":
+            onehot = np.zeros((self.rows, self.vocab), dtype=np.float32)  # (N, V)
+            onehot[np.arange(self.rows), flat] = 1.0
+            self.labels.set(onehot)
+        else:
+            self.labels.set(np.arange(self.rows, dtype=np.int64) * self.vocab + flat)
+
+
+@dataclass
+class StepGraph:
+    """One compiled graph for a fixed (B, T) with its inputs and outputs."""
+
+    graph: G.Graph
+    idx: G.Tensor  # (B, T) i32 inputs
+    logits: G.Tensor  # (N, V) in a logits graph; (N, Vp) with a loss head
+    head: LossHead | None  # None for a logits-only graph
+
+    def run(self, idx: np.ndarray, targets: np.ndarray | None = None) -> float | None:
+        """Write the batch, compute, and return the loss (None without targets)."""
+        self.idx.set(np.asarray(idx, dtype=np.int32))
+        if self.head is not None:
+            if targets is None:
+                raise ValueError("this graph computes a loss: pass targets")
+            self.head.set_targets(targets)
+        self.graph.compute()
+        return float(self.head.loss.numpy()) if self.head is not None else None
+
+
+class Model:
+    """A net's parameters on ``ctx`` and its graphs (see the module docstring).
+
+    ``params`` (exchange layout) sets the weights, else the layers' init from ``seed``
+    (drawn in ``net.params()`` order). ``loss_kind``: see :class:`LossHead`;
+    ``matmul_dtype`` and ``fused_attention``: see :class:`layers.Build`.
+    """
+
+    def __init__(
+        self,
+        net: Net,
+        ctx: G.Context,
+        vocab_size: int,
+        block_size: int,
+        *,
+        params: dict[str, np.ndarray] | None = None,
+        seed: int = 0,
+        loss_kind: str = "sparse",
+        matmul_dtype: str = "f32",
+        fused_attention: bool = True,
+    ):
+        if loss_kind not in LOSS_KINDS:
+            raise ValueError(f"loss_kind must be one of {LOSS_KINDS}, got {loss_kind!r}")
+        if matmul_dtype not in MATMUL_DTYPES:
+            raise ValueError(f"matmul_dtype must be one of {MATMUL_DTYPES}, got {matmul_dtype!r}")
+        self.net, self.ctx = net, ctx
+        self.vocab_size, self.block_size = vocab_size, block_size
+        self.loss_kind, self.matmul_dtype = loss_kind, matmul_dtype
+        self.fused_attention = fused_attention
+        self.layout: dict[str, Param] = {}  # name -> Param, in init order
+        for p in net.params():
+            if p.name in self.layout:
+                raise ValueError(f"two layers declare the parameter {p.name!r}; names must differ")
+            self.layout[p.name] = p
+        self.params: dict[str, G.Tensor] = {
+            name: ctx.param(p.device_shape, name=name) for name, p in self.layout.items()
+        }
+        if params is not None:
+            self.load_state_dict(params)
+        else:
+            for p, value in init_values(self.layout.values(), seed):  # one tensor at a time
+                self.params[p.name].set(p.to_device(value))
+        self._graphs: OrderedDict[tuple[str, int, int], StepGraph] = OrderedDict()
+
+    # -- parameters ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """All parameters as float32 numpy in exchange names and shapes."""
+        return self.from_device({name: t.numpy() for name, t in self.params.items()})
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Set every parameter from exchange-layout arrays."""
+        missing = sorted(set(self.layout) - set(state))
+        extra = sorted(set(state) - set(self.layout))
+        if missing or extra:
+            raise ValueError(f"state dict mismatch: missing {missing[:5]}, unexpected {extra[:5]}")
+        for name, p in self.layout.items():
+            self.params[name].set(p.to_device(state[name]))
+
+    def to_device(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-parameter arrays (e.g. AdamW moments) from exchange to device layout."""
+        return {name: self.layout[name].to_device(a) for name, a in arrays.items()}
+
+    def from_device(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-parameter arrays from device to exchange layout."""
+        return {name: self.layout[name].from_device(a) for name, a in arrays.items()}
+
+    def num_params(self) -> int:
+        """Trainable entries (a tied weight counted once, padding rows not at all)."""
+        return sum(p.size for p in self.layout.values())
+
+    # -- graphs ---------------------------------------------------------------------------------
+    def build(self, batch: int, seq: int, mode: str) -> StepGraph:
+        """A new graph for (B, T): mode 'logits', 'loss' (forward) or 'train' (+ backward)."""
+        if not 1 <= seq <= self.block_size:
+            raise ValueError(f"sequence length {seq} must be in [1, block_size={self.block_size}]")
+        idx = self.ctx.input((batch, seq), dtype="i32", name="idx")  # (B, T)
+        g = Build(self.ctx, self.params, self.matmul_dtype, self.fused_attention)
+        logits = self.net(g, idx)  # (B, T, Vp)
+        logits = G.reshape(logits, (batch * seq, logits.shape[-1]))  # (N, Vp)
+        if mode == "logits":
+            logits = vocab_logits(logits, self.vocab_size)  # (N, V)
+            return StepGraph(self.ctx.graph(logits), idx, logits, None)
+        head = LossHead(self.ctx, logits, self.vocab_size, self.loss_kind)
+        if mode == "loss":
+            return StepGraph(self.ctx.graph(head.loss), idx, logits, head)
+        if mode == "train":
+            head.loss.set_loss()
+            return StepGraph(self.ctx.graph(head.loss, backward=True), idx, logits, head)
+        raise ValueError(f"mode must be 'logits', 'loss' or 'train', got {mode!r}")
+
+    def graph(self, batch: int, seq: int, mode: str) -> StepGraph:
+        """The cached graph for (mode, B, T), built on first use. The cache keeps the
+        GRAPH_CACHE_SIZE most recently used graphs: each holds compute buffers, and callers
+        such as sampling with a growing prompt ask for a new (B, T) at every token."""
+        key = (mode, batch, seq)
+        if key in self._graphs:
+            self._graphs.move_to_end(key)
+        else:
+            self._graphs[key] = self.build(batch, seq, mode)
+            if len(self._graphs) > GRAPH_CACHE_SIZE:
+                self._graphs.popitem(last=False)  # its buffers go with the last reference
+        return self._graphs[key]
+
+    # -- numpy entry points ---------------------------------------------------------------------
+    def forward(self, idx: np.ndarray) -> np.ndarray:
+        """Logits (B, T, V) for token ids (B, T)."""
+        idx = np.asarray(idx)
+        b, t = idx.shape
+        step = self.graph(b, t, "logits")
+        step.run(idx)
+        return step.logits.numpy().reshape(b, t, -1)
+
+    def loss(self, idx: np.ndarray, targets: np.ndarray) -> float:
+        """Mean cross-entropy without gradients (validation)."""
+        b, t = np.shape(idx)
+        return self.graph(b, t, "loss").run(idx, targets)
+
+    def loss_and_grads(
+        self, idx: np.ndarray, targets: np.ndarray
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        """Mean cross-entropy and its gradient for every parameter (exchange layout)."""
+        b, t = np.shape(idx)
+        step = self.graph(b, t, "train")
+        loss = accumulate(step, [(idx, targets)])  # step.py owns the loss scale and the reset
+        return loss, self.from_device({n: step.graph.grad(p) for n, p in self.params.items()})
