@@ -83,14 +83,13 @@ def allreduce(cfg: BenchConfig, repeats: int) -> dict:
     """Seconds to sum buffers of ``cfg``'s gradient shapes over the ranks, both ways."""
     from pyggml_train import ggml as G
     from pyggml_train.distributed import Distributed
-    from pyggml_train.gpt2 import device_shape
-    from pyggml_train.hf_gpt2 import param_shapes
+    from pyggml_train.gpt2 import GPT2Net
     from pyggml_train.step import shard_owners
 
     dist = Distributed.from_environment()
     mc = _gpt2_config(cfg)
     ctx = G.Context("cpu", 1)
-    grads = {n: ctx.tensor(device_shape(n, s, mc)) for n, s in param_shapes(mc).items()}
+    grads = {p.name: ctx.tensor(p.device_shape) for p in GPT2Net(mc).params()}
     ctx.allocate()
     for g in grads.values():
         g.fill(1.0)
