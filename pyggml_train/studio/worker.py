@@ -29,7 +29,8 @@ from ..train import CHECKPOINT_NAME
 
 EXPORT_FORMATS = {"gguf": "model.gguf", "hf": "hf"}  # format -> name under RUN_DIR/exports
 EXPORT_TIMEOUT_S = 600
-EVALS = 10  # validation points per run
+EVALS = 10  # validation points per run, at least
+MAX_EVAL_INTERVAL = 25  # steps between validation points, at most
 EVAL_BATCHES = 5  # micro-batches per validation point (TrainConfig.eval_steps)
 MAX_CHECKPOINT_INTERVAL = 50  # steps; a tenth of the run when that is fewer
 DEFAULT_CADENCE_STEPS = 1000  # the cadence of an epochs run, whose steps the data decides
@@ -62,7 +63,7 @@ def cadence(max_steps: int) -> dict[str, int]:
     """TrainConfig overrides for a studio run: curves need validation points along the way,
     generation needs checkpoints, and text samples in the log are not needed."""
     return {
-        "eval_interval": max(1, max_steps // EVALS),
+        "eval_interval": max(1, min(max_steps // EVALS, MAX_EVAL_INTERVAL)),
         "eval_steps": EVAL_BATCHES,
         "checkpoint_interval": max(1, min(MAX_CHECKPOINT_INTERVAL, max_steps // 10)),
         "sample_interval": 0,
