@@ -29,6 +29,7 @@ from ..train import CHECKPOINT_NAME
 
 EXPORT_FORMATS = {"gguf": "model.gguf", "hf": "hf"}  # format -> name under RUN_DIR/exports
 EXPORT_TIMEOUT_S = 600
+ORPHAN_POLL_S = 1.0
 EVALS = 10  # validation points per run, at least
 MAX_EVAL_INTERVAL = 25  # steps between validation points, at most
 EVAL_BATCHES = 5  # micro-batches per validation point (TrainConfig.eval_steps)
@@ -85,6 +86,20 @@ def planned_steps(spec: Any, run_dir: Path | None = None) -> int:
     return S.train_config_for(spec, read_tokens(train_bin).size).max_steps
 
 
+def _stop_when_orphaned(stop: Any) -> None:
+    """A server killed outright leaves its worker behind: the worker then stops by itself
+    (at a checkpoint) instead of training on unwatched."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stop.wait(ORPHAN_POLL_S):
+            if os.getppid() != parent:
+                print("the studio server is gone: stopping at a checkpoint", flush=True)
+                stop.set()
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
 def train_run(run_dir: str, data_dir: str, resume: bool, stop: Any, updates: Any) -> None:
     """Worker process: train RUN_DIR/spec.json (resuming from its checkpoint if asked);
     each metrics record also goes to ``updates`` with the run's max_steps."""
@@ -93,6 +108,7 @@ def train_run(run_dir: str, data_dir: str, resume: bool, stop: Any, updates: Any
     run = Path(run_dir)
     (run / "result.json").unlink(missing_ok=True)
     _redirect_output(run / "log.txt")
+    _stop_when_orphaned(stop)
     max_steps = 0
 
     def on_metrics(record: dict[str, Any]) -> None:
