@@ -16,7 +16,7 @@ from .distributed import Distributed
 from .gpt2 import GPT2
 from .sample import KVCacheDecoder, generate
 from .tokenizer import tokenizer_from_dict
-from .train import CHECKPOINT_NAME, train
+from .train import CHECKPOINT_NAME, NonFiniteError, train
 
 # CLI flag -> config override name (a bare name sets the model and train fields it names)
 _OVERRIDES = {
@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # under mpirun an error on one rank ends them all, naming the rank
         with Distributed.from_environment().abort_on_error(f"pyggml-train {args.command}"):
             return handlers[args.command](args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError, NonFiniteError) as exc:  # OSError: e.g. a full disk
         print(f"pyggml-train {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require
 from test_train import configs, small_data
 
 from pyggml_train.checkpoint import load_checkpoint
@@ -78,3 +80,18 @@ def test_skip_nonfinite_is_validated_and_reachable_from_the_cli():
         timeout=120,
     )
     assert r.returncode != 0 and "skip_nonfinite must be >= 0, got -1" in r.stderr
+
+
+def test_cli_stops_with_a_clear_error_and_no_checkpoint(tmp_path):
+    """lr 1e30 blows the weights up after one step: the run ends with exit status 2."""
+    text = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "the-verdict.txt"
+    require(text.is_file(), f"trains on {text} (shared data)")
+    cmd = [sys.executable, "-m", "pyggml_train.cli", "train", "--data", str(text)]
+    cmd += ["--out-dir", str(tmp_path), "--max-steps", "6", "--batch-size", "2"]
+    cmd += ["--block-size", "16", "--lr", "1e30", "--no-progress", "--set", "n_layer=1"]
+    cmd += ["n_embd=32", "n_head=2", "warmup_steps=0", "eval_interval=0", "sample_interval=0"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "error: training stopped at step 2: the loss is not finite" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "checkpoint.npz").exists()
