@@ -89,7 +89,7 @@ def final_params(out: Path) -> dict[str, np.ndarray]:
 
 
 def temporaries(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*.tmp"))
+    return sorted(directory.glob(f".{CKPT}.*.tmp"))
 
 
 @dataclass
@@ -108,12 +108,17 @@ def training_trial(reference: dict[str, np.ndarray], work: Path, rng, res: Resul
     p = subprocess.Popen(
         _train_cmd(out, False), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    # wait for the first checkpoint half of the time, so kills land among the steps
     deadline = time.monotonic() + 120
-    if rng.random() < 0.7:
+    # 0: inside a checkpoint write; 1: at a random time; 2: among the steps
+    mode = (res.trials - 1) % 3
+    if mode != 1:
         while not (out / CKPT).exists() and time.monotonic() < deadline and p.poll() is None:
             time.sleep(0.01)
-    time.sleep(float(rng.uniform(0.0, 1.5)))
+    if mode == 0:  # the next checkpoint write: kill as soon as its temporary file appears
+        while not temporaries(out) and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.0005)
+    else:
+        time.sleep(float(rng.uniform(0.0, 1.5)))
     p.send_signal(signal.SIGKILL)
     p.wait()
     if temporaries(out):
@@ -141,7 +146,7 @@ def training_trial(reference: dict[str, np.ndarray], work: Path, rng, res: Resul
             f"trial {res.trials}: resumed from step {step}, weights differ from the "
             f"uninterrupted run in {diff[:3]}"
         )
-    left = temporaries(out)
+    left = sorted(out.rglob("*.tmp"))
     if left:
         res.failures.append(f"trial {res.trials}: temporary files left: {left}")
 

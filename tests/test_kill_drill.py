@@ -14,3 +14,4 @@ def test_kill_drill_few_trials(tmp_path):
     result = drill(trials=3, seed=1, work=tmp_path)
     assert result["failures"] == [], result
     assert result["training_trials"] == 2 and result["write_trials"] == 1
+    assert result["training_kills_inside_a_checkpoint_write"] >= 1  # the first trial aims at one
