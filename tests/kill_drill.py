@@ -118,7 +118,7 @@ def training_trial(reference: dict[str, np.ndarray], work: Path, rng, res: Resul
         while not temporaries(out) and time.monotonic() < deadline and p.poll() is None:
             time.sleep(0.0005)
     else:
-        time.sleep(float(rng.uniform(0.0, 1.5)))
+        time.sleep(float(rng.uniform(0.0, 4.0)))
     p.send_signal(signal.SIGKILL)
     p.wait()
     if temporaries(out):
