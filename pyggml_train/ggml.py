@@ -376,7 +376,7 @@ def mul_mat(a: Tensor, b: Tensor) -> Tensor:
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias``, ``weight (N, K)`` as in torch.nn.Linear: x (..., K) -> (..., N)."""
-    if weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
+    if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(
             f"linear: x {x.shape} and weight {weight.shape} do not fit (weight is (out, in))"
         )
@@ -567,6 +567,8 @@ def cross_entropy_loss_sparse(
     With ``n_classes``, only the first ``n_classes`` entries of each row are classes: the
     rest (a padded vocabulary) stay out of the softmax and get zero gradient, so padded
     logits need no cut-off copy."""
+    if logits.ndim < 1:
+        raise ValueError("cross_entropy_loss_sparse: logits need a class axis, got a scalar")
     if targets.shape != logits.shape[:-1]:
         raise ValueError(
             f"cross_entropy_loss_sparse: targets {targets.shape} must have shape "

@@ -242,8 +242,10 @@ class Scenario:
 
     def op_special(self) -> None:
         G = self.G
-        kind = int(self.rng.integers(4))
-        if kind == 0:  # embedding lookup with ids that may be out of range
+        kind = int(self.rng.integers(8))
+        if kind >= 4:
+            self.op_more(kind)
+        elif kind == 0:  # embedding lookup with ids that may be out of range
             table = self._pick()
             idx = self._pick()
             out = G.get_rows(table.t, idx.t)
@@ -269,6 +271,33 @@ class Scenario:
             dst, rows, idx = self._pick(), self._pick(), self._pick()
             self._add(G.set_rows(dst.t, rows.t, idx.t), None)
             self._forget()  # computing it writes into dst
+
+    def op_more(self, kind: int) -> None:
+        """Backward kernels, copies, masks, dense losses and optimizer steps."""
+        G = self.G
+        a = self._pick()
+        b = self._pick_like(a.t.shape)
+        if kind == 4:
+            name = str(self.rng.choice(["out_prod", "norm_back", "gelu_back", "gelu_erf_back"]))
+            self._add(getattr(G, name)(a.t, b.t), None)
+        elif kind == 5:
+            if self.rng.random() < 0.5:
+                self._add(G.cpy(a.t, b.t), None)
+                self._forget()  # computing it writes into b
+            else:
+                self._add(G.soft_max(a.t, mask=b.t, scale=0.5), None)
+        elif kind == 6:
+            self._add(G.cross_entropy_loss(a.t, b.t), None)
+        else:
+            hp = self.ctx.input((int(self.rng.choice([2, 7, 8])),))
+            hp.set(np.array([1e-3, 0.9, 0.95, 1e-8, 0.1, 1.0, 1.0, 1.0][: hp.shape[0]]))
+            if hp.shape[0] == 2:
+                out = G.opt_step_sgd(a.t, b.t, hp)
+            else:
+                m, v = self._pick_like(a.t.shape), self._pick_like(a.t.shape)
+                out = G.opt_step_adamw(a.t, b.t, m.t, v.t, hp)
+            self._add(out, None)
+            self._forget()  # computing it updates a (and m, v) in place
 
     def compute(self) -> None:
         v = self._pick()

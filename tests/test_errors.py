@@ -284,6 +284,16 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
             r"process is intact",
         ],
     ),
+    "linear_scalar_input": (  # raised IndexError (found by the fuzzer)
+        "G.linear(G.sum(ctx.input((3, 4))), ctx.input((5, 4)))",
+        "ValueError",
+        [r"linear", r"do not fit"],
+    ),
+    "cross_entropy_sparse_scalar_logits": (
+        "G.cross_entropy_loss_sparse(G.sum(ctx.input((3, 4))), ctx.input((), 'i32'))",
+        "ValueError",
+        [r"logits need a class axis"],
+    ),
     "norm_back_shapes": (
         "G.norm_back(ctx.input((3, 4)), ctx.input((3, 5)))",
         "ValueError",
