@@ -14,9 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import ggml as G
-from .gpt2 import GPT2
 from .layers import Build, KVCache
-from .model import vocab_logits
+from .model import Model, vocab_logits
 
 
 def pick_token(
@@ -56,9 +55,11 @@ def pick_token(
 
 class KVCacheDecoder:
     """Decoding one token per compute against per-layer K/V caches (batch 1), through the
-    model's own layers (the net's attention layers take the caches)."""
+    model's own layers. The model's net lists its causal attention layers with
+    ``attentions()`` and takes ``net(g, idx, positions, caches)``, one cache per attention
+    layer in that order (as gpt2.GPT2Net does)."""
 
-    def __init__(self, model: GPT2):
+    def __init__(self, model: Model):
         net, ctx = model.net, model.ctx
         self.model, self.max_len = model, model.block_size
         t_max = model.block_size
