@@ -40,6 +40,7 @@ from pyggml_train.layers import (
     activation,
     init_values,
 )
+from pyggml_train.model import Model
 
 FD_STEP = 1e-6
 
@@ -390,3 +391,58 @@ def test_transformer_encoder_layer(norm_first):
     changed[:, -1] += randn(2, 8, seed=14)  # not a constant shift, which LayerNorm removes
     before, after = reference(x.astype(np.float64), values), reference(changed, values)
     assert not np.allclose(before[:, 0], after[:, 0])  # the reference itself is not causal
+
+
+# ---- the model protocol over a net that is not GPT-2 -------------------------------------------
+class EncoderNet:
+    """Embedding -> sinusoidal positions -> encoder layer -> Linear head (torch layout)."""
+
+    def __init__(self):
+        self.emb = Embedding("emb", 7, 8)
+        self.pos = SinusoidalPositionalEncoding(6, 8)
+        self.enc = TransformerEncoderLayer("enc", 8, 2, 12)
+        self.head = Linear("head", 8, 7)
+
+    def params(self) -> list[Param]:
+        return self.emb.params() + self.enc.params() + self.head.params()
+
+    def __call__(self, g: Build, idx: G.Tensor) -> G.Tensor:
+        return self.head(g, self.enc(g, self.pos(g, self.emb(g, idx))))  # (B, T, V)
+
+
+def encoder_net_loss(v: dict[str, np.ndarray], idx: np.ndarray, targets: np.ndarray) -> float:
+    x = v["emb.weight"][idx] + SinusoidalPositionalEncoding(6, 8).table()[: idx.shape[1]]
+    x = layernorm(x + self_attention(x, v, "enc.attn.", 2, causal=False), *ln(v, 1))
+    x = layernorm(x + mlp(x, v, "enc.mlp.", ref.relu), *ln(v, 2))
+    logits = x @ v["head.weight"].T + v["head.bias"]  # (B, T, V)
+    return float(gref.cross_entropy_forward(logits, targets)[0])
+
+
+def ln(v: dict[str, np.ndarray], i: int) -> tuple[np.ndarray, np.ndarray]:
+    return v[f"enc.ln_{i}.weight"], v[f"enc.ln_{i}.bias"]
+
+
+def test_model_protocol_trains_a_non_gpt_net():
+    """model.Model over an encoder net: state dict round trip, parameter count, and the
+    loss and every gradient against numpy and finite differences."""
+    net = EncoderNet()
+    model = Model(net, pg.Context(threads=2), vocab_size=7, block_size=6, seed=3)
+    values = random_values(net.params(), seed=15)
+    model.load_state_dict(values)
+    state = model.state_dict()
+    assert list(state) == [p.name for p in net.params()]
+    for name, value in values.items():
+        np.testing.assert_array_equal(state[name], value, err_msg=name)
+    assert model.num_params() == sum(v.size for v in values.values())
+    rng = np.random.default_rng(16)
+    idx, targets = rng.integers(0, 7, (2, 5)), rng.integers(0, 7, (2, 5))
+    loss, grads = model.loss_and_grads(idx, targets)
+    v64 = {n: v.astype(np.float64) for n, v in values.items()}
+    want = encoder_net_loss(v64, idx, targets)
+    assert abs(loss - want) <= FWD_RTOL * want
+    for name, value in v64.items():
+
+        def f(vi: np.ndarray, name: str = name) -> float:
+            return encoder_net_loss({**v64, name: vi}, idx, targets)
+
+        assert_close(grads[name], ref.central_diff(f, value, FD_STEP), GRAD_RTOL, name)
