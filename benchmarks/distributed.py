@@ -151,7 +151,8 @@ def _child(ranks: int, *args: str) -> dict:
         "from benchmarks.distributed import main; main()"
     )
     cmd = _mpiexec(ranks) + [sys.executable, "-c", boot, "--child", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    # started in $HOME, not the source tree, so that an installed pyggml_train wins (run.py)
+    proc = subprocess.run(cmd, cwd=Path.home(), capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} on {ranks} ranks failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from pyggml_train.distributed import Distributed, launched_by_mpi
 
 TEXT = SHARED / "data" / "the-verdict.txt"
 STEPS = 20
+CWD = tempfile.gettempdir()  # where the runs start (see env())
 # a tiny model; constant lr so that a run stopped at step 10 and resumed to 20 follows the
 # same schedule as one run of 20 steps
 TRAIN_ARGS = [
@@ -57,15 +59,15 @@ def mpiexec(n: int) -> list[str]:
 
 
 def env() -> dict[str, str]:
-    path = os.environ.get("PYTHONPATH", "")
-    return {
-        **os.environ,
-        "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{path}" if path else str(REPO_ROOT),
-    }
+    """The test's environment with PYTHONPATH made absolute: the runs start in a temporary
+    directory, so that ``python -m`` cannot pick up the source tree (which has no compiled
+    extension in a fresh clone) instead of the installed package."""
+    paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, env=env(), cwd=CWD, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr}"
     return proc
 
@@ -173,7 +175,9 @@ def test_killing_one_rank_ends_the_others_naming_it_and_the_run_resumes(tmp_path
     _need_mpi()
     out = tmp_path / "killed"
     cmd = train_cmd(2, 2, out, 100000, sets=("checkpoint_interval=5",))
-    job = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    job = subprocess.Popen(
+        cmd, env=env(), cwd=CWD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 120
         while not (out / "checkpoint.npz").is_file() and time.monotonic() < deadline:
@@ -272,7 +276,7 @@ def test_a_global_batch_the_ranks_cannot_divide_stops_every_rank_at_start(tmp_pa
     _need_mpi()
     # 192 tokens = 3 micro-batches of 2 x 32: fine for one process, not for 2 ranks
     cmd = train_cmd(2, 2, tmp_path / "bad", 5, "--tokens-per-step", "192")
-    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, env=env(), cwd=CWD, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "rank 0 of 2 failed" in proc.stderr or "rank 1 of 2 failed" in proc.stderr
     assert "multiple of batch_size * block_size * world_size (2 * 32 * 2 = 128)" in proc.stderr
@@ -281,11 +285,11 @@ def test_a_global_batch_the_ranks_cannot_divide_stops_every_rank_at_start(tmp_pa
 
 def test_the_distributed_benchmark_runs():
     _need_mpi()
-    cmd = [sys.executable, "-m", "benchmarks.distributed", "--configs", "smoke", "--steps", "1"]
-    cmd += ["--rounds", "1", "--skip", "allreduce,memory"]
-    proc = subprocess.run(
-        cmd, env=env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
-    )
+    boot = f"import sys; sys.path.append({str(REPO_ROOT)!r}); "
+    boot += "from benchmarks.distributed import main; main()"
+    cmd = [sys.executable, "-c", boot, "--configs", "smoke", "--steps", "1", "--rounds", "1"]
+    cmd += ["--skip", "allreduce,memory"]
+    proc = subprocess.run(cmd, env=env(), cwd=CWD, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| smoke")]
     assert [r.split("|")[2].strip() for r in rows] == ["1 rank x 2 threads", "2 ranks x 1 thread"]
