@@ -11,11 +11,13 @@ the layer, else written here from the math.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable
 
 import numpy as np
 import pytest
+from conftest import require
 from gradcheck import FWD_RTOL, GRAD_RTOL, _readable, assert_close
 from reference import gpt2_numpy as gref
 from reference import ops_numpy as ref
@@ -391,6 +393,51 @@ def test_transformer_encoder_layer(norm_first):
     changed[:, -1] += randn(2, 8, seed=14)  # not a constant shift, which LayerNorm removes
     before, after = reference(x.astype(np.float64), values), reference(changed, values)
     assert not np.allclose(before[:, 0], after[:, 0])  # the reference itself is not causal
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_transformer_encoder_layer_matches_torch(norm_first):
+    """The same weights in torch.nn.TransformerEncoderLayer (batch_first, dropout 0, eval):
+    in_proj = c_attn^T, out_proj = attn.c_proj^T, linear1/2 = mlp.c_fc^T/c_proj^T, norm1/2 =
+    ln_1/2. Tolerance 1e-5 of the largest output (f32 on both sides)."""
+    require(importlib.util.find_spec("torch") is not None, "torch is not installed (test extra)")
+    import torch
+
+    layer = TransformerEncoderLayer("enc", 8, 2, 12, norm_first=norm_first)
+    values = random_values(layer.params(), seed=17)
+    x = randn(2, 5, 8, seed=18)
+    ctx = pg.Context(threads=2)
+    tensors = {p.name: ctx.param(p.device_shape, name=p.name) for p in layer.params()}
+    xs = ctx.input(x.shape)
+    out = G.cont(layer(Build(ctx, tensors), xs)).set_output()
+    graph = ctx.graph(out)
+    for p in layer.params():
+        tensors[p.name].set(p.to_device(values[p.name]))
+    xs.set(x)
+    graph.compute()
+
+    theirs = torch.nn.TransformerEncoderLayer(
+        8, 2, 12, dropout=0.0, batch_first=True, norm_first=norm_first
+    ).eval()
+    pairs = {
+        theirs.self_attn.in_proj_weight: values["enc.attn.c_attn.weight"].T,
+        theirs.self_attn.in_proj_bias: values["enc.attn.c_attn.bias"],
+        theirs.self_attn.out_proj.weight: values["enc.attn.c_proj.weight"].T,
+        theirs.self_attn.out_proj.bias: values["enc.attn.c_proj.bias"],
+        theirs.linear1.weight: values["enc.mlp.c_fc.weight"].T,
+        theirs.linear1.bias: values["enc.mlp.c_fc.bias"],
+        theirs.linear2.weight: values["enc.mlp.c_proj.weight"].T,
+        theirs.linear2.bias: values["enc.mlp.c_proj.bias"],
+        theirs.norm1.weight: values["enc.ln_1.weight"],
+        theirs.norm1.bias: values["enc.ln_1.bias"],
+        theirs.norm2.weight: values["enc.ln_2.weight"],
+        theirs.norm2.bias: values["enc.ln_2.bias"],
+    }
+    with torch.no_grad():
+        for tensor, value in pairs.items():
+            tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+        want = theirs(torch.from_numpy(x)).numpy()
+    assert_close(out.numpy(), want, FWD_RTOL, "encoder layer vs torch")
 
 
 # ---- the model protocol over a net that is not GPT-2 -------------------------------------------
