@@ -82,6 +82,7 @@ def _ours(
     cfg: BenchConfig, threads: int, steps: int, warmup: int, matmul_dtype: str = "f32"
 ) -> dict:
     from pyggml_train import ggml as G
+    from pyggml_train import kernels
     from pyggml_train.config import GPT2Config
     from pyggml_train.gpt2 import GPT2
     from pyggml_train.step import OptimizerStep
@@ -103,6 +104,7 @@ def _ours(
     train = model.graph(cfg.batch_size, cfg.block_size, "train")
     step = OptimizerStep(ctx, model.params, train)  # the trainer's step: clip 1.0, AdamW
     fwd_bwd, optimizer, losses = [], [], []
+    kernels.reset_matmul_stats()
     plan = StepPlan(warmup, steps)
     for i in plan:
         stats = step([_batch(cfg, i)], 3e-4)
@@ -112,6 +114,9 @@ def _ours(
             optimizer.append(stats.update_s)
     # Peak memory of training alone, before the extra graph that splits the timing.
     peak_rss_mb = _peak_rss_mb()
+    # Which kernel ran each product of the training steps (patch 0019), and the rule's choice.
+    choice = kernels.this_cpu()
+    ran = kernels.kernel_summary(kernels.matmul_stats(), choice)
     # ggml runs forward and backward as one graph: time a forward-only graph on the same
     # batches and attribute the rest to the backward pass.
     forward_graph = model.graph(cfg.batch_size, cfg.block_size, "loss")
@@ -128,7 +133,7 @@ def _ours(
         "optimizer": optimizer,
         "step": [fb + o for fb, o in zip(fwd_bwd, optimizer, strict=True)],
     }
-    return {"times": times, "losses": losses, "peak_rss_mb": peak_rss_mb}
+    return {"times": times, "losses": losses, "peak_rss_mb": peak_rss_mb, "kernels": ran}
 
 
 def _peak_rss_mb() -> float:
@@ -180,6 +185,7 @@ def measure_one(framework: str, cfg: BenchConfig, threads: int, steps: int, warm
         "peak_rss_mb": out.get("peak_rss_mb", _peak_rss_mb()),
         "first_loss": out["losses"][0],
         "blas": _our_blas() if framework.startswith("ours") else "",
+        "kernels": out.get("kernels", []),
     }
 
 
@@ -356,6 +362,14 @@ def render_markdown(result: dict) -> str:
     if kernels:
         lines += ["", "BLAS behind our matmuls, as the library reported it in each run:"]
         lines += [f"- {fw}: {blas}" for fw, blas in kernels]
+    ran = {(r["config"], r["framework"]): r["kernels"] for r in rows if r.get("kernels")}
+    if ran:
+        lines += [
+            "",
+            "Kernels that ran the products of our training steps (op, weight type: kernel and "
+            "its share of the multiply-adds; attention's products are inside its own op):",
+        ]
+        lines += [f"- {cfg} {fw}: {'; '.join(k)}" for (cfg, fw), k in ran.items()]
     return "\n".join(lines) + "\n"
 
 

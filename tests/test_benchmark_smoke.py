@@ -21,6 +21,9 @@ def test_smoke_benchmark_reports_a_row_per_framework(capsys: pytest.CaptureFixtu
     for row in table:
         tokens_per_s = float(row.split("|")[3])
         assert tokens_per_s > 0
+    # Each of our rows names the kernels its products ran on (patch 0019's record).
+    ran = [line for line in out.splitlines() if line.startswith("- smoke ours: ")]
+    assert len(ran) == 1 and "mul_mat f32: " in ran[0], out
 
 
 def test_step_plan_measures_enough_time_and_a_slow_first_step_alone() -> None:

@@ -47,6 +47,46 @@ std::string cpu_blas() {
 #endif
 }
 
+// The x86 features the CPU backend was compiled for, named as in /proc/cpuinfo's flags: its
+// kernels use these instructions whatever CPU runs them (GGML_NATIVE builds for the build
+// machine), so each must be present at run time (pyggml_train.kernels checks).
+std::vector<std::string> cpu_compiled_features() {
+    const std::pair<const char *, int> all[] = {
+        {"ssse3", ggml_cpu_has_ssse3()},
+        {"avx", ggml_cpu_has_avx()},             {"avx2", ggml_cpu_has_avx2()},
+        {"fma", ggml_cpu_has_fma()},             {"f16c", ggml_cpu_has_f16c()},
+        {"bmi2", ggml_cpu_has_bmi2()},           {"avx_vnni", ggml_cpu_has_avx_vnni()},
+        {"avx512f", ggml_cpu_has_avx512()},      {"avx512vbmi", ggml_cpu_has_avx512_vbmi()},
+        {"avx512_vnni", ggml_cpu_has_avx512_vnni()},
+        {"avx512_bf16", ggml_cpu_has_avx512_bf16()},
+        {"amx_int8", ggml_cpu_has_amx_int8()},
+    };
+    std::vector<std::string> out;
+    for (const auto & [name, has] : all) {
+        if (has) out.emplace_back(name);
+    }
+    return out;
+}
+
+// Which kernel ran the CPU's MUL_MAT / OUT_PROD products since the last reset (patch 0019):
+// (op, kernel, src0 type, products, multiply-adds) for every kernel that ran any.
+std::vector<py::tuple> cpu_matmul_stats() {
+    const char * ops[] = {"mul_mat", "out_prod"};
+    const char * kernels[] = {"cblas_sgemm", "tinyblas", "vec_dot", "out_prod_loop"};
+    static_assert(sizeof(kernels) / sizeof(kernels[0]) == GGML_CPU_MATMUL_KERNEL_COUNT);
+    std::vector<py::tuple> out;
+    for (int op = 0; op < 2; op++) {
+        for (int k = 0; k < GGML_CPU_MATMUL_KERNEL_COUNT; k++) {
+            for (int t = 0; t < GGML_TYPE_COUNT; t++) {
+                int64_t macs = 0;
+                const int64_t n = ggml_cpu_matmul_stat(op, (ggml_cpu_matmul_kernel) k, (ggml_type) t, &macs);
+                if (n > 0) out.push_back(py::make_tuple(ops[op], kernels[k], ggml_type_name((ggml_type) t), n, macs));
+            }
+        }
+    }
+    return out;
+}
+
 void quiet_log(ggml_log_level level, const char * text, void *) {
     if (level == GGML_LOG_LEVEL_ERROR || level == GGML_LOG_LEVEL_WARN) fputs(text, stderr);
 }
@@ -67,6 +107,11 @@ PYBIND11_MODULE(_C, m) {
     m.attr("GGML_PATCHES") = split_csv(PYGGML_GGML_PATCHES);
     m.def("devices", &devices, "Names of the ggml devices this build can run on");
     m.def("cpu_blas", &cpu_blas, "The BLAS behind the CPU's large f32 matmuls ('' if none)");
+    m.def("cpu_compiled_features", &cpu_compiled_features,
+          "x86 features the CPU backend was compiled for, named as in /proc/cpuinfo");
+    m.def("cpu_matmul_stats", &cpu_matmul_stats,
+          "(op, kernel, src0 type, products, multiply-adds) of the CPU products since the last reset");
+    m.def("cpu_matmul_stats_reset", &ggml_cpu_matmul_stats_reset, "Zero the counters of cpu_matmul_stats");
 
     init_context(m);
     init_ops(m);

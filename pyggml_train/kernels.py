@@ -1,0 +1,141 @@
+"""Which kernel runs our CPU matrix products, chosen from the CPU's features at run time.
+
+Two things decide it. OpenBLAS (f32 products, patch 0010) picks its sgemm kernel for the
+CPU it runs on. ggml's bf16 products run llamafile's tinyBLAS, compiled for the SIMD the
+build targeted: AVX512-BF16 dot products (``vdpbf16ps``) where the build had them, else
+bf16 widened to f32 in AVX-512F or AVX2 registers. :func:`select_kernels` is the rule, a
+pure function of the CPU's features, the build's and OpenBLAS's kernel name, so it is
+tested for AMX, AVX512-BF16 and AVX2-only CPUs on any machine. :func:`matmul_stats` reads
+what actually ran (patch 0019), which the benchmark records for every row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .ggml import _C
+
+# bf16 product kernels, fastest first. AMX tiles are listed so the rule names them, but no
+# build of ours has an AMX bf16 GEMM yet, so "amx_bf16" is never among the compiled features.
+BF16_AMX = "amx_bf16 tiles"
+BF16_AVX512BF16 = "tinyBLAS avx512_bf16 (vdpbf16ps)"
+BF16_AVX512F = "tinyBLAS avx512f (bf16 widened to f32)"
+BF16_AVX2 = "tinyBLAS avx2 (bf16 widened to f32)"
+BF16_SCALAR = "ggml vec_dot (bf16 widened to f32)"
+NATIVE_BF16 = (BF16_AMX, BF16_AVX512BF16)
+
+
+@dataclass(frozen=True)
+class KernelChoice:
+    """The kernels of one CPU and build: ``f32`` and ``bf16`` name the product kernels,
+    ``matmul_dtype`` the faster of the two for weight matmuls (bf16 only where the CPU
+    multiplies bf16 natively; elsewhere widening it costs more than it saves), ``notes``
+    why a faster kernel was not taken."""
+
+    f32: str
+    bf16: str
+    matmul_dtype: str
+    notes: tuple[str, ...] = ()
+
+
+def select_kernels(
+    cpu: frozenset[str] | set[str], compiled: frozenset[str] | set[str], blas_core: str = ""
+) -> KernelChoice:
+    """The product kernels for a CPU with feature flags ``cpu`` (as /proc/cpuinfo names
+    them), a build compiled for ``compiled`` and OpenBLAS kernels ``blas_core`` ('' without
+    OpenBLAS). Raises RuntimeError if the build needs a feature the CPU lacks."""
+    missing = sorted(set(compiled) - set(cpu))
+    if missing:
+        raise RuntimeError(
+            f"pyggml_train's ggml was compiled for CPU features this CPU lacks: {missing}; "
+            "it would stop on an illegal instruction. Fix: build it on this machine "
+            "(pip install --no-binary pyggml-train ., or scripts/dev_build.sh)"
+        )
+    f32 = f"OpenBLAS sgemm ({blas_core})" if blas_core else "tinyBLAS f32 (ggml's own sgemm)"
+    notes = []
+    if "amx_bf16" in cpu and "amx_bf16" in compiled:
+        bf16 = BF16_AMX
+    elif "avx512_bf16" in compiled:
+        bf16 = BF16_AVX512BF16
+        if "amx_bf16" in cpu:
+            notes.append("the CPU has AMX-BF16 tiles, but this build has no AMX bf16 GEMM")
+    elif "avx512f" in compiled:
+        bf16 = BF16_AVX512F
+    elif "avx2" in compiled:
+        bf16 = BF16_AVX2
+    else:
+        bf16 = BF16_SCALAR
+    if bf16 not in NATIVE_BF16 and {"avx512_bf16", "amx_bf16"} & set(cpu):
+        notes.append("the CPU multiplies bf16 natively, but this build was compiled without it")
+    return KernelChoice(f32, bf16, "bf16" if bf16 in NATIVE_BF16 else "f32", tuple(notes))
+
+
+def cpu_features(cpuinfo: str | None = None) -> frozenset[str]:
+    """The feature flags of the first processor in ``cpuinfo`` (default: /proc/cpuinfo;
+    empty where there is none, e.g. not Linux)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return frozenset()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def compiled_features() -> frozenset[str]:
+    """The x86 features this build's CPU backend was compiled for."""
+    return frozenset(_C.cpu_compiled_features())
+
+
+def blas_core() -> str:
+    """OpenBLAS's kernel name for this CPU ('' when the build has no OpenBLAS)."""
+    blas = _C.cpu_blas()
+    return blas.rsplit("(kernels: ", 1)[1].rstrip(")") if "(kernels: " in blas else ""
+
+
+def this_cpu() -> KernelChoice:
+    """:func:`select_kernels` for the CPU this process runs on."""
+    return select_kernels(cpu_features(), compiled_features(), blas_core())
+
+
+def matmul_stats() -> list[dict]:
+    """What ran the CPU's MUL_MAT / OUT_PROD products since :func:`reset_matmul_stats`: one
+    dict per (op, kernel, src0 type) with its product count and multiply-adds."""
+    return [
+        {"op": op, "kernel": kernel, "type": dtype, "products": n, "macs": macs}
+        for op, kernel, dtype, n, macs in _C.cpu_matmul_stats()
+    ]
+
+
+def reset_matmul_stats() -> None:
+    _C.cpu_matmul_stats_reset()
+
+
+def kernel_name(kernel: str, dtype: str, choice: KernelChoice) -> str:
+    """A readable name for a ``matmul_stats`` kernel on the CPU and build of ``choice``."""
+    if kernel == "cblas_sgemm":
+        return choice.f32
+    if kernel == "tinyblas":
+        return choice.bf16 if dtype == "bf16" else f"tinyBLAS {dtype}"
+    if kernel == "vec_dot":
+        return f"ggml vec_dot loop ({dtype})"
+    return f"ggml out_prod loop ({dtype})"
+
+
+def kernel_summary(stats: list[dict], choice: KernelChoice) -> list[str]:
+    """One line per op and src0 type: which kernels ran it and their share of its
+    multiply-adds, e.g. 'mul_mat bf16: tinyBLAS avx512_bf16 (vdpbf16ps) 100%'."""
+    groups: dict[tuple[str, str], dict[str, int]] = {}
+    for s in stats:
+        names = groups.setdefault((s["op"], s["type"]), {})
+        name = kernel_name(s["kernel"], s["type"], choice)
+        names[name] = names.get(name, 0) + s["macs"]
+    lines = []
+    for (op, dtype), names in sorted(groups.items()):
+        total = sum(names.values()) or 1
+        shares = ", ".join(f"{n} {100 * m / total:.0f}%" for n, m in names.items())
+        lines.append(f"{op} {dtype}: {shares}")
+    return lines

@@ -1,0 +1,164 @@
+"""Kernel selection (pyggml_train.kernels) and the record of which kernel ran each product.
+
+The selection rule is a pure function of feature sets, so it is tested here for CPUs this
+machine is not: AMX, AVX512-BF16 without AMX, AVX2 only. The record (patch 0019) is tested
+on this machine's products, whose values are checked against float64 numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gradcheck import FWD_RTOL, assert_close
+
+from pyggml_train import ggml as G
+from pyggml_train import kernels as K
+
+AVX2 = frozenset({"sse2", "ssse3", "avx", "avx2", "fma", "f16c", "bmi2"})
+AVX512 = AVX2 | {"avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512vbmi"}
+ZEN4 = AVX512 | {"avx512_bf16"}  # AMD Zen 4/5: AVX512-BF16, no AMX
+SAPPHIRE = ZEN4 | {"amx_bf16", "amx_tile", "amx_int8"}  # Intel Xeon since Sapphire Rapids
+
+
+def test_avx2_only_cpu_widens_bf16_and_keeps_f32_matmuls() -> None:
+    c = K.select_kernels(AVX2, {"avx2", "fma", "f16c"}, "Haswell")
+    assert c.bf16 == K.BF16_AVX2
+    assert c.f32 == "OpenBLAS sgemm (Haswell)"
+    assert c.matmul_dtype == "f32"
+    assert c.notes == ()
+
+
+def test_avx512_bf16_cpu_multiplies_bf16_natively() -> None:
+    c = K.select_kernels(ZEN4, {"avx2", "fma", "avx512f", "avx512_bf16"}, "SkylakeX")
+    assert c.bf16 == K.BF16_AVX512BF16
+    assert c.matmul_dtype == "bf16"
+    assert c.notes == ()
+
+
+def test_amx_cpu_without_an_amx_kernel_says_so() -> None:
+    c = K.select_kernels(SAPPHIRE, {"avx2", "fma", "avx512f", "avx512_bf16"}, "SapphireRapids")
+    assert c.bf16 == K.BF16_AVX512BF16
+    assert c.matmul_dtype == "bf16"
+    assert any("AMX" in n for n in c.notes)
+
+
+def test_amx_cpu_with_an_amx_build_takes_the_tiles() -> None:
+    c = K.select_kernels(SAPPHIRE, {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}, "SkylakeX")
+    assert c.bf16 == K.BF16_AMX
+    assert c.matmul_dtype == "bf16"
+
+
+def test_bf16_cpu_with_a_build_that_lacks_it_widens_and_says_so() -> None:
+    c = K.select_kernels(ZEN4, {"avx2", "fma", "avx512f"}, "SkylakeX")
+    assert c.bf16 == K.BF16_AVX512F
+    assert c.matmul_dtype == "f32"
+    assert any("compiled without" in n for n in c.notes)
+
+
+def test_no_simd_build_and_no_openblas() -> None:
+    c = K.select_kernels(AVX2, set(), "")
+    assert (c.bf16, c.matmul_dtype) == (K.BF16_SCALAR, "f32")
+    assert c.f32.startswith("tinyBLAS f32")
+
+
+def test_a_build_for_features_the_cpu_lacks_is_refused_with_the_fix() -> None:
+    with pytest.raises(RuntimeError, match=r"\['avx512_bf16', 'avx512f'\].*build it on this"):
+        K.select_kernels(AVX2, {"avx2", "avx512f", "avx512_bf16"}, "Haswell")
+
+
+def test_cpu_features_reads_the_flags_line() -> None:
+    text = "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 avx512_bf16\n\n"
+    text += "processor\t: 1\nflags\t\t: fpu\n"
+    assert K.cpu_features(text) == {"fpu", "avx2", "avx512_bf16"}
+    assert K.cpu_features("model name\t: no flags here\n") == frozenset()
+
+
+def test_this_build_runs_on_this_cpu() -> None:
+    features = K.cpu_features()
+    if not features:
+        pytest.skip("no /proc/cpuinfo flags on this OS: nothing to compare the build with")
+    assert K.compiled_features() <= features
+    choice = K.this_cpu()
+    assert choice.bf16 in {
+        K.BF16_AVX512BF16,
+        K.BF16_AVX512F,
+        K.BF16_AVX2,
+        K.BF16_SCALAR,
+    }, "no build of ours has an AMX kernel yet"
+
+
+def bf16_round(x: np.ndarray) -> np.ndarray:
+    """f32 -> nearest bf16 (ties to even), as f32: what ggml's cast and from_float give."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+    return u.astype(np.uint32).view(np.float32)
+
+
+def _product(dtype: str, w: np.ndarray, x: np.ndarray, threads: int) -> np.ndarray:
+    ctx = G.Context("cpu", threads)
+    wt, xt = ctx.input(w.shape), ctx.input(x.shape)
+    out = G.mul_mat(wt if dtype == "f32" else G.cast(wt, dtype), xt)
+    graph = ctx.graph(out)
+    wt.set(w)
+    xt.set(x)
+    K.reset_matmul_stats()
+    graph.compute()
+    return out.numpy()
+
+
+def _ran(op: str, dtype: str) -> dict[str, int]:
+    """kernel -> multiply-adds of ``op`` products with src0 ``dtype`` since the last reset."""
+    return {s["kernel"]: s["macs"] for s in K.matmul_stats() if (s["op"], s["type"]) == (op, dtype)}
+
+
+def test_f32_product_is_recorded_on_the_kernel_the_build_has() -> None:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((96, 64)).astype(np.float32)  # (n, k)
+    x = rng.standard_normal((80, 64)).astype(np.float32)  # (m, k)
+    got = _product("f32", w, x, 2)
+    assert_close(got, x.astype(np.float64) @ w.T.astype(np.float64), FWD_RTOL, "f32 mul_mat")
+    kernel = "cblas_sgemm" if G.cpu_blas() else "tinyblas"
+    assert _ran("mul_mat", "f32") == {kernel: 80 * 96 * 64}
+
+
+def test_out_prod_is_recorded() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((48, 72)).astype(np.float32)
+    b = rng.standard_normal((48, 45)).astype(np.float32)
+    ctx = G.Context("cpu", 2)
+    at, bt = ctx.input(a.shape), ctx.input(b.shape)
+    out = G.out_prod(at, bt)
+    graph = ctx.graph(out)
+    at.set(a)
+    bt.set(b)
+    K.reset_matmul_stats()
+    graph.compute()
+    kernel = "cblas_sgemm" if G.cpu_blas() else "out_prod_loop"
+    assert _ran("out_prod", "f32") == {kernel: 45 * 72 * 48}
+    assert K.kernel_summary(K.matmul_stats(), K.this_cpu())[0].startswith("out_prod f32: ")
+
+
+# k a multiple of 32 (tinyBLAS's AVX512-BF16 step). tinyBLAS takes weights whose row count
+# is a multiple of 4 (GPT-2's all are) and declines others, which then run ggml's vec_dot
+# loop: the record must tell the two apart.
+@pytest.mark.parametrize(
+    ("m", "n", "k", "kernel"),
+    [(80, 96, 64, "tinyblas"), (37, 52, 256, "tinyblas"), (37, 50, 256, "vec_dot")],
+)
+def test_bf16_product_runs_on_the_recorded_kernel_against_float64(
+    m: int, n: int, k: int, kernel: str
+) -> None:
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    results = [_product("bf16", w, x, threads) for threads in (1, 2, 3)]
+    # Both operands are rounded to bf16 (ggml converts x to the weight's dot type); the
+    # products and sums are f32, so only f32 accumulation error remains.
+    want = bf16_round(x).astype(np.float64) @ bf16_round(w).T.astype(np.float64)
+    assert_close(results[0], want, FWD_RTOL, "bf16 mul_mat")
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0], "bf16 mul_mat differs across thread counts")
+    choice = K.this_cpu()
+    assert _ran("mul_mat", "bf16") == {kernel: m * n * k}
+    name = choice.bf16 if kernel == "tinyblas" else "ggml vec_dot loop (bf16)"
+    assert K.kernel_summary(K.matmul_stats(), choice) == [f"mul_mat bf16: {name} 100%"]
