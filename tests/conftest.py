@@ -7,6 +7,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT / ".." / "shared"
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken_cache"))
+# Child processes (`python -m pyggml_train.cli ...` run from the repo root) must import the
+# package the tests import, not the uncompiled sources in the working directory: with pip
+# install, the source tree has no _C extension. PYTHONPATH (a dev build) still comes first.
+os.environ["PYTHONSAFEPATH"] = "1"
 
 
 def require(available: bool, why: str) -> None:
