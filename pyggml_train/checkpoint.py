@@ -9,6 +9,7 @@ a crash mid-save never leaves a half-written checkpoint under the real name.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_open
-from .config import GPT2Config, TrainConfig, from_json, to_json
+from .config import GPT2Config, TrainConfig, from_json, to_json, train_config
 
 FORMAT = "pyggml_train.checkpoint"
 VERSION = 1
@@ -65,7 +66,7 @@ class Checkpoint:
     """A resumable training state; arrays are keyed by HF parameter name."""
 
     step: int  # optimizer steps completed
-    model_config: GPT2Config
+    model_config: GPT2Config | None  # None for a spec's model (see spec)
     train_config: TrainConfig
     tokenizer: dict[str, Any]  # Tokenizer.to_dict()
     params: dict[str, np.ndarray]
@@ -74,6 +75,7 @@ class Checkpoint:
     loader_state: dict[str, Any] = field(default_factory=dict)  # BatchLoader.state()
     rng_state: dict[str, Any] = field(default_factory=dict)  # e.g. Generator.bit_generator.state
     extra: dict[str, Any] = field(default_factory=dict)  # free-form JSON-able (best val loss...)
+    spec: dict[str, Any] | None = None  # the model spec's JSON (spec.py) when not a GPT-2
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
@@ -83,7 +85,12 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
         for group in _GROUPS
         for name, value in getattr(ckpt, group).items()
     }
-    configs = json.loads(to_json(ckpt.model_config, ckpt.train_config, ckpt.tokenizer["type"]))
+    if ckpt.model_config is not None:
+        configs = json.loads(to_json(ckpt.model_config, ckpt.train_config, ckpt.tokenizer["type"]))
+    elif ckpt.spec is not None:
+        configs = {"train": dataclasses.asdict(ckpt.train_config)}
+    else:
+        raise ValueError("a checkpoint needs a model_config (GPT-2) or a spec")
     metadata = {
         "format": FORMAT,
         "version": VERSION,
@@ -94,6 +101,8 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
         "rng_state": ckpt.rng_state,
         "extra": ckpt.extra,
     }
+    if ckpt.spec is not None:
+        metadata["spec"] = ckpt.spec
     return save_arrays(path, arrays, metadata)
 
 
@@ -112,7 +121,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         if group not in groups:
             raise ValueError(f"{path}: unexpected array {key!r}; expected names under {_GROUPS}")
         groups[group][name] = value
-    model, train, _ = from_json(json.dumps(meta["configs"]))
+    spec = meta.get("spec")
+    if spec is not None:
+        model, train = None, train_config(meta["configs"]["train"], str(path))
+    else:
+        model, train, _ = from_json(json.dumps(meta["configs"]))
     return Checkpoint(
         step=meta["step"],
         model_config=model,
@@ -122,4 +135,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         loader_state=meta["loader_state"],
         rng_state=meta["rng_state"],
         extra=meta["extra"],
+        spec=spec,
     )

@@ -8,14 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import ggml as G
-from .checkpoint import load_checkpoint
 from .config import list_presets, load_preset
 from .data import prepare, resolve_text
 from .distributed import Distributed
-from .gpt2 import GPT2
-from .sample import KVCacheDecoder, generate
-from .tokenizer import tokenizer_from_dict
+from .spec import load_sampler, load_spec, train_spec
 from .train import CHECKPOINT_NAME, NonFiniteError, train
 
 # CLI flag -> config override name (a bare name sets the model and train fields it names)
@@ -43,6 +39,8 @@ def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -
         "--data", help="text file, URL or prepared directory (default: tiny shakespeare)"
     )
     p.add_argument("--tokenizer", choices=["char", "gpt2"], help="override the preset's tokenizer")
+    p.add_argument("--model", metavar="SPEC.json", help="train a model spec (docs/spec.md)")
+    p.add_argument("--data-dir", help="where a spec's corpus files are (default: the cache)")
     p.add_argument("--max-steps", type=int, help="optimizer steps")
     p.add_argument("--batch-size", type=int, help="sequences per micro-batch (per MPI rank)")
     p.add_argument(
@@ -80,6 +78,8 @@ def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.model is not None:
+        return run_train_spec(args)
     overrides = {
         name: getattr(args, flag)
         for flag, name in _OVERRIDES.items()
@@ -116,23 +116,45 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_sample(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.checkpoint)
-    tokenizer = tokenizer_from_dict(ckpt.tokenizer)
-    threads = args.threads or ckpt.train_config.threads
-    ctx = G.Context(args.device or ckpt.train_config.device, threads)
-    model = GPT2(ckpt.model_config, params=ckpt.params, ctx=ctx)
-    prompt = list(tokenizer.encode(args.prompt)) if args.prompt else [0]
-    out = generate(
-        KVCacheDecoder(model),
-        prompt,
-        args.max_new_tokens,
-        args.temperature,
-        args.top_k,
-        args.top_p,
-        args.seed,
+def run_train_spec(args: argparse.Namespace) -> int:
+    """``train --model SPEC.json``: the spec sets model, data and optimizer; flags and --set
+    override TrainConfig fields."""
+    if args.data is not None or args.tokenizer is not None:
+        raise ValueError(
+            "with --model, the spec's TextDataset node chooses the corpus and the tokenizer; "
+            "edit it (source, path, tokenizer) or pass --data-dir"
+        )
+    overrides = {
+        name: getattr(args, flag)
+        for flag, name in _OVERRIDES.items()
+        if flag != "tokenizer" and getattr(args, flag, None) is not None
+    }
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key] = value
+    resume = args.resume
+    if resume == "auto":
+        resume = Path(args.out_dir) / CHECKPOINT_NAME
+    result = train_spec(
+        load_spec(args.model, args.data_dir),
+        args.out_dir,
+        args.data_dir,
+        resume=resume,
+        overrides=overrides,
+        progress=not args.no_progress,
     )
-    print(tokenizer.decode(out))
+    print(f"final val loss: {result.val_loss:.4f}")
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    sampler = load_sampler(args.checkpoint, args.threads, args.device)
+    text = sampler.generate(
+        args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed
+    )
+    print(text)
     return 0
 
 

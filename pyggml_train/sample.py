@@ -141,3 +141,50 @@ def generate(
         else:
             logits = decoder.step(nxt)
     return tokens
+
+
+class WindowDecoder:
+    """Decoding for any model with ``graph(1, T, 'logits')`` (a spec's) without a KV cache.
+
+    Each call computes one (1, T) logits graph, T the model's block_size, over the tokens so
+    far, zero-padded on the right, and reads the logits at the last real position. That is
+    exact for causal models (no position sees the padding after it); a non-causal one (an
+    encoder) sees the padding, as it sees any future. Same protocol as KVCacheDecoder.
+    """
+
+    def __init__(self, model):
+        self.max_len = model.block_size
+        self.graph = model.graph(1, self.max_len, "logits")
+        self.tokens: list[int] = []
+
+    @property
+    def length(self) -> int:
+        return len(self.tokens)
+
+    def reset(self) -> None:
+        self.tokens = []
+
+    def _logits(self) -> np.ndarray:
+        idx = np.zeros((1, self.max_len), dtype=np.int32)  # (1, T)
+        idx[0, : self.length] = self.tokens
+        self.graph.run(idx)
+        return self.graph.logits.numpy()[self.length - 1]  # (V,)
+
+    def step(self, token: int) -> np.ndarray:
+        """Append token; logits (V,) for the token after it."""
+        if self.length >= self.max_len:
+            raise ValueError(f"the window is full ({self.max_len} positions); reset() it first")
+        self.tokens.append(int(token))
+        return self._logits()
+
+    def prefill(self, tokens: list[int]) -> np.ndarray:
+        """Start over from tokens (at most max_len); logits (V,) after the last one."""
+        if not 0 < len(tokens) <= self.max_len:
+            raise ValueError(f"prefill takes 1 to {self.max_len} tokens, got {len(tokens)}")
+        self.tokens = [int(t) for t in tokens]
+        return self._logits()
+
+
+def decoder_for(model) -> KVCacheDecoder | WindowDecoder:
+    """KV-cache decoding when every attention of the model's net is causal, else a window."""
+    return KVCacheDecoder(model) if getattr(model.net, "causal", True) else WindowDecoder(model)

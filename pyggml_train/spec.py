@@ -12,21 +12,41 @@ type, default, range and doc, and a shape rule. The studio's palette is built fr
 every link before anything runs, reporting each problem on the node that causes it
 (``GPTBlock "block 2": d_model 256 but its input is 128 wide``) instead of raising.
 Shapes are numpy order: tokens (B, T), activations (B, T, C).
+
+The compiler turns a parsed spec into layers.py layers (:class:`SpecNet`), a trainable
+model (:class:`SpecModel`, contract B) and a TrainConfig; :func:`train_spec` trains it
+with the GPT-2 trainer, :func:`load_sampler` generates from its checkpoints and
+:func:`script_for` writes a script that reproduces the run.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import pprint
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from . import ggml as G
+from . import layers as L
+from .checkpoint import Checkpoint, load_checkpoint
+from .config import TrainConfig, train_config
 from .data import cache_dir
-from .tokenizer import GPT2_VOCAB_SIZE
+from .model import Model
+from .sample import KVCacheDecoder, WindowDecoder, decoder_for, generate
+from .tokenizer import GPT2_VOCAB_SIZE, Tokenizer, tokenizer_from_dict
+
+if TYPE_CHECKING:
+    from .train import TrainResult
 
 SPEC_VERSION = 1
+MAX_ID_LENGTH = 40  # "<id>.attn.c_attn.weight" stays within ggml's 63-character tensor names
+ID_PATTERN = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}")
 Shape = tuple[int, ...]
 
 # what flows along a link: token ids (B, T) into an Embedding, next-token targets (B, T)
@@ -190,7 +210,7 @@ class _State:
 
     nodes: dict[str, Node]
     data_dir: Path | None
-    vocab_size: int | None = None  # set by the data node's rule when the corpus is at hand
+    vocab_size: int | None = None  # given (the tokenizer in use), or found by the data node's rule
     data_node: Node | None = None
 
 
@@ -211,28 +231,24 @@ def _heads(node: Node, width: str, heads: str) -> None:
         )
 
 
-def _dropout_supported() -> bool:
-    from . import ggml as G
-
-    return hasattr(G, "dropout")
-
-
 def _dropout(node: Node, param: str) -> None:
-    if node.params[param] > 0 and not _dropout_supported():
+    """Refuse dropout > 0: the compiler has no dropout layer yet (never drop it silently)."""
+    if node.params[param] > 0:
         raise node.error(
-            f"{param} {node.params[param]:g} is not supported yet (this build has no dropout "
-            f"op); set {param} to 0"
+            f"{param} {node.params[param]:g} is not supported yet (spec models have no dropout "
+            f"layer); set {param} to 0"
         )
 
 
 def _infer_data(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
     p = node.params
     state.data_node = node
-    if p["tokenizer"] == "gpt2":
-        state.vocab_size = GPT2_VOCAB_SIZE
-    else:
-        path = corpus_path(p["source"], p["path"], state.data_dir, node)
-        state.vocab_size = _char_vocab(path) if path is not None else None
+    if state.vocab_size is None:  # else the tokenizer in use (a checkpoint's) says
+        if p["tokenizer"] == "gpt2":
+            state.vocab_size = GPT2_VOCAB_SIZE
+        else:
+            path = corpus_path(p["source"], p["path"], state.data_dir, node)
+            state.vocab_size = _char_vocab(path) if path is not None else None
     bt = (p["batch_size"], p["block_size"])
     return [bt, bt]
 
@@ -440,7 +456,7 @@ NODE_TYPES: dict[str, NodeType] = {
         NodeType(
             "TransformerEncoderLayer",
             "layer",
-            "PyTorch's post-LN encoder layer without a mask: ln(x + attn(x)), ln(x + ff(x)). "
+            "PyTorch's encoder layer without a mask: ln(x + attn(x)), ln(x + ff(x)) (post-LN). "
             "Tokens see the future, so a language model built from it can cheat.",
             (_X,),
             (_Y,),
@@ -455,6 +471,12 @@ NODE_TYPES: dict[str, NodeType] = {
                     "relu",
                     "feed-forward nonlinearity",
                     choices=("relu", "gelu"),
+                ),
+                Param(
+                    "norm_first",
+                    "bool",
+                    False,
+                    "pre-LN (x + attn(ln(x))) instead of PyTorch's default post-LN",
                 ),
             ),
             _infer_gpt_block,
@@ -520,7 +542,17 @@ NODE_TYPES: dict[str, NodeType] = {
             "Zeroes each activation with probability p during training (scaled by 1/(1-p)).",
             (_X,),
             (_Y,),
-            (Param("p", "float", 0.1, "drop probability", min=0.0, max=1.0, max_exclusive=True),),
+            (
+                Param(
+                    "p",
+                    "float",
+                    0.0,
+                    "drop probability (only 0 is accepted until spec models get dropout)",
+                    min=0.0,
+                    max=1.0,
+                    max_exclusive=True,
+                ),
+            ),
             _infer_dropout,
         ),
         NodeType(
@@ -649,14 +681,15 @@ def _label(raw: dict, index: int) -> str:
 class _Checker:
     """Collects every problem of one spec; shapes are inferred where the inputs allow."""
 
-    def __init__(self, data: Any, data_dir: str | Path | None):
+    def __init__(self, data: Any, data_dir: str | Path | None, vocab_size: int | None):
         self.data = data
         self.errors: list[dict[str, Any]] = []
         self.nodes: dict[str, Node] = {}
         self.order: list[str] = []
         self.shapes: dict[tuple[str, int], Shape] = {}
         self.bad: set[str] = set()  # nodes with invalid parameters
-        self.state = _State(self.nodes, Path(data_dir) if data_dir is not None else None)
+        data_path = Path(data_dir) if data_dir is not None else None
+        self.state = _State(self.nodes, data_path, vocab_size)
 
     def error(self, node: str | None, message: str) -> None:
         self.errors.append({"node": node, "message": message})
@@ -697,8 +730,12 @@ class _Checker:
             self.error(None, f"{where}: a node is an object {{id, type, params}}, got {raw!r}")
             return
         nid, ntype = raw.get("id"), raw.get("type")
-        if not isinstance(nid, str) or not nid:
-            self.error(None, f"{where}: id must be a non-empty string, got {nid!r}")
+        if not isinstance(nid, str) or not ID_PATTERN.fullmatch(nid):
+            self.error(
+                None,
+                f"{where}: id must be 1 to {MAX_ID_LENGTH} letters, digits, '_' or '-' (it "
+                f"prefixes the node's parameter names), got {nid!r}",
+            )
             return
         if nid in self.nodes:
             self.error(nid, f"{where}: duplicate id; every node needs its own")
@@ -860,8 +897,8 @@ class _Checker:
                 self.shapes[(nid, i)] = shape
 
 
-def _run_checker(data: Any, data_dir: str | Path | None) -> _Checker:
-    checker = _Checker(data, data_dir)
+def _run_checker(data: Any, data_dir: str | Path | None, vocab_size: int | None) -> _Checker:
+    checker = _Checker(data, data_dir, vocab_size)
     checker.run()
     return checker
 
@@ -873,7 +910,7 @@ def check_spec(data: Any, data_dir: str | Path | None = None) -> dict[str, Any]:
     "shapes": {"<from_id>:<output_index>": [dims...]}} with the shape of every output
     that could be inferred (also when other parts of the spec have errors).
     """
-    checker = _run_checker(data, data_dir)
+    checker = _run_checker(data, data_dir, None)
     return {
         "ok": not checker.errors,
         "errors": checker.errors,
@@ -881,9 +918,15 @@ def check_spec(data: Any, data_dir: str | Path | None = None) -> dict[str, Any]:
     }
 
 
-def parse_spec(data: Any, data_dir: str | Path | None = None) -> Spec:
-    """A checked :class:`Spec`, or SpecError with the first problem (``.errors`` has all)."""
-    checker = _run_checker(data, data_dir)
+def parse_spec(
+    data: Any, data_dir: str | Path | None = None, vocab_size: int | None = None
+) -> Spec:
+    """A checked :class:`Spec`, or SpecError with the first problem (``.errors`` has all).
+
+    vocab_size: that of the tokenizer in use (e.g. a checkpoint's), instead of the one
+    the data node's corpus gives.
+    """
+    checker = _run_checker(data, data_dir, vocab_size)
     if checker.errors:
         first = checker.errors[0]
         raise SpecError(first["node"], first["message"], checker.errors)
@@ -911,3 +954,361 @@ def load_spec(path: str | Path, data_dir: str | Path | None = None) -> Spec:
         return parse_spec(data, data_dir)
     except SpecError as exc:  # say which file the problem is in
         raise SpecError(exc.node, f"{path}: {exc.message}", exc.errors) from None
+
+
+# ---- the compiler: a spec as layers, a Model, a training config ------------------------------
+class _Identity:
+    """A Dropout node with p = 0."""
+
+    def params(self) -> list[L.Param]:
+        return []
+
+    def __call__(self, g: L.Build, x: G.Tensor) -> G.Tensor:
+        return x
+
+
+class _Add:
+    """The Add node: a + b, no parameters."""
+
+    def params(self) -> list[L.Param]:
+        return []
+
+    def __call__(self, g: L.Build, a: G.Tensor, b: G.Tensor) -> G.Tensor:
+        return a + b
+
+
+def _layer(node: Node, spec: Spec, layers: dict[str, Any], n_blocks: int) -> Any:
+    """The layers.py object a node stands for (None for the data and loss nodes)."""
+    p, nid = node.params, node.id
+    width = spec.input_shapes(node)[0][-1] if node.inputs else 0
+    if node.type in ("TextDataset", "Loss"):
+        return None
+    if node.type == "Embedding":
+        return L.Embedding(nid, p["num_embeddings"], p["embedding_dim"])
+    if node.type == "PositionalEncoding":
+        if p["kind"] == "learned":
+            return L.LearnedPositionalEncoding(nid, p["max_len"], width)
+        return L.SinusoidalPositionalEncoding(p["max_len"], width)
+    if node.type == "GPTBlock":
+        # GPT-2's init: residual projections shrink with depth so the stream's variance stays put
+        proj_std = 0.02 / math.sqrt(2 * n_blocks)
+        return L.GPTBlock(nid, p["d_model"], p["nhead"], p["dim_feedforward"], proj_std=proj_std)
+    if node.type == "TransformerEncoderLayer":
+        return L.TransformerEncoderLayer(
+            nid,
+            p["d_model"],
+            p["nhead"],
+            p["dim_feedforward"],
+            act=p["activation"],
+            norm_first=p["norm_first"],
+        )
+    if node.type == "MultiheadAttention":
+        return L.SelfAttention(nid, p["embed_dim"], p["num_heads"], causal=p["causal"])
+    if node.type == "LayerNorm":
+        return L.LayerNorm(nid, p["normalized_shape"], p["eps"])
+    if node.type == "Linear":
+        tied = layers[p["tie_weights"]].weight if p["tie_weights"] else None
+        return L.Linear(nid, p["in_features"], p["out_features"], p["bias"], tied_to=tied)
+    if node.type == "Activation":
+        return L.activation(p["function"])
+    if node.type == "Add":
+        return _Add()
+    if node.type == "Dropout":
+        return _Identity()  # p == 0, the only value the checker lets through
+    raise node.error("has no layer")
+
+
+class SpecNet:
+    """A spec's layers wired as its links say: token ids (B, T) -> logits (B, T, V').
+
+    Parameter names are ``<node id>.<layer's name>`` (``block0.attn.c_attn.weight``), in
+    the order of the nodes, so the same spec and seed give the same initial weights.
+    With every attention causal (no TransformerEncoderLayer, no MultiheadAttention with
+    causal false), the net decodes with KV caches like GPT-2 (sample.KVCacheDecoder).
+    """
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        n_blocks = sum(n.type == "GPTBlock" for n in spec.nodes.values())
+        self.layers: dict[str, Any] = {}
+        for node in spec.nodes.values():
+            self.layers[node.id] = _layer(node, spec, self.layers, n_blocks)
+        self.causal = all(
+            n.type != "TransformerEncoderLayer"
+            and (n.type != "MultiheadAttention" or n.params["causal"])
+            for n in spec.nodes.values()
+        )
+
+    def params(self) -> list[L.Param]:
+        return [p for layer in self.layers.values() if layer is not None for p in layer.params()]
+
+    def attentions(self) -> list[L.SelfAttention]:
+        """The attention layers, in the order :meth:`__call__` takes their KV caches."""
+        found = []
+        for node in self.spec.nodes.values():
+            layer = self.layers[node.id]
+            if node.type == "GPTBlock":
+                found.append(layer.attn)
+            elif node.type == "MultiheadAttention":
+                found.append(layer)
+        return found
+
+    def __call__(
+        self,
+        g: L.Build,
+        idx: G.Tensor,
+        positions: G.Tensor | None = None,
+        caches: list[L.KVCache] | None = None,
+    ) -> G.Tensor:
+        """Logits (B, T, V') for i32 ids ``idx`` (B, T) at positions 0..T-1, or at the i32
+        ``positions`` (T,) with one KV cache per attention layer (decoding)."""
+        if caches is not None and not self.causal:
+            raise ValueError("a spec with non-causal attention can't decode with a KV cache")
+        pending = iter(caches or [])
+        values: dict[tuple[str, int], G.Tensor] = {}
+        for node in self.spec.nodes.values():
+            if node.type == "TextDataset":
+                values[(node.id, 0)] = idx  # (B, T); the targets feed the loss head, not the net
+                continue
+            if node.type == "Loss":
+                return values[node.inputs[0]]  # (B, T, V')
+            layer = self.layers[node.id]
+            ins = [values[src] for src in node.inputs]
+            if node.type == "PositionalEncoding":
+                out = layer(g, ins[0], positions)
+            elif node.type in ("GPTBlock", "MultiheadAttention") and caches is not None:
+                out = layer(g, ins[0], next(pending))
+            else:
+                out = layer(g, *ins)
+            values[(node.id, 0)] = out
+        raise SpecError(None, "the spec has no Loss node")  # parse_spec rules this out
+
+
+class SpecModel(Model):
+    """The trainable model of a spec (contract B): ``config`` is None, the spec says it all."""
+
+    config = None
+
+    def __init__(self, spec: Spec, ctx: G.Context, **kwargs: Any):
+        block_size = spec.nodes[spec.data].params["block_size"]
+        super().__init__(SpecNet(spec), ctx, spec.vocab_size, block_size, **kwargs)
+        self.spec = spec
+
+
+def build_model(
+    spec: Spec,
+    ctx: G.Context | None = None,
+    seed: int = 0,
+    params: dict[str, np.ndarray] | None = None,
+    fused_attention: bool | None = None,
+) -> SpecModel:
+    """The model of a parsed spec, initialised from ``seed`` or set to ``params``.
+
+    The vocabulary must be known (a spec parsed with its corpus at hand); the context is
+    the data node's block_size. fused_attention None: the fused causal op on the CPU.
+    """
+    if spec.vocab_size is None:
+        raise SpecError(
+            spec.data,
+            "the corpus is not at hand, so the vocabulary size is unknown; "
+            "resolve the data first (train_spec does)",
+        )
+    ctx = ctx or G.Context("cpu")
+    fused = ctx.device == "cpu" if fused_attention is None else fused_attention
+    return SpecModel(spec, ctx, params=params, seed=seed, fused_attention=fused)
+
+
+def train_config_for(
+    spec: Spec, train_tokens: int | None = None, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """The run's TrainConfig: batch and block size from the data node, the optimizer and
+    schedule from the Loss node, then ``overrides`` (TrainConfig fields, e.g. from --set).
+
+    Epochs become steps over ``train_tokens``; the 'constant' schedule is the cosine with
+    its floor at lr; Adam is AdamW without weight decay.
+    """
+    d, p = spec.nodes[spec.data].params, spec.nodes[spec.loss].params
+    tokens_per_step = d["batch_size"] * d["block_size"]
+    steps = p["steps"]
+    if p["epochs"]:
+        if train_tokens is None:
+            raise SpecError(spec.loss, "epochs need the corpus's token count (train_spec has it)")
+        steps = max(1, math.ceil(p["epochs"] * train_tokens / tokens_per_step))
+    values: dict[str, Any] = {
+        "batch_size": d["batch_size"],
+        "block_size": d["block_size"],
+        "val_fraction": d["val_fraction"],
+        "max_steps": steps,
+        "optimizer": p["optimizer"],
+        "lr": p["lr"],
+        "min_lr": p["lr"] if p["schedule"] == "constant" else p["min_lr"],
+        "warmup_steps": p["warmup_steps"],
+        "weight_decay": 0.0 if p["optimizer"] == "adam" else p["weight_decay"],
+        "grad_clip": p["grad_clip"] or None,
+    }
+    values.update(overrides or {})
+    if "warmup_steps" not in (overrides or {}):
+        # a run shortened by epochs or an override keeps a valid warmup
+        values["warmup_steps"] = min(values["warmup_steps"], int(values["max_steps"]))
+    try:
+        return train_config(values, f"spec {spec.name!r}")
+    except ValueError as exc:
+        raise SpecError(spec.loss, f"{spec.nodes[spec.loss].label}: {exc}") from None
+
+
+def train_spec(
+    spec: Spec | dict[str, Any],
+    out_dir: str | Path = "out",
+    data_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    on_metrics: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = False,
+) -> TrainResult:
+    """Train (or resume) a spec with the GPT-2 trainer: metrics, checkpoints, samples.
+
+    The corpus is tokenized into out_dir/data. ``on_metrics`` gets each metrics record
+    (step, train_loss, val_loss, lr, grad_norm, tokens_per_s, elapsed_s) as it is
+    written; ``should_stop`` is asked after every step and ends the run early with a
+    checkpoint to resume from. A resumed run takes the spec from its checkpoint.
+    """
+    from .data import load_prepared, prepare, resolve_text
+    from .train import train
+
+    out = Path(out_dir)
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        if ckpt.spec is None:
+            raise SpecError(None, f"{resume} is a GPT-2 checkpoint, not a spec's")
+        spec = ckpt.spec
+    raw = spec.source if isinstance(spec, Spec) else spec
+    first = parse_spec(raw, data_dir)  # the vocabulary is checked again once tokenized
+    d = first.nodes[first.data].params
+    text = corpus_path(d["source"], d["path"], data_dir, first.nodes[first.data])
+    if text is None:  # tiny shakespeare not at hand: fetched (or an offline stand-in)
+        text, source = resolve_text(None)
+        log(f"data: {source}")
+    prepared = prepare(text, out / "data", d["tokenizer"], d["val_fraction"])
+    tokenizer = load_prepared(prepared.train_path.parent)[2]
+    spec = parse_spec(raw, data_dir, vocab_size=tokenizer.vocab_size)
+    tc = train_config_for(spec, prepared.train_tokens, overrides)
+    return train(
+        None,
+        tc,
+        d["tokenizer"],
+        data=str(prepared.train_path.parent),
+        out_dir=out,
+        resume=resume,
+        progress=progress,
+        log=log,
+        spec=spec,
+        on_metrics=on_metrics,
+        should_stop=should_stop,
+    )
+
+
+def summary(spec: Spec) -> list[str]:
+    """One line per node: its id, type, parameters and output shape."""
+    lines = []
+    for node in spec.nodes.values():
+        args = ", ".join(f"{k}={v!r}" for k, v in node.params.items())
+        shapes = [
+            list(spec.shapes[(node.id, i)]) for i in range(len(NODE_TYPES[node.type].outputs))
+        ]
+        out = f" -> {', '.join(map(str, shapes))}" if shapes else ""
+        lines.append(f"{node.id}: {node.type}({args}){out}")
+    return lines
+
+
+SCRIPT = """\
+#!/usr/bin/env python3
+\"\"\"Reproduce the pyggml_train run of the spec {name!r}.
+
+Written by pyggml_train.spec.script_for. The model, one node per line (output shapes):
+{summary}
+
+    python {{script}} [--out-dir OUT] [--data-dir DIR] [--set max_steps=10 ...] [--resume]
+\"\"\"
+
+import argparse
+
+from pyggml_train.spec import train_spec
+
+SPEC = {spec}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\\n")[0])
+    parser.add_argument("--out-dir", default="out", help="checkpoint, metrics, data")
+    parser.add_argument("--data-dir", help="where the corpus files are (see docs/spec.md)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config fields")
+    parser.add_argument("--resume", action="store_true", help="continue OUT_DIR/checkpoint.npz")
+    args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.set)
+    resume = f"{{args.out_dir}}/checkpoint.npz" if args.resume else None
+    result = train_spec(SPEC, args.out_dir, args.data_dir, resume=resume, overrides=overrides)
+    print(f"final val loss: {{result.val_loss:.4f}}")
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def script_for(spec: Spec | dict[str, Any], data_dir: str | Path | None = None) -> str:
+    """A Python script that reproduces the run of ``spec`` through train_spec.
+
+    The spec is embedded as a literal, and its layers are listed in the docstring when the
+    spec is valid (a dict is parsed with data_dir for that).
+    """
+    if not isinstance(spec, Spec):
+        spec = parse_spec(spec, data_dir)
+    lines = "\n".join(f"    {line}" for line in summary(spec))
+    literal = pprint.pformat(spec.source, indent=1, width=100, sort_dicts=False)
+    return SCRIPT.format(name=spec.name, summary=lines, spec=literal)
+
+
+@dataclass
+class Sampler:
+    """A trained model, its tokenizer and a decoder: text in, text out."""
+
+    model: Model
+    tokenizer: Tokenizer
+    decoder: KVCacheDecoder | WindowDecoder
+
+    def generate(
+        self,
+        prompt: str = "",
+        max_new_tokens: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+    ) -> str:
+        """The prompt and its continuation; an empty prompt starts from token 0."""
+        ids = [int(t) for t in self.tokenizer.encode(prompt)] if prompt else [0]
+        out = generate(self.decoder, ids, max_new_tokens, temperature, top_k, top_p, seed)
+        return self.tokenizer.decode(out)
+
+
+def load_model(ckpt: Checkpoint, ctx: G.Context) -> Model:
+    """The model of a checkpoint, a spec's or a GPT-2, with its trained weights."""
+    if ckpt.spec is None:
+        from .gpt2 import GPT2
+
+        return GPT2(ckpt.model_config, params=ckpt.params, ctx=ctx)
+    tokenizer = tokenizer_from_dict(ckpt.tokenizer)
+    spec = parse_spec(ckpt.spec, vocab_size=tokenizer.vocab_size)
+    return build_model(spec, ctx, params=ckpt.params)
+
+
+def load_sampler(
+    checkpoint: str | Path, threads: int | None = None, device: str | None = None
+) -> Sampler:
+    """A Sampler for a training checkpoint (a spec's or a GPT-2's)."""
+    ckpt = load_checkpoint(checkpoint)
+    tc = ckpt.train_config
+    model = load_model(ckpt, G.Context(device or tc.device, threads or tc.threads))
+    return Sampler(model, tokenizer_from_dict(ckpt.tokenizer), decoder_for(model))

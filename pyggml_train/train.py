@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,8 +27,9 @@ from .distributed import Distributed
 from .gpt2 import GPT2
 from .metrics import MetricsWriter, plot_losses, read_metrics
 from .model import Model
-from .sample import KVCacheDecoder, generate
+from .sample import KVCacheDecoder, WindowDecoder, decoder_for, generate
 from .schedule import lr_at
+from .spec import Spec, SpecModel, build_model, parse_spec
 from .step import OptimizerStep
 from .tokenizer import Tokenizer, tokenizer_from_dict
 
@@ -122,7 +124,7 @@ class Trainer:
                 f"train block_size {tc.block_size} exceeds the model's {model.block_size}"
             )
         self.model, self.ctx = model, model.ctx
-        self.model_config, self.train_config, self.data = model.config, tc, data
+        self.model_config, self.train_config, self.data = model.config, tc, data  # None: a spec
         b, t = tc.batch_size, tc.block_size
         self.train_step = self.model.graph(b, t, "train")
         self.eval_step = self.model.graph(b, t, "loss")
@@ -144,7 +146,7 @@ class Trainer:
         self.step = 0  # optimizer steps completed (skipped non-finite steps included)
         self.skipped_nonfinite = 0  # steps whose non-finite loss or gradient norm was skipped
         self.elapsed_s = 0.0  # training time so far, across resumes
-        self._decoder: KVCacheDecoder | None = None
+        self._decoder: KVCacheDecoder | WindowDecoder | None = None
 
     # -- one step ---------------------------------------------------------------------------------
     def train_one_step(self) -> tuple[float, float, float]:
@@ -181,7 +183,7 @@ class Trainer:
         """Generated text (prompt included); the first validation token is the default prompt."""
         tc = self.train_config
         if self._decoder is None:
-            self._decoder = KVCacheDecoder(self.model)
+            self._decoder = decoder_for(self.model)
         ids = list(self.data.tokenizer.encode(prompt)) if prompt else [int(self.data.val[0])]
         seed = int(self.sample_rng.integers(2**31))
         out = generate(
@@ -224,6 +226,7 @@ class Trainer:
                 "world_size": self.dist.world_size,
                 "skipped_nonfinite": self.skipped_nonfinite,
             },
+            spec=self.model.spec.source if isinstance(self.model, SpecModel) else None,
         )
         if self.dist.is_master:
             save_checkpoint(path, ckpt)
@@ -247,7 +250,7 @@ class Trainer:
 
 
 def train(
-    model_config: GPT2Config,
+    model_config: GPT2Config | None,
     train_config: TrainConfig,
     tokenizer: str = "char",
     data: str | None = None,
@@ -258,15 +261,21 @@ def train(
     log: Callable[[str], None] = print,
     sample_prompt: str | None = None,
     dist: Distributed | None = None,
+    spec: Spec | None = None,
+    on_metrics: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Train (or resume) a GPT-2 and return losses, the last val loss and a sample.
+    """Train (or resume) a GPT-2, or the model of a ``spec`` (model_config None), and
+    return losses, the last val loss and a sample.
 
-    resume: a checkpoint file; the configs and tokenizer then come from it, except
+    resume: a checkpoint file; the configs, spec and tokenizer then come from it, except
     max_steps, which may be raised to train further. data: a text file or URL, a
     directory written by ``prepare``, or None for tiny shakespeare (offline fallback).
     dist: the MPI ranks (default: from the environment; one process without mpirun). Only
     the master logs, draws the bar, writes metrics and checkpoints and samples text; the
-    sample is "" on the other ranks.
+    sample is "" on the other ranks. on_metrics: called with every metrics record as it
+    is written. should_stop: asked after every step; True ends the run there, with a
+    checkpoint to resume from.
     """
     dist = dist or Distributed.from_environment()
     if not dist.is_master:
@@ -279,6 +288,8 @@ def train(
         model_config = ckpt.model_config
         train_config = _resumed_config(ckpt, train_config.max_steps, dist.world_size)
         tok = tokenizer_from_dict(ckpt.tokenizer)
+        if ckpt.spec is not None:
+            spec = parse_spec(ckpt.spec, vocab_size=tok.vocab_size)
     tc = train_config
     tc.accum_steps(dist.world_size)  # an indivisible global batch fails here, before any work
     # the master tokenizes; the other ranks then read what it wrote (out_dir is shared)
@@ -291,14 +302,24 @@ def train(
         f"data: {dataset.source}: {len(dataset.train)} train / {len(dataset.val)} val tokens, "
         f"vocab {dataset.tokenizer.vocab_size}"
     )
-    trainer = Trainer(model_config, tc, dataset, dist=dist)
+    model: GPT2Config | Model | None = model_config
+    if spec is not None:
+        model = build_model(spec, G.Context(tc.device, tc.threads), seed=tc.seed)
+    if model is None:
+        raise ValueError("train needs a model_config or a spec")
+    trainer = Trainer(model, tc, dataset, dist=dist)
     if ckpt is not None:
         trainer.restore(ckpt)
         log(f"resumed from {resume} at step {trainer.step}")
     cfg = trainer.model_config
     ranks = f"{dist.world_size} ranks x " if dist.world_size > 1 else ""
+    shape = (
+        f"{cfg.n_layer} layers, {cfg.n_head} heads, C={cfg.n_embd}"
+        if cfg is not None
+        else f"spec {spec.name!r}, {len(spec.nodes)} nodes"
+    )
     log(
-        f"model: {cfg.n_layer} layers, {cfg.n_head} heads, C={cfg.n_embd}, "
+        f"model: {shape}, "
         f"{trainer.model.num_params() / 1e6:.2f}M parameters; {ranks}{trainer.accum_steps} x "
         f"({tc.batch_size} x {tc.block_size}) tokens per step, {trainer.ctx.threads} threads; "
         f"optimizer state {trainer.optimizer_step.optimizer_state_bytes / 1e6:.1f} MB on rank 0"
@@ -337,16 +358,19 @@ def train(
                 tok_s = tokens_per_step / dt
                 say(f"step {step}: train {loss:.4f}, lr {lr:.2e}, {tok_s:,.0f} tok/s")
             result.train_losses.append(loss)
+            record = {
+                "step": step,
+                "train_loss": loss,
+                "val_loss": val,
+                "lr": lr,
+                "grad_norm": norm,
+                "tokens_per_s": tokens_per_step / dt,
+                "elapsed_s": trainer.elapsed_s,
+            }
             if writer is not None:
-                writer.write(
-                    step=step,
-                    train_loss=loss,
-                    val_loss=val,
-                    lr=lr,
-                    grad_norm=norm,
-                    tokens_per_s=tokens_per_step / dt,
-                    elapsed_s=trainer.elapsed_s,
-                )
+                writer.write(**record)
+            if on_metrics is not None:
+                on_metrics(record)
             # the bar shows a smoothed rate; single steps jitter on a shared machine
             rate = tokens_per_step / dt if rate is None else 0.9 * rate + 0.1 * tokens_per_step / dt
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{rate:,.0f}")
@@ -354,8 +378,12 @@ def train(
             if tc.sample_interval and step % tc.sample_interval == 0 and not last:
                 if dist.is_master:
                     say(f"--- sample at step {step} ---\n{trainer.sample(sample_prompt)}\n---")
-            if (tc.checkpoint_interval and step % tc.checkpoint_interval == 0) or last:
+            stop = not last and should_stop is not None and should_stop()
+            if (tc.checkpoint_interval and step % tc.checkpoint_interval == 0) or last or stop:
                 result.checkpoint = trainer.save(out / CHECKPOINT_NAME)
+            if stop:
+                say(f"stopped at step {step}; resume from {result.checkpoint}")
+                break
     finally:
         bar.close()
         if writer is not None:
@@ -367,7 +395,7 @@ def train(
         result.val_loss = trainer.evaluate()
     log(
         f"validation loss {result.val_loss:.4f} (perplexity {math.exp(result.val_loss):.2f}; "
-        f"uniform baseline {math.log(cfg.require_vocab_size()):.4f}); "
+        f"uniform baseline {math.log(trainer.model.vocab_size):.4f}); "
         f"checkpoint {result.checkpoint}"
     )
     if not dist.is_master:

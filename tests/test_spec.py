@@ -7,7 +7,6 @@ import random
 import pytest
 from conftest import REPO_ROOT, SHARED
 
-from pyggml_train import spec as S
 from pyggml_train.spec import NODE_TYPES, SpecError, check_spec, node_types_json, parse_spec
 
 DATA_DIR = SHARED / "data"
@@ -93,7 +92,7 @@ def test_param_checks_normalise_and_reject():
     for bad in (0, -3, 1.5, "128", True, None, float("nan")):
         with pytest.raises(ValueError, match="d_model"):
             width.check(bad)
-    p = NODE_TYPES["Dropout"].param("p")
+    p = NODE_TYPES["Dropout"].param("p")  # (only 0 passes the checker for now)
     assert p.check(0) == 0.0 and p.check(0.5) == 0.5
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         p.check(1.0)
@@ -349,9 +348,8 @@ def test_loss_schedule_values():
     assert messages(data) == ['Loss "loss": warmup_steps 20 exceeds steps 10']
 
 
-@pytest.mark.skipif(S._dropout_supported(), reason="this build has a dropout op")
 @pytest.mark.parametrize("nid, param", [("pos", "dropout"), ("b1", "dropout")])
-def test_dropout_without_the_op_names_the_node(nid, param):
+def test_dropout_is_refused_naming_the_node(nid, param):
     data = tiny()
     node(data, nid)["params"][param] = 0.1
     errs = errors(data)
@@ -452,3 +450,11 @@ def test_random_corruptions_never_raise():
         result = check_spec(data, DATA_DIR)
         json.dumps(result)
         assert result["ok"] is (not result["errors"])
+
+
+@pytest.mark.parametrize("bad", ["a.b", "x" * 41, "", "sp ace", 7])
+def test_node_ids_must_fit_parameter_names(bad):
+    data = tiny()
+    node(data, "ln")["id"] = bad
+    errs = errors(data)
+    assert any("id must be 1 to 40 letters, digits, '_' or '-'" in e["message"] for e in errs)
