@@ -161,45 +161,23 @@ GENERATION_THREADS = 1  # the other core is the training worker's
 _loaded: dict[tuple[str, int], Any] = {}  # in the generation process: (run, mtime) -> sampler
 
 
-def _load_sampler(checkpoint: Path, threads: int) -> tuple[Any, Any]:
-    """(decoder, tokenizer) of a spec checkpoint: the model rebuilt from the spec it holds."""
-    from .. import ggml as G
-    from .. import spec as S
-    from ..checkpoint import load_checkpoint
-    from ..sample import WindowDecoder
-    from ..tokenizer import tokenizer_from_dict
-
-    ckpt = load_checkpoint(checkpoint)
-    if ckpt.spec is None:
-        raise ValueError(f"{checkpoint} is a GPT-2 checkpoint, not a spec's")
-    tokenizer = tokenizer_from_dict(ckpt.tokenizer)
-    raw = ckpt.spec.source if isinstance(ckpt.spec, S.Spec) else ckpt.spec
-    spec = S.parse_spec(raw, vocab_size=tokenizer.vocab_size)
-    model = S.build_model(spec, G.Context("cpu", threads), params=ckpt.params)
-    return WindowDecoder(model), tokenizer
-
-
 def _generate(run_dir: str, settings: dict[str, Any]) -> str:
     """In the generation process: text from RUN_DIR's checkpoint (prompt included)."""
-    from ..sample import generate
+    from .. import spec as S
 
     ckpt = Path(run_dir) / CHECKPOINT_NAME
     key = (run_dir, ckpt.stat().st_mtime_ns)
     if key not in _loaded:
         _loaded.clear()  # one model at a time
-        _loaded[key] = _load_sampler(ckpt, GENERATION_THREADS)
-    decoder, tokenizer = _loaded[key]
-    prompt = list(tokenizer.encode(settings["prompt"])) if settings["prompt"] else [0]
-    out = generate(
-        decoder,
-        prompt,
+        _loaded[key] = S.load_sampler(ckpt, threads=GENERATION_THREADS)
+    return _loaded[key].generate(
+        settings["prompt"],
         settings["max_new_tokens"],
         settings["temperature"],
         settings["top_k"],
         None,
         settings["seed"],
     )
-    return tokenizer.decode(out)
 
 
 class Generator:
