@@ -34,7 +34,7 @@ from . import worker
 from .datadir import DataDir
 
 ACTIVE = ("starting", "running", "stopping")
-STOP_GRACE_S = 20.0  # a stop request waits this long for the worker's checkpoint, then kills
+STOP_GRACE_S = 120.0  # a stop waits this long for the step in flight and the checkpoint
 
 
 class Busy(RuntimeError):
