@@ -133,7 +133,14 @@ def _ours(
         "optimizer": optimizer,
         "step": [fb + o for fb, o in zip(fwd_bwd, optimizer, strict=True)],
     }
-    return {"times": times, "losses": losses, "peak_rss_mb": peak_rss_mb, "kernels": ran}
+    rule = {"f32": choice.f32, "bf16": choice.bf16, "notes": list(choice.notes)}
+    return {
+        "times": times,
+        "losses": losses,
+        "peak_rss_mb": peak_rss_mb,
+        "kernels": ran,
+        "kernel_rule": rule,
+    }
 
 
 def _peak_rss_mb() -> float:
@@ -186,6 +193,7 @@ def measure_one(framework: str, cfg: BenchConfig, threads: int, steps: int, warm
         "first_loss": out["losses"][0],
         "blas": _our_blas() if framework.startswith("ours") else "",
         "kernels": out.get("kernels", []),
+        "kernel_rule": out.get("kernel_rule", {}),
     }
 
 
@@ -370,6 +378,14 @@ def render_markdown(result: dict) -> str:
             "its share of the multiply-adds; attention's products are inside its own op):",
         ]
         lines += [f"- {cfg} {fw}: {'; '.join(k)}" for (cfg, fw), k in ran.items()]
+    rule = next((r["kernel_rule"] for r in rows if r.get("kernel_rule")), None)
+    if rule:
+        notes = "".join(f"; {n}" for n in rule["notes"])
+        lines += [
+            "",
+            f"Kernel rule for this CPU and build (`pyggml_train.kernels.this_cpu()`): f32 "
+            f"products on {rule['f32']}, bf16 products on {rule['bf16']}{notes}.",
+        ]
     return "\n".join(lines) + "\n"
 
 

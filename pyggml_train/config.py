@@ -21,7 +21,9 @@ TOKENIZERS = ("char", "gpt2")
 DATA_MODES = ("random", "sequential")
 LOSS_KINDS = ("sparse", "dense", "gather")  # cross-entropy formulations (docs/training.md)
 ATTENTION_KINDS = ("auto", "fused", "unfused")  # auto: fused on the CPU, unfused elsewhere
-MATMUL_DTYPES = ("f32", "bf16")  # dtype of the Linear and LM-head weights in their matmuls
+# dtype of the Linear and LM-head weights in their matmuls; auto: bf16 where the CPU
+# multiplies bf16 natively (AVX512-BF16 or AMX, pyggml_train.kernels), else f32
+MATMUL_DTYPES = ("f32", "bf16", "auto")
 OPTIMIZERS = ("adamw", "adam", "sgd")  # adam: AdamW without weight decay; sgd: plain SGD
 
 

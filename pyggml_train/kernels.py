@@ -97,8 +97,10 @@ def blas_core() -> str:
 
 
 def this_cpu() -> KernelChoice:
-    """:func:`select_kernels` for the CPU this process runs on."""
-    return select_kernels(cpu_features(), compiled_features(), blas_core())
+    """:func:`select_kernels` for the CPU this process runs on (where its features cannot
+    be read, e.g. not Linux, it is taken to have those the build was compiled for)."""
+    compiled = compiled_features()
+    return select_kernels(cpu_features() or compiled, compiled, blas_core())
 
 
 def matmul_stats() -> list[dict]:

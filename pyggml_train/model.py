@@ -25,6 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from . import ggml as G
+from . import kernels
 from .config import LOSS_KINDS, MATMUL_DTYPES
 from .layers import Build, Param, init_values
 from .step import accumulate
@@ -122,7 +123,8 @@ class Model:
 
     ``params`` (exchange layout) sets the weights, else the layers' init from ``seed``
     (drawn in ``net.params()`` order). ``loss_kind``: see :class:`LossHead`;
-    ``matmul_dtype`` and ``fused_attention``: see :class:`layers.Build`.
+    ``matmul_dtype`` and ``fused_attention``: see :class:`layers.Build`; ``matmul_dtype`` "auto"
+    takes bf16 where the CPU multiplies it natively (:mod:`kernels`), else f32.
     """
 
     def __init__(
@@ -142,6 +144,8 @@ class Model:
             raise ValueError(f"loss_kind must be one of {LOSS_KINDS}, got {loss_kind!r}")
         if matmul_dtype not in MATMUL_DTYPES:
             raise ValueError(f"matmul_dtype must be one of {MATMUL_DTYPES}, got {matmul_dtype!r}")
+        if matmul_dtype == "auto":  # the product kernels' rule for this CPU and build
+            matmul_dtype = kernels.this_cpu().matmul_dtype if ctx.device == "cpu" else "f32"
         self.net, self.ctx = net, ctx
         self.vocab_size, self.block_size = vocab_size, block_size
         self.loss_kind, self.matmul_dtype = loss_kind, matmul_dtype

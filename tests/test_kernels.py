@@ -162,3 +162,28 @@ def test_bf16_product_runs_on_the_recorded_kernel_against_float64(
     assert _ran("mul_mat", "bf16") == {kernel: m * n * k}
     name = choice.bf16 if kernel == "tinyblas" else "ggml vec_dot loop (bf16)"
     assert K.kernel_summary(K.matmul_stats(), choice) == [f"mul_mat bf16: {name} 100%"]
+
+
+def test_unknown_cpu_features_are_taken_as_the_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(K, "cpu_features", lambda cpuinfo=None: frozenset())
+    choice = K.this_cpu()  # no /proc/cpuinfo (e.g. macOS): no refusal, the build's kernels
+    assert choice == K.select_kernels(K.compiled_features(), K.compiled_features(), K.blas_core())
+
+
+def test_matmul_dtype_auto_takes_the_rules_dtype() -> None:
+    """GPT2Config(matmul_dtype='auto') builds the same graph as the dtype the rule picks for
+    this CPU: its loss equals that model's bit for bit."""
+    import dataclasses
+
+    from pyggml_train.config import GPT2Config
+    from pyggml_train.gpt2 import GPT2
+
+    cfg = GPT2Config(vocab_size=29, block_size=16, n_layer=1, n_head=2, n_embd=32)
+    picked = K.this_cpu().matmul_dtype
+    idx = np.random.default_rng(3).integers(0, 29, (2, 17))
+    losses = {}
+    for dtype in ("auto", picked):
+        model = GPT2(dataclasses.replace(cfg, matmul_dtype=dtype), ctx=G.Context("cpu", 2), seed=1)
+        assert model.matmul_dtype == picked
+        losses[dtype] = model.graph(2, 16, "loss").run(idx[:, :-1], idx[:, 1:])
+    assert losses["auto"] == losses[picked]
