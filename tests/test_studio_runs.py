@@ -257,3 +257,27 @@ def test_a_worker_outliving_a_killed_server_stops_at_a_checkpoint(tmp_path):
     with running_studio(root) as base2:
         listed = httpx.get(base2 + f"/api/runs/{run['id']}", timeout=30).json()
     assert listed["state"] == "stopped" and listed["resumable"], listed
+
+
+def test_export_goes_through_pyggml_train_export(studio, finished_run):
+    """The run's checkpoint is handed to `pyggml-train export`; what it says comes back.
+    (It reads GPT-2 checkpoints; a spec's is refused with its reason, as a 422.)"""
+    run, _ = finished_run
+    url = f"/api/runs/{run['id']}/export"
+    assert studio.post(url, json={"format": "onnx"}).status_code == 400
+    r = studio.post(url, json={"format": "gguf"})
+    if r.status_code == 200:
+        assert (studio.root / "runs" / run["id"] / r.json()["path"]).is_file()
+        assert studio.get(f"/api/runs/{run['id']}/files/{r.json()['path']}").status_code == 200
+    else:
+        assert r.status_code == 422 and "pyggml-train export" in r.json()["error"], r.text
+
+
+def test_run_files_download_inside_the_run_only(studio, finished_run):
+    run, _ = finished_run
+    base = f"/api/runs/{run['id']}/files"
+    ckpt = studio.get(f"{base}/checkpoint.npz")
+    assert ckpt.status_code == 200
+    assert ckpt.content == (studio.root / "runs" / run["id"] / "checkpoint.npz").read_bytes()
+    for name in ("..%2F..%2Fspecs", "%2Fetc%2Fpasswd", "data%2F..%2F..%2F..%2Frun.json"):
+        assert studio.get(f"{base}/{name}").status_code in (400, 404), name
