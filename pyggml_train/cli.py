@@ -1,5 +1,5 @@
-"""``pyggml-train train|sample|prepare|studio``: a thin argparse layer over train.py, sample.py
-and the studio."""
+"""``pyggml-train train|sample|prepare|export|studio``: a thin argparse layer over train.py,
+sample.py, io/ and the studio."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from pathlib import Path
 from .config import list_presets, load_preset
 from .data import prepare, resolve_text
 from .distributed import Distributed
+from .io import FORMATS, GGUF_DTYPES, export_model, load_model
+from .io.bpe import gpt2_from_files
 from .spec import load_sampler, load_spec, train_spec
+from .tokenizer import GPT2Tokenizer
 from .train import CHECKPOINT_NAME, NonFiniteError, train
 
 # CLI flag -> config override name (a bare name sets the model and train fields it names)
@@ -66,6 +69,11 @@ def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -
         const="auto",
         help=f"checkpoint to resume (no value: OUT_DIR/{CHECKPOINT_NAME})",
     )
+    p.add_argument(
+        "--init-from",
+        metavar="PATH",
+        help="fine-tune from weights: a checkpoint, HF directory/.safetensors, llm.c .bin or GGUF",
+    )
     p.add_argument("--metrics", help="metrics JSONL path (default: OUT_DIR/metrics.jsonl)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="other config fields")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -110,6 +118,7 @@ def run_train(args: argparse.Namespace) -> int:
         metrics_path=args.metrics,
         progress=not args.no_progress,
         dist=dist,
+        init_from=args.init_from,
     )
     if dist.is_master:
         print(f"final val loss: {result.val_loss:.4f}")
@@ -119,6 +128,8 @@ def run_train(args: argparse.Namespace) -> int:
 def run_train_spec(args: argparse.Namespace) -> int:
     """``train --model SPEC.json``: the spec sets model, data and optimizer; flags and --set
     override TrainConfig fields."""
+    if args.init_from is not None:
+        raise ValueError("--init-from loads GPT-2 weights; it does not apply to --model specs")
     if args.data is not None or args.tokenizer is not None:
         raise ValueError(
             "with --model, the spec's TextDataset node chooses the corpus and the tokenizer; "
@@ -155,6 +166,28 @@ def run_sample(args: argparse.Namespace) -> int:
         args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed
     )
     print(text)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    loaded = load_model(args.checkpoint)
+    tokenizer = loaded.tokenizer
+    if tokenizer is None:
+        if args.tokenizer != "gpt2":
+            raise ValueError(
+                f"{args.checkpoint} carries no tokenizer ({loaded.format}); pass --tokenizer gpt2 "
+                "if the model was trained on GPT-2 BPE"
+            )
+        tokenizer = GPT2Tokenizer()
+    gpt2_bpe = gpt2_from_files(*args.gpt2_bpe) if args.gpt2_bpe else None
+    out = export_model(
+        args.out, args.format, loaded.params, loaded.config, tokenizer, args.dtype, gpt2_bpe
+    )
+    cfg = loaded.config
+    print(
+        f"wrote {out} ({args.format}, {args.dtype}): {cfg.n_layer} layers, C={cfg.n_embd}, "
+        f"vocab {cfg.vocab_size} ({tokenizer.name})"
+    )
     return 0
 
 
@@ -205,6 +238,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device")
     s.add_argument("--threads", type=int)
 
+    e = sub.add_parser("export", help="write a model for llama.cpp (GGUF), Hugging Face or llm.c")
+    e.add_argument("--checkpoint", default=f"out/{CHECKPOINT_NAME}", help="any model file we read")
+    e.add_argument("--format", choices=FORMATS, required=True)
+    e.add_argument("--out", required=True, help="output file (a directory for --format hf)")
+    e.add_argument("--dtype", choices=GGUF_DTYPES, default="f32", help="GGUF tensor type")
+    e.add_argument(
+        "--tokenizer", choices=["gpt2"], help="for a file without a tokenizer (llm.c .bin)"
+    )
+    e.add_argument(
+        "--gpt2-bpe",
+        nargs=2,
+        metavar=("VOCAB_BPE", "ENCODER_JSON"),
+        help="GPT-2's vocab.bpe and encoder.json (default: tiktoken's cached GPT-2 files)",
+    )
+
     p = sub.add_parser("prepare", help="tokenize a text into train.bin / val.bin")
     p.add_argument("--data", help="text file or URL (default: tiny shakespeare)")
     p.add_argument("--tokenizer", choices=["char", "gpt2"], default="char")
@@ -227,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sample": run_sample,
         "prepare": run_prepare,
         "studio": run_studio,
+        "export": run_export,
     }
     try:
         # under mpirun an error on one rank ends them all, naming the rank

@@ -26,6 +26,7 @@ from .layers import (
     SelfAttention,
 )
 from .model import Model
+from .tokenizer import Tokenizer
 
 PREFIX = "transformer."
 
@@ -107,11 +108,16 @@ class GPT2(Model):
             matmul_dtype=config.matmul_dtype,
             fused_attention=fused,
         )
+        self.tokenizer: Tokenizer | None = None  # set by from_pretrained when the file has one
 
     @classmethod
     def from_pretrained(cls, path: str | Path, ctx: G.Context | None = None, **kwargs) -> GPT2:
-        """Load HF GPT-2 weights from a model.safetensors file (or its directory)."""
-        from .hf_gpt2 import load_hf_checkpoint  # hf_gpt2 reads GPT-2's layout from here
+        """A GPT-2 from any file pyggml_train.io reads: our checkpoint, a Hugging Face
+        directory or .safetensors, an llm.c .bin, a GPT-2 GGUF (f32/f16/q8_0, dequantized).
+        ``model.tokenizer`` is the file's tokenizer, None where it carries none."""
+        from .io import load_model  # io reads GPT-2's layout (hf_gpt2) from here
 
-        params, config = load_hf_checkpoint(path)
-        return cls(config, params=params, ctx=ctx, **kwargs)
+        loaded = load_model(path)
+        model = cls(loaded.config, params=loaded.params, ctx=ctx, **kwargs)
+        model.tokenizer = loaded.tokenizer
+        return model

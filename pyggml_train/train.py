@@ -25,6 +25,7 @@ from .config import GPT2Config, TrainConfig
 from .data import BatchLoader, load_prepared, prepare, resolve_text
 from .distributed import Distributed
 from .gpt2 import GPT2
+from .io import load_model
 from .metrics import MetricsWriter, plot_losses, read_metrics
 from .model import Model
 from .sample import KVCacheDecoder, WindowDecoder, decoder_for, generate
@@ -264,6 +265,7 @@ def train(
     spec: Spec | None = None,
     on_metrics: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train (or resume) a GPT-2, or the model of a ``spec`` (model_config None), and
     return losses, the last val loss and a sample.
@@ -275,7 +277,9 @@ def train(
     the master logs, draws the bar, writes metrics and checkpoints and samples text; the
     sample is "" on the other ranks. on_metrics: called with every metrics record as it
     is written. should_stop: asked after every step; True ends the run there, with a
-    checkpoint to resume from.
+    checkpoint to resume from. init_from: fine-tune a GPT-2 from the weights of any model
+    file pyggml_train.io reads; the model's shape, and its tokenizer where the file has
+    one, come from it.
     """
     dist = dist or Distributed.from_environment()
     if not dist.is_master:
@@ -290,6 +294,15 @@ def train(
         tok = tokenizer_from_dict(ckpt.tokenizer)
         if ckpt.spec is not None:
             spec = parse_spec(ckpt.spec, vocab_size=tok.vocab_size)
+    init = None
+    if init_from is not None:
+        if ckpt is not None or spec is not None:
+            raise ValueError(
+                "--init-from starts a GPT-2 run from weights; it excludes --resume and --model"
+            )
+        init = load_model(init_from)
+        model_config = init.config
+        tok = init.tokenizer or tok
     tc = train_config
     tc.accum_steps(dist.world_size)  # an indivisible global batch fails here, before any work
     # the master tokenizes; the other ranks then read what it wrote (out_dir is shared)
@@ -311,6 +324,9 @@ def train(
     if ckpt is not None:
         trainer.restore(ckpt)
         log(f"resumed from {resume} at step {trainer.step}")
+    if init is not None:
+        trainer.model.load_state_dict(init.params)
+        log(f"initialized from {init_from} ({init.format})")
     cfg = trainer.model_config
     ranks = f"{dist.world_size} ranks x " if dist.world_size > 1 else ""
     shape = (

@@ -15,7 +15,7 @@ import pytest
 from pyggml_train.checkpoint import load_arrays, save_arrays
 from pyggml_train.config import load_preset
 from pyggml_train.data import load_prepared, prepare
-from pyggml_train.safetensors_io import load_safetensors, save_safetensors
+from pyggml_train.io.safetensors import load_safetensors, save_safetensors
 from pyggml_train.spec import SpecError, load_spec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "specs"

@@ -11,7 +11,8 @@ from reference import gpt2_numpy as ref
 from pyggml_train import ggml as G
 from pyggml_train.config import GPT2Config
 from pyggml_train.gpt2 import GPT2
-from pyggml_train.hf_gpt2 import init_params, save_hf_checkpoint
+from pyggml_train.hf_gpt2 import init_params
+from pyggml_train.io.hf import save_hf_checkpoint
 
 GRAD_REL = 1e-4
 VALUE_REL = 1e-5

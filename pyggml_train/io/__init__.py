@@ -1,0 +1,113 @@
+"""Models in and out of the project: GGUF (llama.cpp), Hugging Face, llm.c, our checkpoints.
+
+One module per foreign format (gguf.py, hf.py, llmc.py; safetensors.py under hf.py).
+They all speak the model's ``state_dict()``: HF parameter names, numpy layout, float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import GPT2Config
+from ..tokenizer import Tokenizer
+from .bpe import BPEVocab
+
+FORMATS = ("gguf", "hf", "llmc")  # what export writes
+GGUF_DTYPES = ("f32", "f16", "q8_0")
+_ZIP_MAGIC = b"PK\x03\x04"  # our checkpoints are .npz (zip) files
+_GGUF_MAGIC = b"GGUF"
+
+
+@dataclass
+class LoadedModel:
+    """Weights (HF names and layout, float32), their config, and the tokenizer the file
+    carries (None where the format has none, e.g. llm.c)."""
+
+    params: dict[str, np.ndarray]
+    config: GPT2Config
+    tokenizer: Tokenizer | None
+    format: str  # "checkpoint", "hf", "gguf" or "llmc"
+
+
+def detect_format(path: str | Path) -> str:
+    """Which loader reads path, from its magic bytes (a directory is an HF model)."""
+    from .llmc import MAGIC
+
+    path = Path(path)
+    if path.is_dir():
+        return "hf"
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} not found")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == _GGUF_MAGIC:
+        return "gguf"
+    if head == _ZIP_MAGIC:
+        return "checkpoint"
+    if len(head) == 4 and int.from_bytes(head, "little") == MAGIC:
+        return "llmc"
+    if path.suffix == ".safetensors":
+        return "hf"
+    raise ValueError(
+        f"{path}: unrecognised model file (starts with {head!r}); expected a pyggml_train "
+        "checkpoint (.npz), a GGUF, an llm.c .bin, or a Hugging Face directory/.safetensors"
+    )
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Load GPT-2 weights from any format we read (see detect_format)."""
+    fmt = detect_format(path)
+    if fmt == "checkpoint":
+        from ..checkpoint import load_checkpoint
+        from ..tokenizer import tokenizer_from_dict
+
+        ckpt = load_checkpoint(path)
+        if ckpt.spec is not None:
+            raise ValueError(
+                f"{path} is a model-spec checkpoint; export and --init-from read GPT-2 models "
+                "(its parameters are named after the spec's nodes, not GPT-2's layers)"
+            )
+        return LoadedModel(ckpt.params, ckpt.model_config, tokenizer_from_dict(ckpt.tokenizer), fmt)
+    if fmt == "hf":
+        from .hf import load_hf
+
+        return LoadedModel(*load_hf(path), fmt)
+    if fmt == "gguf":
+        from .gguf import load_gguf
+
+        return LoadedModel(*load_gguf(path), fmt)
+    from .llmc import load_llmc
+
+    return LoadedModel(*load_llmc(path), None, fmt)
+
+
+def export_model(
+    out: str | Path,
+    fmt: str,
+    params: dict[str, np.ndarray],
+    config: GPT2Config,
+    tokenizer: Tokenizer,
+    dtype: str = "f32",
+    gpt2_bpe: BPEVocab | None = None,
+) -> Path:
+    """Write the model as fmt ("gguf", "hf" or "llmc"); every writer is atomic. gpt2_bpe:
+    GPT-2's BPE tables for GGUF (default: tiktoken's cache, see bpe.py)."""
+    if fmt == "gguf":
+        from .gguf import save_gguf
+
+        return save_gguf(out, params, config, tokenizer, dtype, gpt2_bpe)
+    if dtype != "f32":
+        raise ValueError(f"--dtype {dtype} applies to GGUF only; {fmt} is written in f32")
+    if fmt == "hf":
+        from .hf import save_hf_checkpoint
+
+        save_hf_checkpoint(out, params, config, tokenizer)
+        return Path(out)
+    if fmt == "llmc":
+        from .llmc import save_llmc
+
+        return save_llmc(out, params, config)
+    raise ValueError(f"export format must be one of {FORMATS}, got {fmt!r}")
