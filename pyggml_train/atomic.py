@@ -53,6 +53,7 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        _default_mode(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         os.unlink(tmp)
@@ -67,6 +68,14 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
         os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def _default_mode(path: str | Path, directory: bool = False) -> None:
+    """Give a temporary (mkstemp/mkdtemp make them private, 0600/0700) the mode a plain
+    open()/mkdir() would have had under the umask, before it takes the target's name."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~umask)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -95,6 +104,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        _default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -113,6 +123,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=".d"))
     try:
         yield tmp
+        _default_mode(tmp, directory=True)
         if path.exists():
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=".old"))
             os.replace(path, old / path.name)

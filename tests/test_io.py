@@ -117,6 +117,9 @@ def test_gguf_f32_import_then_export_gives_the_same_tensors(tmp_path):
 
 def test_gguf_names_layout_and_metadata_for_llama_cpp(tmp_path):
     path = save_gguf(tmp_path / "m.gguf", PARAMS, CFG, CHARS)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temporary's private 0600
     r = gguf.GGUFReader(path)
     field = lambda k: r.get_field(k.format(arch="gpt2")).contents()  # noqa: E731
     assert field(gguf.Keys.General.ARCHITECTURE) == "gpt2"

@@ -1,5 +1,6 @@
 """llama.cpp itself (llama-cpp-python, scripts/install_test_components.sh) runs our GGUF
-exports: f32, f16 and q8_0, for a GPT-2 BPE and a char vocabulary.
+exports: f32, f16 and q8_0, for a GPT-2 BPE and two char vocabularies (with non-ASCII
+characters, and all-ASCII).
 
 For each file: llama.cpp tokenizes TEXT (ASCII, non-ASCII, newlines, runs of spaces) to
 our ids; its logits for a 64-token prompt match ours, and both are compared with the
@@ -36,6 +37,9 @@ TEXT = (
     "Tabs\tand    runs   of  spaces,\n\n\nnewlines; numbers 1234567 and punctuation?!\n"
     "The quick brown fox jumps over the lazy dog. " * 3
 )
+# an all-ASCII char vocabulary needs no merges; llama.cpp still wants some (see io/bpe.py)
+ASCII_TEXT = "First Citizen:\nBefore we   proceed any further,  hear me speak.\n\nAll:\n" * 2
+TEXTS = {"bpe": TEXT, "char": TEXT, "ascii": ASCII_TEXT}
 PROMPT = 64  # tokens of TEXT fed as the prompt
 NEW = 32  # greedily generated tokens
 # max |llama.cpp - ours| over the prompt's logits (scale ~10). f32: the issue's bound (measured
@@ -50,7 +54,7 @@ OURS_TO_F64 = 1e-4  # ours (f32 compute) against float64 on the same weights
 def model_for(kind: str):
     """A random 2-layer GPT-2 (C=64) with logits up to ~10 (wte ~ N(0, 0.25)) and its
     tokenizer."""
-    tok = GPT2Tokenizer() if kind == "bpe" else CharTokenizer.from_text(TEXT + "xyz")
+    tok = GPT2Tokenizer() if kind == "bpe" else CharTokenizer.from_text(TEXTS[kind] + "xyz")
     cfg = GPT2Config(vocab_size=tok.vocab_size, block_size=128, n_layer=2, n_head=2, n_embd=64)
     rng = np.random.default_rng(7)
     params = {
@@ -66,7 +70,7 @@ def ctx():
     return G.Context("cpu", threads=2)
 
 
-@pytest.fixture(scope="module", params=["bpe", "char"])
+@pytest.fixture(scope="module", params=["bpe", "char", "ascii"])
 def trained(request, ctx):
     cfg, params, tok = model_for(request.param)
     return request.param, cfg, params, tok, GPT2(cfg, params=params, ctx=ctx)
@@ -94,8 +98,8 @@ def test_llama_cpp_tokenizes_and_computes_like_us(tmp_path, trained, dtype):
     kind, cfg, params, tok, model = trained
     path = export_model(tmp_path / f"{kind}-{dtype}.gguf", "gguf", params, cfg, tok, dtype)
     llm = llama(path)
-    ours_ids = tok.encode(TEXT).tolist()
-    assert llm.tokenize(TEXT.encode(), add_bos=False, special=False) == ours_ids
+    ours_ids = tok.encode(TEXTS[kind]).tolist()
+    assert llm.tokenize(TEXTS[kind].encode(), add_bos=False, special=False) == ours_ids
     assert llm.n_vocab() == cfg.vocab_size
 
     prompt = ours_ids[:PROMPT]
@@ -121,7 +125,7 @@ def test_llama_cpp_greedy_generation_matches_ours(tmp_path, trained):
     kind, cfg, params, tok, model = trained
     path = export_model(tmp_path / f"{kind}.gguf", "gguf", params, cfg, tok, "f32")
     llm = llama(path)
-    prompt = tok.encode(TEXT).tolist()[:PROMPT]
+    prompt = tok.encode(TEXTS[kind]).tolist()[:PROMPT]
     error = np.abs(llama_logits(llm, prompt) - model.forward(np.array([prompt]))[0]).max()
 
     ours = generate(KVCacheDecoder(model), prompt, NEW, temperature=0.0)[PROMPT:]

@@ -122,6 +122,11 @@ def char_vocab(tokenizer: CharTokenizer) -> BPEVocab:
             if merge not in seen:
                 seen.add(merge)
                 merges.append(merge)
+    if not merges:
+        # llama.cpp refuses a BPE vocabulary without merges (an all-ASCII char vocabulary
+        # needs none): add one that never applies, as 0xFF occurs in no UTF-8 text
+        never = spell(b"\xff")
+        merges.append(f"{never} {never}")
     return BPEVocab(tokens, merges)
 
 

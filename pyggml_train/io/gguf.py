@@ -18,7 +18,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..config import GPT2Config
 from ..hf_gpt2 import PREFIX, param_shapes
-from ..tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer
+from ..tokenizer import GPT2_VOCAB_SIZE, CharTokenizer, GPT2Tokenizer, Tokenizer
 from .bpe import BPEVocab, char_tokenizer_from_vocab, char_vocab, gpt2_from_tiktoken
 
 ARCH = gguf.MODEL_ARCH.GPT2
@@ -229,6 +229,6 @@ def _dequantized(tensor) -> np.ndarray:
 
 def _tokenizer(tokens: list[str]) -> Tokenizer | None:
     """GPT-2 BPE or a char vocabulary, recognised from the token list; else None."""
-    if len(tokens) == len(gpt2_from_tiktoken().tokens) and tokens == gpt2_from_tiktoken().tokens:
+    if len(tokens) == GPT2_VOCAB_SIZE and tokens == gpt2_from_tiktoken().tokens:
         return GPT2Tokenizer()
     return char_tokenizer_from_vocab(tokens)
