@@ -163,15 +163,37 @@ while True:
     i += 1
 """
 
+# an export: a GGUF of a small GPT-2 whose every weight is 1.0 or 2.0 (the version)
+EXPORTER = """
+import sys, numpy as np
+from pyggml_train.config import GPT2Config
+from pyggml_train.hf_gpt2 import init_params
+from pyggml_train.io.gguf import save_gguf
+from pyggml_train.tokenizer import CharTokenizer
+tok = CharTokenizer.from_text("abcdefghijklmnopqrstuvwxyz ")
+cfg = GPT2Config(vocab_size=tok.vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=256)
+shapes = {k: v.shape for k, v in init_params(cfg, seed=0).items()}
+versions = [{k: np.full(s, v, np.float32) for k, s in shapes.items()} for v in (1.0, 2.0)]
+print("ready", flush=True)
+i = 0
+while True:
+    save_gguf(sys.argv[1], versions[i % 2], cfg, tok)
+    i += 1
+"""
+
 
 def write_trial(work: Path, rng, res: Result, n: int = 8_000_000) -> None:
+    """Every other trial kills a GGUF export instead of a checkpoint write."""
     from pyggml_train.atomic import atomic_open  # noqa: PLC0415
     from pyggml_train.checkpoint import load_arrays  # noqa: PLC0415
+    from pyggml_train.io.gguf import load_gguf  # noqa: PLC0415
 
-    path = work / f"write{res.trials}.npz"
+    export = res.trials % 2 == 1
+    path = work / (f"export{res.trials}.gguf" if export else f"write{res.trials}.npz")
     res.trials += 1
+    script = [EXPORTER, str(path)] if export else [WRITER, str(path), str(n)]
     p = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), str(n)],
+        [sys.executable, "-c", *script],
         env=_env(),
         stdout=subprocess.PIPE,
         text=True,
@@ -187,12 +209,18 @@ def write_trial(work: Path, rng, res: Result, n: int = 8_000_000) -> None:
     if list(work.glob(f".{path.name}.*.tmp")):
         res.killed_mid_write += 1
     try:
-        arrays, meta = load_arrays(path)
+        if export:
+            params = load_gguf(path)[0]
+            values = {float(np.unique(a)[0]) for a in params.values()}
+            whole = len(values) == 1 and all(len(np.unique(a)) == 1 for a in params.values())
+        else:
+            arrays, meta = load_arrays(path)
+            w = arrays["w"]
+            whole = w.shape == (n,) and bool((w == 1.0 + meta["version"]).all())
     except Exception as exc:  # noqa: BLE001
         res.failures.append(f"write trial: {path.name} does not load after the kill: {exc}")
         return
-    want = 1.0 + meta["version"]
-    if not (arrays["w"].shape == (n,) and (arrays["w"] == want).all()):
+    if not whole:
         res.failures.append(f"write trial: {path.name} mixes versions")
     with atomic_open(path) as f:  # the next write cleans up after the dead writer
         f.write(b"x")

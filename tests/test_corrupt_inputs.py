@@ -13,10 +13,13 @@ import numpy as np
 import pytest
 
 from pyggml_train.checkpoint import load_arrays, save_arrays
-from pyggml_train.config import load_preset
+from pyggml_train.config import GPT2Config, load_preset
 from pyggml_train.data import load_prepared, prepare
+from pyggml_train.hf_gpt2 import init_params
+from pyggml_train.io.gguf import load_gguf, save_gguf
 from pyggml_train.io.safetensors import load_safetensors, save_safetensors
 from pyggml_train.spec import SpecError, load_spec
+from pyggml_train.tokenizer import CharTokenizer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "specs"
 
@@ -49,6 +52,13 @@ def make_safetensors(d: Path) -> tuple[Path, Callable[[Path], object]]:
     return path, load_safetensors
 
 
+def make_gguf(d: Path) -> tuple[Path, Callable[[Path], object]]:
+    tok = CharTokenizer.from_text("abcdefghijklmnopqrstuvwxyz ")
+    cfg = GPT2Config(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=32)
+    path = save_gguf(d / "model.gguf", init_params(cfg, seed=1), cfg, tok)
+    return path, load_gguf
+
+
 def make_prepared(d: Path, which: str) -> tuple[Path, Callable[[Path], object]]:
     text = d / "text.txt"
     text.write_text("hello world, a small corpus for a char tokenizer. " * 200)
@@ -75,6 +85,7 @@ def make_spec(d: Path) -> tuple[Path, Callable[[Path], object]]:
 
 MAKERS = {
     "checkpoint": make_checkpoint,
+    "gguf": make_gguf,
     "safetensors": make_safetensors,
     "token shard": lambda d: make_prepared(d, "train"),
     "tokenizer": lambda d: make_prepared(d, "tokenizer"),
@@ -82,8 +93,9 @@ MAKERS = {
     "spec": make_spec,
 }
 DAMAGE = {"truncated": truncate, "garbled header": garble(0.0), "garbled middle": garble(0.5)}
-# safetensors has no checksum over its tensor bytes: damage there cannot be detected
-UNDETECTABLE = {("safetensors", "garbled middle")}
+# safetensors and GGUF have no checksum over their tensor bytes: damage there (the middle
+# of these files) cannot be detected, only damage to their headers and extents
+UNDETECTABLE = {("safetensors", "garbled middle"), ("gguf", "garbled middle")}
 CASES = [(k, d) for k in sorted(MAKERS) for d in sorted(DAMAGE) if (k, d) not in UNDETECTABLE]
 
 
