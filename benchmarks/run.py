@@ -331,7 +331,13 @@ def render_markdown(result: dict) -> str:
         f"{result['threads']} threads, "
         f"for each framework the fastest of {result['rounds']} round(s) run in turn with "
         f"its peers, each the median of at least {result['steps']} steps (and of at least "
-        f"{MIN_MEASURED_S:.0f} s) after {result['warmup']} warm-up.",
+        f"{MIN_MEASURED_S:.0f} s) after {result['warmup']} warm-up."
+        + (
+            " The machine's 1-minute load average was {:.1f} before the run and {:.1f} after "
+            "it.".format(*result["load"])
+            if "load" in result
+            else ""
+        ),
         "A step is forward + backward + global-norm clipping + AdamW. "
         "Reproduce: `pip install '.[bench]' && python -m benchmarks.run`.",
         "",
@@ -460,6 +466,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = [(cfg, frameworks) for cfg in configs]
     runs += [(cfg, [f for f in frameworks if f in ("ours", "torch")]) for cfg in scaling]
     env = dict(os.environ)
+    load_before = os.getloadavg()[0]  # this machine may be shared: say how busy it was
     rows = []
     for cfg, fws in runs:
         best: dict[str, dict] = {}
@@ -489,6 +496,7 @@ def main(argv: list[str] | None = None) -> None:
         "rounds": args.rounds,
         "matmul_peak": peaks,
         "rows": rows,
+        "load": [load_before, os.getloadavg()[0]],
     }
     if not args.smoke:
         Path(args.json).write_text(json.dumps(result, indent=1))

@@ -24,6 +24,7 @@ def test_smoke_benchmark_reports_a_row_per_framework(capsys: pytest.CaptureFixtu
     # Each of our rows names the kernels its products ran on (patch 0019's record).
     ran = [line for line in out.splitlines() if line.startswith("- smoke ours: ")]
     assert len(ran) == 1 and "mul_mat f32: " in ran[0], out
+    assert "1-minute load average was " in out  # numbers from a shared machine say how busy
 
 
 def test_step_plan_measures_enough_time_and_a_slow_first_step_alone() -> None:
