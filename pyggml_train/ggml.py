@@ -549,6 +549,25 @@ def attn_causal(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
     return _wrap(_C.attn_causal(q._h, k._h, v._h, float(scale)), q.shape)
 
 
+def dropout(x: Tensor, state: Tensor, p: float, stream: int = 0) -> Tensor:
+    """Inverted dropout: ``x * keep / (1 - p)`` with ``keep`` 0 for about a fraction ``p``
+    of the elements (patch 0018). ``state`` is an i32 (2,) input holding (seed, counter),
+    read when the graph runs: write a new counter to draw a new mask from the same graph.
+    ``stream`` tells apart dropouts sharing a state. The mask is a hash of (seed, counter,
+    stream, element index), never stored; the backward regenerates it (docs/ops/dropout.md).
+    """
+    if state.shape != (2,) or state.dtype != "i32":
+        raise ValueError(
+            f"dropout: state must be an i32 tensor of shape (2,) (seed, counter), got "
+            f"{state.dtype} {state.shape}"
+        )
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if not -(2**31) <= stream < 2**31:
+        raise ValueError(f"dropout: stream must fit an int32, got {stream}")
+    return _wrap(_C.dropout(x._h, state._h, float(p), int(stream)), x.shape)
+
+
 def diag_mask_inf(a: Tensor, n_past: int = 0) -> Tensor:
     """Set entries above the diagonal (column > row + n_past) to -inf: the causal mask."""
     return _wrap(_C.diag_mask_inf(a._h, int(n_past)), a.shape)

@@ -320,6 +320,16 @@ void init_ops(py::module_ & m) {
         }
         return result(q, ggml_attn_causal(q.ctx->op_ctx(), q.t, k.t, v.t, scale));
     });
+    m.def("dropout", [](const T & a, const T & state, float p, int32_t stream) {
+        check_same_context(a, state);
+        check_f32(a, "dropout");
+        if (state.t->type != GGML_TYPE_I32 || ggml_nelements(state.t) != 2 || !ggml_is_contiguous(state.t)) {
+            fail_type("dropout: state must be a contiguous i32 tensor of 2 elements (seed, counter), got " +
+                      describe(state.t));
+        }
+        if (!(p >= 0.0f && p < 1.0f)) fail("dropout: p must be in [0, 1), got " + std::to_string(p));
+        return result(a, ggml_dropout(a.ctx->op_ctx(), a.t, state.t, p, stream));
+    }, py::arg("a"), py::arg("state"), py::arg("p"), py::arg("stream") = 0);
     m.def("diag_mask_inf", [](const T & a, int n_past) {
         check_f32(a, "diag_mask_inf");
         check_contiguous(a, "diag_mask_inf");
