@@ -16,6 +16,7 @@ from . import ggml as G
 from .config import GPT2Config
 from .layers import (
     Build,
+    Dropout,
     Embedding,
     GPTBlock,
     KVCache,
@@ -39,9 +40,19 @@ class GPT2Net:
         v, c = config.require_vocab_size(), config.n_embd
         self.wte = Embedding(PREFIX + "wte", v, c, device_rows=config.padded_vocab_size)
         self.wpe = LearnedPositionalEncoding(PREFIX + "wpe", config.block_size, c)
+        self.drop = Dropout(config.dropout, stream=0)  # on wte + wpe
         residual_std = 0.02 / math.sqrt(2 * config.n_layer)
         self.h = [
-            GPTBlock(f"{PREFIX}h.{i}", c, config.n_head, 4 * c, config.ln_eps, residual_std)
+            GPTBlock(
+                f"{PREFIX}h.{i}",
+                c,
+                config.n_head,
+                4 * c,
+                config.ln_eps,
+                residual_std,
+                dropout=config.dropout,
+                stream=1 + 2 * i,  # attention output 1 + 2i, MLP output 2 + 2i
+            )
             for i in range(config.n_layer)
         ]
         self.ln_f = LayerNorm(PREFIX + "ln_f", c, config.ln_eps)
@@ -65,7 +76,7 @@ class GPT2Net:
     ) -> G.Tensor:
         """Logits (B, T, Vp) for i32 ids ``idx`` (B, T) at positions 0..T-1, or at the i32
         ``positions`` (T,) with one KV cache per block (decoding, see sample.py)."""
-        x = self.wpe(g, self.wte(g, idx), positions)  # (B, T, C)
+        x = self.drop(g, self.wpe(g, self.wte(g, idx), positions))  # (B, T, C)
         for i, block in enumerate(self.h):
             x = block(g, x, caches[i] if caches is not None else None)  # (B, T, C)
         x = self.ln_f(g, x)
@@ -88,11 +99,6 @@ class GPT2(Model):
         ctx: G.Context | None = None,
         seed: int = 0,
     ):
-        if config.dropout > 0:
-            raise ValueError(
-                f"dropout={config.dropout} is not supported (no dropout op in the graph); "
-                "set dropout to 0"
-            )
         self.config = config  # validated once in config.py, including the graph options below
         ctx = ctx or G.Context("cpu")
         # the fused op has CPU kernels only; other devices build attention from mul_mat

@@ -109,6 +109,8 @@ class Build:
     the f32 tensors stay the master copies and receive f32 gradients).
     ``fused_attention``: causal attention as one ATTN_CAUSAL op (patch 0015, CPU only)
     instead of mul_mat + masked soft_max (every backend).
+    ``dropout_state``: the i32 (2,) (seed, counter) input of a training graph's
+    :class:`Dropout` layers; None (validation, sampling) leaves them out.
     """
 
     def __init__(
@@ -117,9 +119,11 @@ class Build:
         params: dict[str, G.Tensor],
         matmul_dtype: str = "f32",
         fused_attention: bool = True,
+        dropout_state: G.Tensor | None = None,
     ):
         self.ctx, self.params = ctx, params
         self.matmul_dtype, self.fused_attention = matmul_dtype, fused_attention
+        self.dropout_state = dropout_state
         self._constants: dict[str, G.Tensor] = {}
 
     def __getitem__(self, name: str) -> G.Tensor:
@@ -279,6 +283,26 @@ class Linear:
         return G.linear(x, g.matmul_weight(self.weight.name), bias)
 
 
+class Dropout:
+    """Inverted dropout with probability ``p`` in training graphs (``g.dropout_state`` set),
+    the identity elsewhere. The mask is a hash of the graph's (seed, counter), this layer's
+    ``stream`` and the element index (patch 0018, docs/ops/dropout.md): nothing is stored,
+    the backward regenerates it. Layers of one model need distinct streams."""
+
+    def __init__(self, p: float, stream: int):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout p must be in [0, 1), got {p}")
+        self.p, self.stream = p, stream
+
+    def params(self) -> list[Param]:
+        return []
+
+    def __call__(self, g: Build, x: G.Tensor) -> G.Tensor:
+        if self.p == 0.0 or g.dropout_state is None:
+            return x
+        return G.dropout(x, g.dropout_state, self.p, self.stream)
+
+
 class GELU:
     """tanh-approximated GELU (GPT-2's 'gelu_new')."""
 
@@ -416,7 +440,9 @@ class MLP:
 class GPTBlock:
     """Pre-LayerNorm causal block: x + attn(ln_1(x)), then + mlp(ln_2(x)) (GPT-2's
     ``h.{i}``). ``proj_std``: init std of the two residual projections (GPT-2 uses
-    0.02/sqrt(2 * n_layer), so the residual stream's variance does not grow with depth)."""
+    0.02/sqrt(2 * n_layer), so the residual stream's variance does not grow with depth).
+    ``dropout``: on the attention and the MLP outputs before each residual add (GPT-2's
+    resid_dropout and mlp dropout), with dropout streams ``stream`` and ``stream + 1``."""
 
     def __init__(
         self,
@@ -427,12 +453,16 @@ class GPTBlock:
         eps: float = 1e-5,
         proj_std: float = 0.02,
         act: str = "gelu",
+        dropout: float = 0.0,
+        stream: int = 0,
     ):
         self.d_model = d_model
         self.ln_1 = LayerNorm(f"{prefix}.ln_1", d_model, eps)
         self.attn = SelfAttention(f"{prefix}.attn", d_model, n_head, proj_std=proj_std)
         self.ln_2 = LayerNorm(f"{prefix}.ln_2", d_model, eps)
         self.mlp = MLP(f"{prefix}.mlp", d_model, d_ff, act, proj_std)
+        self.attn_dropout = Dropout(dropout, stream)
+        self.mlp_dropout = Dropout(dropout, stream + 1)
 
     def params(self) -> list[Param]:
         return self.ln_1.params() + self.attn.params() + self.ln_2.params() + self.mlp.params()
@@ -440,9 +470,9 @@ class GPTBlock:
     def __call__(self, g: Build, x: G.Tensor, cache: KVCache | None = None) -> G.Tensor:
         """x (B, T, C) -> (B, T, C); ``cache`` for KV-cache decoding (see SelfAttention)."""
         _check_width(x, self.d_model, "GPTBlock")
-        h = self.attn(g, self.ln_1(g, x), cache)  # (B, T, C)
+        h = self.attn_dropout(g, self.attn(g, self.ln_1(g, x), cache))  # (B, T, C)
         x = x + h
-        h = self.mlp(g, self.ln_2(g, x))  # (B, T, C)
+        h = self.mlp_dropout(g, self.mlp(g, self.ln_2(g, x)))  # (B, T, C)
         return x + h
 
 

@@ -99,6 +99,23 @@ class LossHead:
 
 
 @dataclass
+class DropoutRNG:
+    """Where a model's dropout masks come from: (seed, counter) written into the state
+    input of every training graph before each micro-batch, the counter then advanced. The
+    masks are a function of these two numbers (docs/ops/dropout.md), so a checkpoint that
+    keeps ``counter`` resumes with the masks the uninterrupted run would have drawn."""
+
+    seed: int
+    counter: int = 0
+
+    def draw(self, state: G.Tensor) -> None:
+        """Write (seed, counter) into ``state`` (i32 (2,)) and advance the counter."""
+        words = np.array([self.seed, self.counter], dtype=np.uint32)  # both taken mod 2**32
+        state.set(words.view(np.int32))
+        self.counter += 1
+
+
+@dataclass
 class StepGraph:
     """One compiled graph for a fixed (B, T) with its inputs and outputs."""
 
@@ -106,6 +123,8 @@ class StepGraph:
     idx: G.Tensor  # (B, T) i32 inputs
     logits: G.Tensor  # (N, V) in a logits graph; (N, Vp) with a loss head
     head: LossHead | None  # None for a logits-only graph
+    dropout_state: G.Tensor | None = None  # i32 (2,) in a training graph
+    dropout_rng: DropoutRNG | None = None
 
     def run(self, idx: np.ndarray, targets: np.ndarray | None = None) -> float | None:
         """Write the batch, compute, and return the loss (None without targets)."""
@@ -114,6 +133,8 @@ class StepGraph:
             if targets is None:
                 raise ValueError("this graph computes a loss: pass targets")
             self.head.set_targets(targets)
+        if self.dropout_state is not None:
+            self.dropout_rng.draw(self.dropout_state)
         self.graph.compute()
         return float(self.head.loss.numpy()) if self.head is not None else None
 
@@ -124,7 +145,9 @@ class Model:
     ``params`` (exchange layout) sets the weights, else the layers' init from ``seed``
     (drawn in ``net.params()`` order). ``loss_kind``: see :class:`LossHead`;
     ``matmul_dtype`` and ``fused_attention``: see :class:`layers.Build`; ``matmul_dtype`` "auto"
-    takes bf16 where the CPU multiplies it natively (:mod:`kernels`), else f32.
+    takes bf16 where the CPU multiplies it natively (:mod:`kernels`), else f32. The net's
+    :class:`layers.Dropout` layers act in 'train' graphs only, with masks from
+    ``dropout_rng`` (seeded with ``seed``).
     """
 
     def __init__(
@@ -164,6 +187,7 @@ class Model:
             for p, value in init_values(self.layout.values(), seed):  # one tensor at a time
                 self.params[p.name].set(p.to_device(value))
         self._graphs: OrderedDict[tuple[str, int, int], StepGraph] = OrderedDict()
+        self.dropout_rng = DropoutRNG(seed)
 
     # -- parameters ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -197,7 +221,9 @@ class Model:
         if not 1 <= seq <= self.block_size:
             raise ValueError(f"sequence length {seq} must be in [1, block_size={self.block_size}]")
         idx = self.ctx.input((batch, seq), dtype="i32", name="idx")  # (B, T)
-        g = Build(self.ctx, self.params, self.matmul_dtype, self.fused_attention)
+        # dropout in training graphs only: validation and sampling see the whole network
+        state = self.ctx.input((2,), "i32", name="dropout_state") if mode == "train" else None
+        g = Build(self.ctx, self.params, self.matmul_dtype, self.fused_attention, state)
         logits = self.net(g, idx)  # (B, T, Vp)
         logits = G.reshape(logits, (batch * seq, logits.shape[-1]))  # (N, Vp)
         if mode == "logits":
@@ -208,7 +234,8 @@ class Model:
             return StepGraph(self.ctx.graph(head.loss), idx, logits, head)
         if mode == "train":
             head.loss.set_loss()
-            return StepGraph(self.ctx.graph(head.loss, backward=True), idx, logits, head)
+            graph = self.ctx.graph(head.loss, backward=True)
+            return StepGraph(graph, idx, logits, head, state, self.dropout_rng)
         raise ValueError(f"mode must be 'logits', 'loss' or 'train', got {mode!r}")
 
     def graph(self, batch: int, seq: int, mode: str) -> StepGraph:

@@ -125,6 +125,8 @@ class Trainer:
                 f"train block_size {tc.block_size} exceeds the model's {model.block_size}"
             )
         self.model, self.ctx = model, model.ctx
+        # dropout masks: one stream of (seed, counter) per rank, so ranks do not share masks
+        self.model.dropout_rng.seed = tc.seed + rank
         self.model_config, self.train_config, self.data = model.config, tc, data  # None: a spec
         b, t = tc.batch_size, tc.block_size
         self.train_step = self.model.graph(b, t, "train")
@@ -226,6 +228,7 @@ class Trainer:
                 "elapsed_s": self.elapsed_s,
                 "world_size": self.dist.world_size,
                 "skipped_nonfinite": self.skipped_nonfinite,
+                "dropout_counter": self.model.dropout_rng.counter,
             },
             spec=self.model.spec.source if isinstance(self.model, SpecModel) else None,
         )
@@ -248,6 +251,7 @@ class Trainer:
         self.step = ckpt.step
         self.elapsed_s = float(ckpt.extra.get("elapsed_s", 0.0))
         self.skipped_nonfinite = int(ckpt.extra.get("skipped_nonfinite", 0))
+        self.model.dropout_rng.counter = int(ckpt.extra.get("dropout_counter", 0))
 
 
 def train(

@@ -142,28 +142,29 @@ def mlp_backward(dout: np.ndarray, cache, params: dict, h: str, grads: dict) -> 
 
 
 # ---- transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x)) ---------------------------
-def block_forward(x: np.ndarray, params: dict, h: str, config: GPT2Config):
+def block_forward(x: np.ndarray, params: dict, h: str, config: GPT2Config, drop=(1.0, 1.0)):
+    """``drop``: dropout factors (mask / (1 - p)) of the attention and the MLP outputs."""
     ln1, ln1_c = layernorm_forward(
         x, params[h + "ln_1.weight"], params[h + "ln_1.bias"], config.ln_eps
     )
     qkv = linear_forward(ln1, params[h + "attn.c_attn.weight"], params[h + "attn.c_attn.bias"])
     att, att_c = attention_forward(qkv, config.n_head)  # (B, T, C)
     proj = linear_forward(att, params[h + "attn.c_proj.weight"], params[h + "attn.c_proj.bias"])
-    x2 = x + proj  # (B, T, C)
+    x2 = x + proj * drop[0]  # (B, T, C)
     ln2, ln2_c = layernorm_forward(
         x2, params[h + "ln_2.weight"], params[h + "ln_2.bias"], config.ln_eps
     )
     mlp, mlp_c = mlp_forward(ln2, params, h)
-    return x2 + mlp, (ln1, ln1_c, qkv, att, att_c, ln2_c, mlp_c)  # (B, T, C)
+    return x2 + mlp * drop[1], (ln1, ln1_c, qkv, att, att_c, ln2_c, mlp_c, drop)  # (B, T, C)
 
 
 def block_backward(dout: np.ndarray, cache, params: dict, h: str, grads: dict) -> np.ndarray:
-    ln1, ln1_c, qkv, att, att_c, ln2_c, mlp_c = cache
-    dln2 = mlp_backward(dout, mlp_c, params, h, grads)  # (B, T, C)
+    ln1, ln1_c, qkv, att, att_c, ln2_c, mlp_c, drop = cache
+    dln2 = mlp_backward(dout * drop[1], mlp_c, params, h, grads)  # (B, T, C)
     dx2_ln, grads[h + "ln_2.weight"], grads[h + "ln_2.bias"] = layernorm_backward(dln2, ln2_c)
     dx2 = dout + dx2_ln  # (B, T, C) residual path + through ln_2
     datt, grads[h + "attn.c_proj.weight"], grads[h + "attn.c_proj.bias"] = linear_backward(
-        dx2, att, params[h + "attn.c_proj.weight"]
+        dx2 * drop[0], att, params[h + "attn.c_proj.weight"]
     )
     dqkv = attention_backward(datt, att_c)  # (B, T, 3C)
     dln1, grads[h + "attn.c_attn.weight"], grads[h + "attn.c_attn.bias"] = linear_backward(
@@ -194,11 +195,15 @@ def _as_f64(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: np.asarray(value, dtype=np.float64) for name, value in params.items()}
 
 
-def _forward(params: dict, idx: np.ndarray, config: GPT2Config):
+def _forward(params: dict, idx: np.ndarray, config: GPT2Config, drop=None):
+    """``drop``: dropout factors by stream (0 embeddings, 1 + 2i and 2 + 2i block i's
+    attention and MLP outputs), or None for none."""
+    f = (lambda s: 1.0) if drop is None else drop.__getitem__
     x = embedding_forward(idx, params[P + "wte.weight"], params[P + "wpe.weight"])  # (B, T, C)
+    x = x * f(0)
     caches = []
     for i in range(config.n_layer):
-        x, cache = block_forward(x, params, f"{P}h.{i}.", config)
+        x, cache = block_forward(x, params, f"{P}h.{i}.", config, (f(1 + 2 * i), f(2 + 2 * i)))
         caches.append(cache)
     xf, lnf_c = layernorm_forward(
         x, params[P + "ln_f.weight"], params[P + "ln_f.bias"], config.ln_eps
@@ -213,12 +218,17 @@ def forward(params: dict[str, np.ndarray], idx: np.ndarray, config: GPT2Config) 
 
 
 def loss_and_grads(
-    params: dict[str, np.ndarray], idx: np.ndarray, targets: np.ndarray, config: GPT2Config
+    params: dict[str, np.ndarray],
+    idx: np.ndarray,
+    targets: np.ndarray,
+    config: GPT2Config,
+    drop: dict[int, np.ndarray] | None = None,
 ) -> tuple[float, dict[str, np.ndarray]]:
-    """Mean cross-entropy of targets (B, T) and its gradient for every parameter (float64)."""
+    """Mean cross-entropy of targets (B, T) and its gradient for every parameter (float64);
+    ``drop``: dropout factors by stream, as in :func:`_forward`."""
     params = _as_f64(params)
     idx, targets = np.asarray(idx), np.asarray(targets)
-    logits, (caches, xf, lnf_c) = _forward(params, idx, config)
+    logits, (caches, xf, lnf_c) = _forward(params, idx, config, drop)
     loss, log_probs = cross_entropy_forward(logits, targets)
     grads: dict[str, np.ndarray] = {}
     dlogits = cross_entropy_backward(log_probs, targets)  # (B, T, V)
@@ -228,6 +238,7 @@ def loss_and_grads(
     dx, grads[P + "ln_f.weight"], grads[P + "ln_f.bias"] = layernorm_backward(dxf, lnf_c)
     for i in reversed(range(config.n_layer)):
         dx = block_backward(dx, caches[i], params, f"{P}h.{i}.", grads)
+    dx = dx if drop is None else dx * drop[0]
     dwte_emb, grads[P + "wpe.weight"] = embedding_backward(
         dx, idx, wte.shape, params[P + "wpe.weight"].shape
     )
