@@ -49,4 +49,8 @@ CONFIGS = {
     "B": BenchConfig("B small-bpe", 6, 384, 6, 50257, 256, 8),
     "C": BenchConfig("C gpt2-124M", 12, 768, 12, 50257, 256, 4),
     "smoke": BenchConfig("smoke", 2, 64, 2, 65, 32, 2),
+    # activation recomputation (issue 10): long context, where activations dominate memory
+    "C1024": BenchConfig("C gpt2-124M-T1024", 12, 768, 12, 50257, 1024, 4),
+    "M": BenchConfig("M gpt2-medium-T1024", 24, 1024, 16, 50257, 1024, 1),
+    "L": BenchConfig("L gpt2-large-T1024", 36, 1280, 20, 50257, 1024, 1),
 }

@@ -10,7 +10,10 @@ A step is forward + backward + global-norm clipping + AdamW, same threads and ba
 all. Frameworks: ``ours`` (f32; OpenBLAS on this CPU's best kernels), ``ours-avx2`` (the
 same with OpenBLAS forced to its Haswell kernels), ``ours-bf16`` (weight matmuls on bf16
 casts of f32 master weights), ``torch`` (f32 eager) and ``torch-bf16`` (bf16 autocast, f32
-master weights). Speed is reported, never asserted.
+master weights); on request ``ours-recompute`` (recompute='blocks') and
+``torch-checkpoint`` (torch.utils.checkpoint around every block), e.g.
+``--configs C1024,M --frameworks ours,ours-recompute,torch,torch-checkpoint
+--seq-scaling ''``. Speed is reported, never asserted.
 """
 
 from __future__ import annotations
@@ -79,7 +82,12 @@ class StepPlan:
 
 
 def _ours(
-    cfg: BenchConfig, threads: int, steps: int, warmup: int, matmul_dtype: str = "f32"
+    cfg: BenchConfig,
+    threads: int,
+    steps: int,
+    warmup: int,
+    matmul_dtype: str = "f32",
+    recompute: str = "none",
 ) -> dict:
     from pyggml_train import ggml as G
     from pyggml_train import kernels
@@ -99,6 +107,7 @@ def _ours(
         n_embd=cfg.n_embd,
         padded_vocab_size=padded,
         matmul_dtype=matmul_dtype,
+        recompute=recompute,
     )
     model = GPT2(mc, ctx=ctx, seed=0)
     train = model.graph(cfg.batch_size, cfg.block_size, "train")
@@ -147,10 +156,17 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _torch(cfg: BenchConfig, threads: int, steps: int, warmup: int, bf16: bool = False) -> dict:
+def _torch(
+    cfg: BenchConfig,
+    threads: int,
+    steps: int,
+    warmup: int,
+    bf16: bool = False,
+    checkpoint: bool = False,
+) -> dict:
     from .torch_gpt2 import TorchStep
 
-    step = TorchStep(cfg, threads, autocast_bf16=bf16)
+    step = TorchStep(cfg, threads, autocast_bf16=bf16, checkpoint=checkpoint)
     times: dict[str, list[float]] = {"forward": [], "backward": [], "optimizer": [], "step": []}
     losses = []
     plan = StepPlan(warmup, steps)
@@ -176,8 +192,10 @@ def measure_one(framework: str, cfg: BenchConfig, threads: int, steps: int, warm
         "ours": _ours,
         "ours-avx2": _ours,
         "ours-bf16": lambda *a: _ours(*a, matmul_dtype="bf16"),
+        "ours-recompute": lambda *a: _ours(*a, recompute="blocks"),
         "torch": _torch,
         "torch-bf16": lambda *a: _torch(*a, bf16=True),
+        "torch-checkpoint": lambda *a: _torch(*a, checkpoint=True),
     }[framework]
     out = runner(cfg, threads, steps, warmup)
     med = {k: statistics.median(v) for k, v in out["times"].items()}

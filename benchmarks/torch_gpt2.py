@@ -7,6 +7,7 @@ Written here for the benchmark only (not a runtime dependency): forward + backwa
 from __future__ import annotations
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 from torch.nn import functional as F
 
@@ -34,8 +35,11 @@ class Block(nn.Module):
 
 
 class TorchGPT2(nn.Module):
-    def __init__(self, cfg: BenchConfig):
+    """``checkpoint``: torch.utils.checkpoint around every block (recomputed in backward)."""
+
+    def __init__(self, cfg: BenchConfig, checkpoint: bool = False):
         super().__init__()
+        self.checkpoint = checkpoint
         c = cfg.n_embd
         self.wte = nn.Embedding(cfg.vocab_size, c)
         self.wpe = nn.Embedding(cfg.block_size, c)
@@ -53,7 +57,10 @@ class TorchGPT2(nn.Module):
         t = idx.shape[1]
         x = self.wte(idx) + self.wpe(torch.arange(t))
         for block in self.blocks:
-            x = block(x)
+            if self.checkpoint:
+                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
         logits = self.ln_f(x) @ self.wte.weight.T  # (B, T, V), tied lm_head
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
 
@@ -61,10 +68,17 @@ class TorchGPT2(nn.Module):
 class TorchStep:
     """One training step, split into forward / backward / optimizer for timing."""
 
-    def __init__(self, cfg: BenchConfig, threads: int, seed: int = 0, autocast_bf16: bool = False):
+    def __init__(
+        self,
+        cfg: BenchConfig,
+        threads: int,
+        seed: int = 0,
+        autocast_bf16: bool = False,
+        checkpoint: bool = False,
+    ):
         torch.manual_seed(seed)
         torch.set_num_threads(threads)
-        self.model = TorchGPT2(cfg)
+        self.model = TorchGPT2(cfg, checkpoint)
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         self.opt = torch.optim.AdamW(

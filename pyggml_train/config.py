@@ -24,6 +24,7 @@ ATTENTION_KINDS = ("auto", "fused", "unfused")  # auto: fused on the CPU, unfuse
 # dtype of the Linear and LM-head weights in their matmuls; auto: bf16 where the CPU
 # multiplies bf16 natively (AVX512-BF16 or AMX, pyggml_train.kernels), else f32
 MATMUL_DTYPES = ("f32", "bf16", "auto")
+RECOMPUTE = ("none", "blocks")  # blocks: keep block inputs only, recompute in the backward
 OPTIMIZERS = ("adamw", "adam", "sgd")  # adam: AdamW without weight decay; sgd: plain SGD
 
 
@@ -46,6 +47,7 @@ class GPT2Config:
     loss_kind: str = "sparse"  # "sparse" is the smallest and fastest cross-entropy
     attention: str = "auto"  # "fused" attn_causal op (CPU only) or "unfused" mul_mat + soft_max
     matmul_dtype: str = "f32"  # "bf16": mixed precision on bf16 casts of f32 master weights
+    recompute: str = "none"  # "blocks": activation recomputation (less memory, one more forward)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -78,6 +80,7 @@ class GPT2Config:
             ("loss_kind", LOSS_KINDS),
             ("attention", ATTENTION_KINDS),
             ("matmul_dtype", MATMUL_DTYPES),
+            ("recompute", RECOMPUTE),
         ):
             _check_choice(self, name, choices)
 
@@ -257,7 +260,9 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
     optional = typing.get_origin(annotation) in (Union, types.UnionType) and type(None) in args
     base = next(a for a in args if a is not type(None)) if optional else annotation
     where = f"{cls.__name__}.{name}"
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+    # "none" spells None only where a field can be None (a str field may take "none")
+    spelled_none = isinstance(value, str) and value.lower() in ("none", "null") and base is not str
+    if value is None or spelled_none:
         if optional:
             return None
         raise ValueError(f"{where} can't be None; give a {base.__name__}")

@@ -237,9 +237,24 @@ class Context:
         self._c.allocate()
 
     def graph(
-        self, outputs: Tensor | Sequence[Tensor], backward: bool = False, size: int = 0
+        self,
+        outputs: Tensor | Sequence[Tensor],
+        backward: bool = False,
+        size: int = 0,
+        grad_accs: dict[Tensor, Tensor] | None = None,
+        arena: Arena | None = None,
     ) -> Graph:
-        return Graph(outputs, backward=backward, size=size)
+        return Graph(outputs, backward=backward, size=size, grad_accs=grad_accs, arena=arena)
+
+
+class Arena:
+    """Compute buffers shared by graphs that never run at the same time: they hold the
+    largest graph's working memory once instead of each graph its own. Computing one
+    graph of an arena invalidates the op results of the others (leaf tensors, such as
+    gradient accumulators, are unaffected)."""
+
+    def __init__(self) -> None:
+        self._a = _C.Arena()
 
 
 class Graph:
@@ -251,9 +266,20 @@ class Graph:
     :meth:`reset_grads`.
     """
 
-    def __init__(self, outputs: Tensor | Sequence[Tensor], backward: bool = False, size: int = 0):
+    def __init__(
+        self,
+        outputs: Tensor | Sequence[Tensor],
+        backward: bool = False,
+        size: int = 0,
+        grad_accs: dict[Tensor, Tensor] | None = None,
+        arena: Arena | None = None,
+    ):
+        """``grad_accs`` maps parameters to accumulators (f32 leaves of their shapes) that
+        this graph adds their gradients to instead of accumulators of its own, so several
+        graphs can share them; ``arena``: compute buffers to share (see :class:`Arena`)."""
         outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
-        self._g = _C.Graph([o._h for o in outs], backward, size)
+        pairs = [(p._h, a._h) for p, a in (grad_accs or {}).items()]
+        self._g = _C.Graph([o._h for o in outs], backward, size, pairs, arena._a if arena else None)
 
     def expand(self, tensor: Tensor) -> Tensor:
         """Append ``tensor`` (and what it needs) to the graph, e.g. optimizer steps."""

@@ -76,11 +76,23 @@ class GPT2Net:
     ) -> G.Tensor:
         """Logits (B, T, Vp) for i32 ids ``idx`` (B, T) at positions 0..T-1, or at the i32
         ``positions`` (T,) with one KV cache per block (decoding, see sample.py)."""
-        x = self.drop(g, self.wpe(g, self.wte(g, idx), positions))  # (B, T, C)
+        x = self.embed(g, idx, positions)  # (B, T, C)
         for i, block in enumerate(self.h):
             x = block(g, x, caches[i] if caches is not None else None)  # (B, T, C)
-        x = self.ln_f(g, x)
-        return self.lm_head(g, x)  # (B, T, Vp)
+        return self.head(g, x)  # (B, T, Vp)
+
+    # the three stages activation recomputation (recompute.py) runs as graphs of their own
+    @property
+    def blocks(self) -> list[GPTBlock]:
+        return self.h
+
+    def embed(self, g: Build, idx: G.Tensor, positions: G.Tensor | None = None) -> G.Tensor:
+        """The residual stream (B, T, C) entering the first block: dropout(wte + wpe)."""
+        return self.drop(g, self.wpe(g, self.wte(g, idx), positions))
+
+    def head(self, g: Build, x: G.Tensor) -> G.Tensor:
+        """Logits (B, T, Vp) of the last block's output x (B, T, C)."""
+        return self.lm_head(g, self.ln_f(g, x))
 
 
 class GPT2(Model):
@@ -89,7 +101,7 @@ class GPT2(Model):
     The graph options are config fields (validated in config.py): ``attention`` 'fused'
     (one ATTN_CAUSAL op, CPU kernels only), 'unfused' (mul_mat and a masked soft_max) or
     'auto' (fused on the CPU); ``matmul_dtype`` 'bf16' (mixed precision, f32 master
-    weights); ``loss_kind`` (model.LossHead).
+    weights); ``loss_kind`` (model.LossHead); ``recompute`` 'blocks' (recompute.py).
     """
 
     def __init__(
@@ -113,6 +125,7 @@ class GPT2(Model):
             loss_kind=config.loss_kind,
             matmul_dtype=config.matmul_dtype,
             fused_attention=fused,
+            recompute=config.recompute == "blocks",
         )
         self.tokenizer: Tokenizer | None = None  # set by from_pretrained when the file has one
 

@@ -28,6 +28,7 @@ from . import ggml as G
 from . import kernels
 from .config import LOSS_KINDS, MATMUL_DTYPES
 from .layers import Build, Param, init_values
+from .recompute import RecomputeStep
 from .step import accumulate
 
 GRAPH_CACHE_SIZE = 8  # graphs (their compute buffers) a model keeps, most recently used
@@ -162,6 +163,7 @@ class Model:
         loss_kind: str = "sparse",
         matmul_dtype: str = "f32",
         fused_attention: bool = True,
+        recompute: bool = False,
     ):
         if loss_kind not in LOSS_KINDS:
             raise ValueError(f"loss_kind must be one of {LOSS_KINDS}, got {loss_kind!r}")
@@ -173,6 +175,7 @@ class Model:
         self.vocab_size, self.block_size = vocab_size, block_size
         self.loss_kind, self.matmul_dtype = loss_kind, matmul_dtype
         self.fused_attention = fused_attention
+        self.recompute = recompute  # train graphs recompute blocks in the backward (recompute.py)
         self.layout: dict[str, Param] = {}  # name -> Param, in init order
         for p in net.params():
             if p.name in self.layout:
@@ -186,7 +189,7 @@ class Model:
         else:
             for p, value in init_values(self.layout.values(), seed):  # one tensor at a time
                 self.params[p.name].set(p.to_device(value))
-        self._graphs: OrderedDict[tuple[str, int, int], StepGraph] = OrderedDict()
+        self._graphs: OrderedDict[tuple[str, int, int], StepGraph | RecomputeStep] = OrderedDict()
         self.dropout_rng = DropoutRNG(seed)
 
     # -- parameters ---------------------------------------------------------------------------
@@ -216,10 +219,12 @@ class Model:
         return sum(p.size for p in self.layout.values())
 
     # -- graphs ---------------------------------------------------------------------------------
-    def build(self, batch: int, seq: int, mode: str) -> StepGraph:
+    def build(self, batch: int, seq: int, mode: str) -> StepGraph | RecomputeStep:
         """A new graph for (B, T): mode 'logits', 'loss' (forward) or 'train' (+ backward)."""
         if not 1 <= seq <= self.block_size:
             raise ValueError(f"sequence length {seq} must be in [1, block_size={self.block_size}]")
+        if mode == "train" and self.recompute:
+            return RecomputeStep(self, batch, seq)
         idx = self.ctx.input((batch, seq), dtype="i32", name="idx")  # (B, T)
         # dropout in training graphs only: validation and sampling see the whole network
         state = self.ctx.input((2,), "i32", name="dropout_state") if mode == "train" else None
@@ -238,7 +243,7 @@ class Model:
             return StepGraph(graph, idx, logits, head, state, self.dropout_rng)
         raise ValueError(f"mode must be 'logits', 'loss' or 'train', got {mode!r}")
 
-    def graph(self, batch: int, seq: int, mode: str) -> StepGraph:
+    def graph(self, batch: int, seq: int, mode: str) -> StepGraph | RecomputeStep:
         """The cached graph for (mode, B, T), built on first use. The cache keeps the
         GRAPH_CACHE_SIZE most recently used graphs: each holds compute buffers, and callers
         such as sampling with a growing prompt ask for a new (B, T) at every token."""

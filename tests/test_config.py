@@ -143,3 +143,13 @@ def test_graph_option_choices_are_checked(field: str, value: str) -> None:
 def test_data_mode_choice_is_checked() -> None:
     with pytest.raises(ValueError, match="TrainConfig.data_mode must be one of"):
         TrainConfig(data_mode="shuffled")
+
+
+def test_recompute_is_a_field_and_none_is_its_string() -> None:
+    model, train, tok = load_preset("gpt2", recompute="blocks")
+    assert model.recompute == "blocks"
+    model, _, _ = load_preset("gpt2", recompute="none")  # a str field keeps "none"
+    assert model.recompute == "none"
+    assert from_json(to_json(model, train, tok))[0].recompute == "none"
+    with pytest.raises(ValueError, match="recompute must be one of"):
+        load_preset("gpt2", recompute="layers")

@@ -160,12 +160,36 @@ void check_index_values(const IndexCheck & c) {
 
 }  // namespace
 
+class Graph;
+
+// Compute buffers that several graphs share because they never run at the same time
+// (activation recomputation runs one graph per transformer block): one scheduler, whose
+// buffers grow to the largest graph, re-allocated to whichever graph computes next.
+struct Arena {
+    ggml_backend_sched_ptr sched;
+    int size = 0;                     // graph size the scheduler was made for
+    const Graph * current = nullptr;  // the graph whose tensors the buffers hold now
+};
+
 class Graph {
   public:
-    Graph(std::shared_ptr<Context> ctx, const std::vector<TensorRef> & outputs, bool backward, int size)
-        : ctx_(std::move(ctx)) {
+    Graph(std::shared_ptr<Context> ctx, const std::vector<TensorRef> & outputs, bool backward, int size,
+          const std::vector<std::pair<TensorRef, TensorRef>> & grad_accs, std::shared_ptr<Arena> arena)
+        : ctx_(std::move(ctx)), arena_(arena ? std::move(arena) : std::make_shared<Arena>()) {
         for (const auto & o : outputs) {
             if (o.ctx.get() != ctx_.get()) fail("all outputs of a graph must come from the same Context");
+        }
+        for (const auto & [param, acc] : grad_accs) {
+            if (param.ctx.get() != ctx_.get() || acc.ctx.get() != ctx_.get()) {
+                fail("grad_accs: parameters and accumulators must come from the graph's Context");
+            }
+            if (!(param.t->flags & GGML_TENSOR_FLAG_PARAM)) fail("grad_accs: " + describe(param.t) + " is not a parameter");
+            if (acc.t->type != GGML_TYPE_F32 || !ggml_are_same_shape(acc.t, param.t) || !is_persistent(acc.t) ||
+                !ggml_is_contiguous(acc.t)) {
+                fail("grad_accs: the accumulator of " + describe(param.t) + " must be a contiguous f32 leaf of its shape, got " +
+                     describe(acc.t));
+            }
+            given_accs_[param.t] = acc.t;
         }
         // Count the forward nodes to size the graph: the backward pass adds a few
         // nodes per forward node.
@@ -217,7 +241,7 @@ class Graph {
         enum ggml_status status;
         {
             py::gil_scoped_release release;
-            status = ggml_backend_sched_graph_compute(sched_.get(), cg_);
+            status = ggml_backend_sched_graph_compute(arena_->sched.get(), cg_);
         }
         if (status == GGML_STATUS_FAILED && *ggml_cpu_last_error()) {
             // patch 0017: an assert failed inside a compute thread
@@ -272,10 +296,11 @@ class Graph {
     int n_nodes() const { return ggml_graph_n_nodes(cg_); }
     int size() const { return size_; }
     size_t compute_buffer_bytes() const {
-        if (!sched_) return 0;
+        ggml_backend_sched_t sched = arena_->sched.get();
+        if (!sched) return 0;
         size_t total = 0;
-        for (int i = 0; i < ggml_backend_sched_get_n_backends(sched_.get()); ++i) {
-            total += ggml_backend_sched_get_buffer_size(sched_.get(), ggml_backend_sched_get_backend(sched_.get(), i));
+        for (int i = 0; i < ggml_backend_sched_get_n_backends(sched); ++i) {
+            total += ggml_backend_sched_get_buffer_size(sched, ggml_backend_sched_get_backend(sched, i));
         }
         return total;
     }
@@ -384,6 +409,13 @@ class Graph {
             const bool is_param = node->flags & GGML_TENSOR_FLAG_PARAM;
             const bool is_loss = node->flags & GGML_TENSOR_FLAG_LOSS;
             if (!is_param && !is_loss) continue;
+            auto given = given_accs_.find(node);
+            if (is_param && given != given_accs_.end()) {  // shared with other graphs
+                grad_accs[i] = given->second;
+                accs_[node] = given->second;
+                param_order_.push_back(node);
+                continue;
+            }
             std::string name = std::string(is_param ? "grad_acc:" : "loss_grad:") + node->name;
             TensorRef acc = ctx_->new_persistent(GGML_TYPE_F32, {node->ne[0], node->ne[1], node->ne[2], node->ne[3]}, name);
             grad_accs[i] = acc.t;
@@ -439,42 +471,72 @@ class Graph {
     }
 
     void ensure_allocated() {
-        if (allocated_) return;
-        if (!sched_) {
+        Arena & a = *arena_;
+        if (allocated_ && a.current == this) return;
+        if (!a.sched || a.size < size_) {
             // primary device, then the CPU as the fallback
             std::vector<ggml_backend_t> backends = {ctx_->backend()};
             if (ctx_->cpu_backend() != ctx_->backend()) backends.push_back(ctx_->cpu_backend());
-            sched_.reset(ggml_backend_sched_new(backends.data(), nullptr, static_cast<int>(backends.size()),
-                                                static_cast<size_t>(size_) * 2, false, true));
+            a.sched.reset(ggml_backend_sched_new(backends.data(), nullptr, static_cast<int>(backends.size()),
+                                                 static_cast<size_t>(size_) * 2, false, true));
+            a.size = size_;
         }
-        ggml_backend_sched_reset(sched_.get());
-        if (!ggml_backend_sched_alloc_graph(sched_.get(), cg_)) {
+        ggml_backend_sched_reset(a.sched.get());
+        a.current = nullptr;
+        release_nodes();
+        if (!ggml_backend_sched_alloc_graph(a.sched.get(), cg_)) {
             throw std::runtime_error("could not allocate the compute buffers of the graph (out of memory?)");
         }
+        a.current = this;
         allocated_ = true;
+    }
+
+    // Forget where the compute buffers put this graph's op results (another graph of the
+    // arena may have used, or grown, them since): the allocator places only tensors
+    // without data, so every node and non-persistent leaf must be placed anew.
+    void release_nodes() {
+        auto release = [](ggml_tensor * t) {
+            const ggml_tensor * root = t;
+            while (root->view_src) root = root->view_src;
+            if (is_persistent(root)) return;
+            t->data = nullptr;
+            t->buffer = nullptr;
+        };
+        for (int i = 0; i < ggml_graph_n_nodes(cg_); ++i) {
+            ggml_tensor * node = ggml_graph_node(cg_, i);
+            release(node);
+            for (ggml_tensor * s : node->src) {
+                if (s) release(s);
+            }
+        }
     }
 
     std::shared_ptr<Context> ctx_;
     ggml_context_ptr gctx_;
     ggml_cgraph * cg_ = nullptr;
-    ggml_backend_sched_ptr sched_;
+    std::shared_ptr<Arena> arena_;
     int size_ = 0;
     bool allocated_ = false;
     bool has_backward_ = false;
     float loss_scale_ = 1.0f;
     std::unordered_map<ggml_tensor *, ggml_tensor *> accs_;
     std::unordered_map<ggml_tensor *, ggml_tensor *> loss_accs_;
+    std::unordered_map<ggml_tensor *, ggml_tensor *> given_accs_;  // param -> accumulator shared with other graphs
     std::vector<ggml_tensor *> param_order_;
     std::vector<IndexCheck> index_checks_;
 };
 
 void init_graph(py::module_ & m) {
+    py::class_<Arena, std::shared_ptr<Arena>>(m, "Arena").def(py::init<>());
     py::class_<Graph>(m, "Graph")
-        .def(py::init([](const std::vector<TensorRef> & outputs, bool backward, int size) {
+        .def(py::init([](const std::vector<TensorRef> & outputs, bool backward, int size,
+                         const std::vector<std::pair<TensorRef, TensorRef>> & grad_accs, std::shared_ptr<Arena> arena) {
                  if (outputs.empty()) fail("a graph needs at least one output tensor");
-                 return new Graph(outputs.front().ctx, outputs, backward, size);
+                 if (!grad_accs.empty() && !backward) fail("grad_accs needs backward=True");
+                 return new Graph(outputs.front().ctx, outputs, backward, size, grad_accs, std::move(arena));
              }),
-             py::arg("outputs"), py::arg("backward") = false, py::arg("size") = 0)
+             py::arg("outputs"), py::arg("backward") = false, py::arg("size") = 0,
+             py::arg("grad_accs") = std::vector<std::pair<TensorRef, TensorRef>>{}, py::arg("arena") = nullptr)
         .def("expand", &Graph::expand)
         .def("compute", &Graph::compute, py::arg("threads") = 0, py::arg("check_indices") = true)
         .def("reset_grads", &Graph::reset_grads)
