@@ -231,15 +231,6 @@ def _heads(node: Node, width: str, heads: str) -> None:
         )
 
 
-def _dropout(node: Node, param: str) -> None:
-    """Refuse dropout > 0: the compiler has no dropout layer yet (never drop it silently)."""
-    if node.params[param] > 0:
-        raise node.error(
-            f"{param} {node.params[param]:g} is not supported yet (spec models have no dropout "
-            f"layer); set {param} to 0"
-        )
-
-
 def _infer_data(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
     p = node.params
     state.data_node = node
@@ -268,21 +259,27 @@ def _infer_positional(node: Node, ins: list[Shape], state: _State) -> list[Shape
     t, max_len = ins[0][1], node.params["max_len"]
     if t > max_len:
         raise node.error(f"max_len {max_len} but its input has {t} positions (block_size)")
-    _dropout(node, "dropout")
     return [ins[0]]
 
 
 def _infer_gpt_block(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
     _width(node, ins[0], "d_model")
     _heads(node, "d_model", "nhead")
-    _dropout(node, "dropout")
     return [ins[0]]
+
+
+def _infer_encoder(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
+    if node.params["dropout"] > 0:  # never dropped silently
+        raise node.error(
+            f"dropout {node.params['dropout']:g} is not supported (the encoder layer has no "
+            "dropout yet); set it to 0, or add Dropout nodes around the layer"
+        )
+    return _infer_gpt_block(node, ins, state)
 
 
 def _infer_mha(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
     _width(node, ins[0], "embed_dim")
     _heads(node, "embed_dim", "num_heads")
-    _dropout(node, "dropout")
     return [ins[0]]
 
 
@@ -312,11 +309,6 @@ def _infer_linear(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
 
 
 def _infer_same(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
-    return [ins[0]]
-
-
-def _infer_dropout(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
-    _dropout(node, "p")
     return [ins[0]]
 
 
@@ -479,7 +471,7 @@ NODE_TYPES: dict[str, NodeType] = {
                     "pre-LN (x + attn(ln(x))) instead of PyTorch's default post-LN",
                 ),
             ),
-            _infer_gpt_block,
+            _infer_encoder,
         ),
         NodeType(
             "MultiheadAttention",
@@ -491,7 +483,7 @@ NODE_TYPES: dict[str, NodeType] = {
                 _width_param("embed_dim", 128, "width C (must match the input)"),
                 _width_param("num_heads", 4, "heads; embed_dim must be divisible by it"),
                 Param("causal", "bool", True, "mask the future (a language model needs it)"),
-                _dropout_param("dropout on the attention probabilities"),
+                _dropout_param("dropout on the attention output"),
             ),
             _infer_mha,
         ),
@@ -542,18 +534,8 @@ NODE_TYPES: dict[str, NodeType] = {
             "Zeroes each activation with probability p during training (scaled by 1/(1-p)).",
             (_X,),
             (_Y,),
-            (
-                Param(
-                    "p",
-                    "float",
-                    0.0,
-                    "drop probability (only 0 is accepted until spec models get dropout)",
-                    min=0.0,
-                    max=1.0,
-                    max_exclusive=True,
-                ),
-            ),
-            _infer_dropout,
+            (Param("p", "float", 0.1, "drop probability", min=0.0, max=1.0, max_exclusive=True),),
+            _infer_same,
         ),
         NodeType(
             "Add",
@@ -957,14 +939,23 @@ def load_spec(path: str | Path, data_dir: str | Path | None = None) -> Spec:
 
 
 # ---- the compiler: a spec as layers, a Model, a training config ------------------------------
-class _Identity:
-    """A Dropout node with p = 0."""
+class _ThenDropout:
+    """A layer whose output goes through dropout (PositionalEncoding, MultiheadAttention);
+    extra arguments (positions, a KV cache) go to the layer."""
+
+    def __init__(self, layer: Any, dropout: L.Dropout):
+        self.layer, self.dropout = layer, dropout
 
     def params(self) -> list[L.Param]:
-        return []
+        return self.layer.params()
 
-    def __call__(self, g: L.Build, x: G.Tensor) -> G.Tensor:
-        return x
+    def __call__(self, g: L.Build, x: G.Tensor, *extra: Any) -> G.Tensor:
+        return self.dropout(g, self.layer(g, x, *extra))
+
+
+# dropout streams a node type draws (each stream its own mask): GPT blocks drop the
+# attention and the MLP outputs; the Dropout node, positions and attention their output
+STREAMS = {"GPTBlock": 2, "PositionalEncoding": 1, "MultiheadAttention": 1, "Dropout": 1}
 
 
 class _Add:
@@ -977,8 +968,9 @@ class _Add:
         return a + b
 
 
-def _layer(node: Node, spec: Spec, layers: dict[str, Any], n_blocks: int) -> Any:
-    """The layers.py object a node stands for (None for the data and loss nodes)."""
+def _layer(node: Node, spec: Spec, layers: dict[str, Any], n_blocks: int, stream: int) -> Any:
+    """The layers.py object a node stands for (None for the data and loss nodes); its
+    dropout masks use streams from ``stream`` on (STREAMS says how many)."""
     p, nid = node.params, node.id
     width = spec.input_shapes(node)[0][-1] if node.inputs else 0
     if node.type in ("TextDataset", "Loss"):
@@ -987,12 +979,22 @@ def _layer(node: Node, spec: Spec, layers: dict[str, Any], n_blocks: int) -> Any
         return L.Embedding(nid, p["num_embeddings"], p["embedding_dim"])
     if node.type == "PositionalEncoding":
         if p["kind"] == "learned":
-            return L.LearnedPositionalEncoding(nid, p["max_len"], width)
-        return L.SinusoidalPositionalEncoding(p["max_len"], width)
+            pe = L.LearnedPositionalEncoding(nid, p["max_len"], width)
+        else:
+            pe = L.SinusoidalPositionalEncoding(p["max_len"], width)
+        return _ThenDropout(pe, L.Dropout(p["dropout"], stream))
     if node.type == "GPTBlock":
         # GPT-2's init: residual projections shrink with depth so the stream's variance stays put
         proj_std = 0.02 / math.sqrt(2 * n_blocks)
-        return L.GPTBlock(nid, p["d_model"], p["nhead"], p["dim_feedforward"], proj_std=proj_std)
+        return L.GPTBlock(
+            nid,
+            p["d_model"],
+            p["nhead"],
+            p["dim_feedforward"],
+            proj_std=proj_std,
+            dropout=p["dropout"],
+            stream=stream,
+        )
     if node.type == "TransformerEncoderLayer":
         return L.TransformerEncoderLayer(
             nid,
@@ -1003,7 +1005,8 @@ def _layer(node: Node, spec: Spec, layers: dict[str, Any], n_blocks: int) -> Any
             norm_first=p["norm_first"],
         )
     if node.type == "MultiheadAttention":
-        return L.SelfAttention(nid, p["embed_dim"], p["num_heads"], causal=p["causal"])
+        attn = L.SelfAttention(nid, p["embed_dim"], p["num_heads"], causal=p["causal"])
+        return _ThenDropout(attn, L.Dropout(p["dropout"], stream))
     if node.type == "LayerNorm":
         return L.LayerNorm(nid, p["normalized_shape"], p["eps"])
     if node.type == "Linear":
@@ -1014,7 +1017,7 @@ def _layer(node: Node, spec: Spec, layers: dict[str, Any], n_blocks: int) -> Any
     if node.type == "Add":
         return _Add()
     if node.type == "Dropout":
-        return _Identity()  # p == 0, the only value the checker lets through
+        return L.Dropout(p["p"], stream)
     raise node.error("has no layer")
 
 
@@ -1031,8 +1034,10 @@ class SpecNet:
         self.spec = spec
         n_blocks = sum(n.type == "GPTBlock" for n in spec.nodes.values())
         self.layers: dict[str, Any] = {}
+        stream = 0
         for node in spec.nodes.values():
-            self.layers[node.id] = _layer(node, spec, self.layers, n_blocks)
+            self.layers[node.id] = _layer(node, spec, self.layers, n_blocks, stream)
+            stream += STREAMS.get(node.type, 0)
         self.causal = all(
             n.type != "TransformerEncoderLayer"
             and (n.type != "MultiheadAttention" or n.params["causal"])
@@ -1050,7 +1055,7 @@ class SpecNet:
             if node.type == "GPTBlock":
                 found.append(layer.attn)
             elif node.type == "MultiheadAttention":
-                found.append(layer)
+                found.append(layer.layer)
         return found
 
     def __call__(

@@ -92,7 +92,7 @@ def test_param_checks_normalise_and_reject():
     for bad in (0, -3, 1.5, "128", True, None, float("nan")):
         with pytest.raises(ValueError, match="d_model"):
             width.check(bad)
-    p = NODE_TYPES["Dropout"].param("p")  # (only 0 passes the checker for now)
+    p = NODE_TYPES["Dropout"].param("p")
     assert p.check(0) == 0.0 and p.check(0.5) == 0.5
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         p.check(1.0)
@@ -348,12 +348,23 @@ def test_loss_schedule_values():
     assert messages(data) == ['Loss "loss": warmup_steps 20 exceeds steps 10']
 
 
-@pytest.mark.parametrize("nid, param", [("pos", "dropout"), ("b1", "dropout")])
-def test_dropout_is_refused_naming_the_node(nid, param):
+def test_dropout_is_accepted_except_on_the_encoder_layer():
     data = tiny()
-    node(data, nid)["params"][param] = 0.1
+    node(data, "pos")["params"]["dropout"] = 0.1
+    node(data, "b1")["params"]["dropout"] = 0.2
+    assert errors(data) == []
+    data = tiny(blocks=0)
+    data["nodes"].append(
+        {
+            "id": "enc",
+            "type": "TransformerEncoderLayer",
+            "params": {"d_model": 16, "nhead": 2, "dim_feedforward": 32, "dropout": 0.1},
+        }
+    )
+    data["links"] = [lk for lk in data["links"] if lk["to"] != ["ln", 0]]
+    data["links"] += [{"from": ["pos", 0], "to": ["enc", 0]}, {"from": ["enc", 0], "to": ["ln", 0]}]
     errs = errors(data)
-    assert errs[0]["node"] == nid and f"{param} 0.1 is not supported yet" in errs[0]["message"]
+    assert errs[0]["node"] == "enc" and "dropout 0.1 is not supported" in errs[0]["message"]
 
 
 def test_link_errors():

@@ -35,12 +35,16 @@ def spec_name(hf: str) -> str:
     return name
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_gpt2_shaped_spec_equals_gpt2(fused):
+@pytest.mark.parametrize("fused, dropout", [(True, 0.0), (False, 0.0), (True, 0.2)])
+def test_gpt2_shaped_spec_equals_gpt2(fused, dropout):
     """Same weights, same batch: the same loss and the same gradients, bit for bit (the
     spec compiles to the same layers, so the same ops in the same order)."""
     c, blocks, heads, t = 16, 2, 2, 8
-    spec = parse_spec(gpt2_spec(c, blocks, heads, t), DATA_DIR)
+    data = gpt2_spec(c, blocks, heads, t)
+    for n in data["nodes"]:
+        if n["type"] in ("PositionalEncoding", "GPTBlock"):
+            n["params"]["dropout"] = dropout  # GPT-2's masks: same streams, same (seed, counter)
+    spec = parse_spec(data, DATA_DIR)
     cfg = GPT2Config(
         vocab_size=VOCAB,
         block_size=t,
@@ -48,10 +52,13 @@ def test_gpt2_shaped_spec_equals_gpt2(fused):
         n_head=heads,
         n_embd=c,
         attention="fused" if fused else "unfused",
+        dropout=dropout,
     )
     gpt = GPT2(cfg, ctx=G.Context("cpu", threads=2), seed=3)
     weights = {spec_name(k): v for k, v in gpt.state_dict().items()}
-    model = build_model(spec, G.Context("cpu", threads=2), params=weights, fused_attention=fused)
+    model = build_model(
+        spec, G.Context("cpu", threads=2), seed=3, params=weights, fused_attention=fused
+    )
     assert sorted(model.state_dict()) == sorted(weights)
     assert model.num_params() == gpt.num_params()
     rng = np.random.default_rng(0)
@@ -62,6 +69,8 @@ def test_gpt2_shaped_spec_equals_gpt2(fused):
     for name, g in grads_gpt.items():
         np.testing.assert_array_equal(grads_spec[spec_name(name)], g, err_msg=name)
     np.testing.assert_array_equal(model.forward(x), gpt.forward(x))
+    if dropout:  # masks in training graphs only: the validation loss sees the whole net
+        assert model.loss(x, y) == gpt.loss(x, y) != loss_spec
 
 
 # ---- a spec of every other node type, against numpy ----------------------------------------

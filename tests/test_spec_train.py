@@ -61,17 +61,20 @@ def test_train_spec_writes_metrics_checkpoint_and_learns(tmp_path):
     assert result.sample
 
 
-def test_resume_continues_exactly(tmp_path):
-    whole = run(tmp_path, "whole", small(steps=8))
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_resume_continues_exactly(tmp_path, dropout):
+    spec = small(steps=8)
+    node(spec, "b0")["params"]["dropout"] = dropout  # its masks resume too
+    whole = run(tmp_path, "whole", spec)
     seen = []  # stop after step 4 (max_steps stays 8, so the lr schedule is the same)
     run(
         tmp_path,
         "split",
-        small(steps=8),
+        spec,
         on_metrics=seen.append,
         should_stop=lambda: len(seen) == 4,
     )
-    rest = run(tmp_path, "split", small(steps=8), resume=tmp_path / "split" / "checkpoint.npz")
+    rest = run(tmp_path, "split", spec, resume=tmp_path / "split" / "checkpoint.npz")
     assert rest.steps == 8
     split = [r["train_loss"] for r in read_metrics(tmp_path / "split" / "metrics.jsonl")]
     assert split == whole.train_losses  # bit-identical, not just close
