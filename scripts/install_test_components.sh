@@ -16,14 +16,13 @@ if ! command -v npm >/dev/null; then
 fi
 (cd / && python -m pyggml_train.studio.assets)
 
-cache="${PYGGML_CACHE_DIR:-$HOME/.cache/pyggml_train}"
-
-# llama-cpp-python: the GGUF export tests load our files in llama.cpp. PyPI has only its
-# sdist, whose build takes 15-25 minutes, so the wheel is built once per pinned version into a
-# cache outside the clone and installed from there. Tests, examples and tools of llama.cpp are
-# not needed (only libllama + the Python bindings), nor llava/mtmd.
+# ---- llama-cpp-python: the GGUF export tests load our files in llama.cpp ----
+# PyPI has only its sdist, whose build takes 15-25 minutes on 2 cores, so the wheel is built
+# once per pinned version into a cache outside the clone and installed from there (about a
+# second). llama.cpp's tests, examples, tools, server and llava/mtmd are not built: only
+# libllama and the Python bindings are needed.
 llama_cpp_version=0.3.36
-wheels="$cache/wheels/llama_cpp_python-$llama_cpp_version"
+wheels="${PYGGML_CACHE_DIR:-$HOME/.cache/pyggml_train}/wheels/llama_cpp_python-$llama_cpp_version"
 if ! python -c "import importlib.metadata as m, sys; sys.exit(m.version('llama_cpp_python') != '$llama_cpp_version')" 2>/dev/null; then
   if ! ls "$wheels"/llama_cpp_python-"$llama_cpp_version"-*.whl >/dev/null 2>&1; then
     echo "building llama-cpp-python $llama_cpp_version into $wheels (once; 15-25 minutes on 2 cores)"

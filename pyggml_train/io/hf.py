@@ -16,7 +16,7 @@ import numpy as np
 from ..atomic import atomic_dir
 from ..config import GPT2Config
 from ..hf_gpt2 import PREFIX, infer_config, param_shapes
-from ..tokenizer import GPT2Tokenizer, Tokenizer, tokenizer_from_dict
+from ..tokenizer import GPT2_VOCAB_SIZE, GPT2Tokenizer, Tokenizer, tokenizer_from_dict
 from .bpe import gpt2_from_tiktoken
 from .safetensors import load_safetensors, save_safetensors
 
@@ -120,7 +120,8 @@ def _tokenizer(file: Path, metadata: dict[str, str], config: GPT2Config) -> Toke
         tokenizer = tokenizer_from_dict(json.loads(metadata[TOKENIZER_META]))
     elif (file.parent / "vocab.json").is_file():
         vocab = json.loads((file.parent / "vocab.json").read_text(encoding="utf-8"))
-        if sorted(vocab, key=vocab.__getitem__) != gpt2_from_tiktoken().tokens:
+        gpt2 = len(vocab) == GPT2_VOCAB_SIZE  # only then is tiktoken's GPT-2 worth loading
+        if not gpt2 or sorted(vocab, key=vocab.__getitem__) != gpt2_from_tiktoken().tokens:
             return None  # another BPE: the weights load, the caller brings a tokenizer
         tokenizer = GPT2Tokenizer()
     else:
