@@ -6,12 +6,13 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
 from test_spec import DATA_DIR, node, tiny
 
+import pyggml_train
 from pyggml_train import cli
 from pyggml_train import ggml as G
 from pyggml_train.checkpoint import load_checkpoint
@@ -182,7 +183,8 @@ def test_exported_script_reproduces_the_run(tmp_path):
     script.write_text(script_for(data, DATA_DIR))
     assert "b0: GPTBlock(d_model=16, nhead=2" in script.read_text()
     sets = [f"{k}={v}" for k, v in FAST.items()]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    # the script imports the package these tests import (installed, or a dev build)
+    env = {**os.environ, "PYTHONPATH": str(Path(pyggml_train.__file__).resolve().parents[1])}
     out = tmp_path / "script_out"
     cmd = [sys.executable, str(script), "--out-dir", str(out), "--data-dir", str(DATA_DIR)]
     done = subprocess.run([*cmd, "--set", *sets], env=env, capture_output=True, text=True)
