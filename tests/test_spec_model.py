@@ -11,7 +11,7 @@ from pyggml_train import ggml as G
 from pyggml_train.config import GPT2Config
 from pyggml_train.gpt2 import GPT2, GPT2Net
 from pyggml_train.sample import KVCacheDecoder
-from pyggml_train.spec import SpecNet, build_model, parse_spec
+from pyggml_train.spec import SpecNet, as_gpt2, build_model, parse_spec
 
 VOCAB = 65  # tiny shakespeare's characters
 
@@ -22,17 +22,6 @@ def gpt2_spec(c: int, blocks: int, heads: int, t: int) -> dict:
     node(data, "head")["params"].update(bias=False, tie_weights="emb")
     node(data, "pos")["params"]["max_len"] = t
     return data
-
-
-def spec_name(hf: str) -> str:
-    """GPT2's HF parameter name -> the spec's (node ids emb, pos, b<i>, ln)."""
-    name = hf.removeprefix("transformer.")
-    for old, new in (("wte.", "emb."), ("wpe.", "pos."), ("ln_f.", "ln.")):
-        name = name.replace(old, new)
-    if name.startswith("h."):
-        _, i, rest = name.split(".", 2)
-        name = f"b{i}.{rest}"
-    return name
 
 
 @pytest.mark.parametrize("fused, dropout", [(True, 0.0), (False, 0.0), (True, 0.2)])
@@ -55,7 +44,12 @@ def test_gpt2_shaped_spec_equals_gpt2(fused, dropout):
         dropout=dropout,
     )
     gpt = GPT2(cfg, ctx=G.Context("cpu", threads=2), seed=3)
-    weights = {spec_name(k): v for k, v in gpt.state_dict().items()}
+    exported, names = as_gpt2(spec)  # spec name -> GPT-2's, spec.py's knowledge
+    assert exported == GPT2Config(
+        vocab_size=VOCAB, block_size=t, n_layer=blocks, n_head=heads, n_embd=c
+    )
+    spec_name = {hf: name for name, hf in names.items()}
+    weights = {spec_name[k]: v for k, v in gpt.state_dict().items()}
     model = build_model(
         spec, G.Context("cpu", threads=2), seed=3, params=weights, fused_attention=fused
     )
@@ -67,7 +61,7 @@ def test_gpt2_shaped_spec_equals_gpt2(fused, dropout):
     loss_spec, grads_spec = model.loss_and_grads(x, y)
     assert loss_spec == loss_gpt
     for name, g in grads_gpt.items():
-        np.testing.assert_array_equal(grads_spec[spec_name(name)], g, err_msg=name)
+        np.testing.assert_array_equal(grads_spec[spec_name[name]], g, err_msg=name)
     np.testing.assert_array_equal(model.forward(x), gpt.forward(x))
     if dropout:  # masks in training graphs only: the validation loss sees the whole net
         assert model.loss(x, y) == gpt.loss(x, y) != loss_spec

@@ -65,12 +65,10 @@ def load_model(path: str | Path) -> LoadedModel:
         from ..tokenizer import tokenizer_from_dict
 
         ckpt = load_checkpoint(path)
-        if ckpt.spec is not None:
-            raise ValueError(
-                f"{path} is a model-spec checkpoint; export and --init-from read GPT-2 models "
-                "(its parameters are named after the spec's nodes, not GPT-2's layers)"
-            )
-        return LoadedModel(ckpt.params, ckpt.model_config, tokenizer_from_dict(ckpt.tokenizer), fmt)
+        tokenizer = tokenizer_from_dict(ckpt.tokenizer)
+        if ckpt.spec is None:
+            return LoadedModel(ckpt.params, ckpt.model_config, tokenizer, fmt)
+        return LoadedModel(*_gpt2_of_spec(path, ckpt.spec, ckpt.params, tokenizer), fmt)
     if fmt == "hf":
         from .hf import load_hf
 
@@ -82,6 +80,22 @@ def load_model(path: str | Path) -> LoadedModel:
     from .llmc import load_llmc
 
     return LoadedModel(*load_llmc(path), None, fmt)
+
+
+def _gpt2_of_spec(
+    path: str | Path, spec: dict, params: dict[str, np.ndarray], tokenizer: Tokenizer
+) -> tuple[dict[str, np.ndarray], GPT2Config, Tokenizer]:
+    """A model-spec checkpoint's weights under GPT-2's names, if the spec is GPT-2-shaped."""
+    from ..spec import SpecError, as_gpt2, parse_spec
+
+    try:
+        config, names = as_gpt2(parse_spec(spec, vocab_size=tokenizer.vocab_size))
+    except SpecError as e:
+        raise ValueError(
+            f"{path} is a model-spec checkpoint that export and --init-from can't read as GPT-2: "
+            f"{e.message}"
+        ) from None
+    return {names[k]: v for k, v in params.items()}, config, tokenizer
 
 
 def export_model(
