@@ -43,6 +43,23 @@ def square_sums(grad: G.Tensor) -> list[G.Tensor]:
     return [G.sum(G.sqr(p)) for p in pieces]
 
 
+class SquaredNorm:
+    """The squared global norm of gradient accumulators: one graph, built once, that both
+    optimizers compute before their update (clipping and the non-finite check need it)."""
+
+    def __init__(self, ctx: G.Context, grads: dict[str, G.Tensor]):
+        squares = [part for g in grads.values() for part in square_sums(g)]  # each ()
+        total = squares[0]
+        for s in squares[1:]:
+            total = total + s
+        self._total = total  # ()
+        self._graph = ctx.graph(total)
+
+    def __call__(self) -> float:
+        self._graph.compute()
+        return max(float(self._total.numpy()), 0.0)
+
+
 class AdamW:
     """AdamW over named parameters whose gradients sit in persistent accumulators."""
 
@@ -71,12 +88,7 @@ class AdamW:
         self.hp_decay = ctx.input((8,), name="adamw_hparams_decay")  # (8,)
         self.hp_plain = ctx.input((8,), name="adamw_hparams_no_decay")  # (8,)
 
-        squares = [part for g in grads.values() for part in square_sums(g)]  # each ()
-        total = squares[0]
-        for s in squares[1:]:
-            total = total + s
-        self._sumsq = total  # ()
-        self._norm_graph = ctx.graph(total)
+        self._squared_norm = SquaredNorm(ctx, grads)
 
         steps = []
         for name, p in params.items():
@@ -86,8 +98,7 @@ class AdamW:
 
     def sum_of_squares(self) -> float:
         """Sum of the squares of every accumulated gradient (the squared global norm)."""
-        self._norm_graph.compute()
-        return max(float(self._sumsq.numpy()), 0.0)
+        return self._squared_norm()
 
     def update(self, lr: float, grad_scale: float = 1.0) -> None:
         """One update with learning rate lr on the gradients times grad_scale (the clip)."""
@@ -142,12 +153,7 @@ class SGD:
         self.steps = 0
         self.hp_decay = ctx.input((2,), name="sgd_hparams_decay")  # (2,) [alpha, wd]
         self.hp_plain = ctx.input((2,), name="sgd_hparams_no_decay")  # (2,)
-        squares = [part for g in grads.values() for part in square_sums(g)]  # each ()
-        total = squares[0]
-        for s in squares[1:]:
-            total = total + s
-        self._sumsq = total  # ()
-        self._norm_graph = ctx.graph(total)
+        self._squared_norm = SquaredNorm(ctx, grads)
         self._step_graph = ctx.graph(
             [
                 G.opt_step_sgd(p, grads[n], self.hp_decay if decays(p) else self.hp_plain)
@@ -157,8 +163,7 @@ class SGD:
 
     def sum_of_squares(self) -> float:
         """Sum of the squares of every accumulated gradient (the squared global norm)."""
-        self._norm_graph.compute()
-        return max(float(self._sumsq.numpy()), 0.0)
+        return self._squared_norm()
 
     def update(self, lr: float, grad_scale: float = 1.0) -> None:
         """One step with learning rate lr on the gradients times grad_scale (the clip)."""
