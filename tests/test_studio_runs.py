@@ -213,6 +213,18 @@ def test_exported_script_reproduces_the_run(studio, finished_run, tmp_path):
     np.testing.assert_allclose(ours, [m["train_loss"] for m in studio_run], rtol=1e-6)
 
 
+def _processes_writing(path: Path) -> list[int]:
+    """Pids with ``path`` open (Linux /proc)."""
+    pids = []
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == str(path) for fd in fds.iterdir()):
+                pids.append(int(fds.parent.name))
+        except OSError:  # a process that ended, or one we may not inspect
+            continue
+    return pids
+
+
 def test_a_worker_outliving_a_killed_server_stops_at_a_checkpoint(tmp_path):
     """SIGKILL the studio mid-run: its worker notices, checkpoints and exits; a new studio
     lists the run as stopped and resumable."""
@@ -253,6 +265,10 @@ def test_a_worker_outliving_a_killed_server_stops_at_a_checkpoint(tmp_path):
     deadline = time.monotonic() + TIMEOUT_S
     while not (run_dir / "result.json").is_file():
         assert time.monotonic() < deadline, "the orphaned worker did not stop"
+        time.sleep(0.2)
+    # and it exits: no process keeps writing the run's log
+    while _processes_writing(run_dir / "log.txt"):
+        assert time.monotonic() < deadline, "the orphaned worker stopped but did not exit"
         time.sleep(0.2)
     assert json.loads((run_dir / "result.json").read_text())["state"] == "stopped"
     with running_studio(root) as base2:

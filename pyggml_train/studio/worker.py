@@ -86,15 +86,17 @@ def planned_steps(spec: Any, run_dir: Path | None = None) -> int:
     return S.train_config_for(spec, read_tokens(train_bin).size).max_steps
 
 
-def _stop_when_orphaned(stop: Any) -> None:
+def _stop_when_orphaned(stop: Any, updates: Any) -> None:
     """A server killed outright leaves its worker behind: the worker then stops by itself
-    (at a checkpoint) instead of training on unwatched."""
+    (at a checkpoint) instead of training on unwatched, and exits without waiting to flush
+    ``updates`` to a reader that is gone (a full pipe would block its exit forever)."""
     parent = os.getppid()
 
     def watch() -> None:
         while not stop.wait(ORPHAN_POLL_S):
             if os.getppid() != parent:
                 print("the studio server is gone: stopping at a checkpoint", flush=True)
+                updates.cancel_join_thread()
                 stop.set()
 
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
@@ -108,7 +110,7 @@ def train_run(run_dir: str, data_dir: str, resume: bool, stop: Any, updates: Any
     run = Path(run_dir)
     (run / "result.json").unlink(missing_ok=True)
     _redirect_output(run / "log.txt")
-    _stop_when_orphaned(stop)
+    _stop_when_orphaned(stop, updates)
     max_steps = 0
 
     def on_metrics(record: dict[str, Any]) -> None:
