@@ -19,6 +19,23 @@ class BenchConfig:
     def tokens_per_step(self) -> int:
         return self.block_size * self.batch_size
 
+    def gpt2_config(self, **fields):
+        """The GPT2Config of this shape. A large vocabulary is padded to a multiple of 64
+        rows (50257 -> 50304): the padded logits are never seen by the loss, and the
+        lm_head matmuls take the fast sgemm path. ``fields``: other GPT2Config fields."""
+        from pyggml_train.config import GPT2Config
+
+        padded = -(-self.vocab_size // 64) * 64 if self.vocab_size > 1024 else None
+        return GPT2Config(
+            vocab_size=self.vocab_size,
+            block_size=self.block_size,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_embd=self.n_embd,
+            padded_vocab_size=padded,
+            **fields,
+        )
+
     def n_params(self) -> int:
         """Parameters of a GPT-2 of this shape (tied lm_head)."""
         c, v, t = self.n_embd, self.vocab_size, self.block_size

@@ -31,21 +31,6 @@ from .run import machine
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _gpt2_config(cfg: BenchConfig):
-    from pyggml_train.config import GPT2Config
-
-    padded = -(-cfg.vocab_size // 64) * 64 if cfg.vocab_size > 1024 else None
-    return GPT2Config(
-        vocab_size=cfg.vocab_size,
-        block_size=cfg.block_size,
-        n_layer=cfg.n_layer,
-        n_head=cfg.n_head,
-        n_embd=cfg.n_embd,
-        padded_vocab_size=padded,
-    )
-
-
-# ---- inside mpiexec ----------------------------------------------------------------------------
 def throughput(cfg: BenchConfig, threads: int, steps: int) -> dict:
     """Steps of ``cfg``'s global batch split over the ranks; rank 0 reports."""
     from pyggml_train import ggml as G
@@ -57,7 +42,7 @@ def throughput(cfg: BenchConfig, threads: int, steps: int) -> dict:
     if cfg.batch_size % dist.world_size:
         raise ValueError(f"batch {cfg.batch_size} does not split over {dist.world_size} ranks")
     b = cfg.batch_size // dist.world_size
-    model = GPT2(_gpt2_config(cfg), ctx=G.Context("cpu", threads), seed=0)
+    model = GPT2(cfg.gpt2_config(), ctx=G.Context("cpu", threads), seed=0)
     step = OptimizerStep(
         model.ctx, model.params, model.graph(b, cfg.block_size, "train"), sync=dist
     )
@@ -87,7 +72,7 @@ def allreduce(cfg: BenchConfig, repeats: int) -> dict:
     from pyggml_train.step import shard_owners
 
     dist = Distributed.from_environment()
-    mc = _gpt2_config(cfg)
+    mc = cfg.gpt2_config()
     ctx = G.Context("cpu", 1)
     grads = {p.name: ctx.tensor(p.device_shape) for p in GPT2Net(mc).params()}
     ctx.allocate()
@@ -127,7 +112,7 @@ def memory(cfg: BenchConfig, zero: int) -> dict:
     from pyggml_train.step import OptimizerStep
 
     dist = Distributed.from_environment()
-    model = GPT2(_gpt2_config(cfg), ctx=G.Context("cpu", 1), seed=0)
+    model = GPT2(cfg.gpt2_config(), ctx=G.Context("cpu", 1), seed=0)
     train = model.graph(1, 64, "train")
     step = OptimizerStep(model.ctx, model.params, train, sync=dist, zero=zero)
     model.ctx.allocate()

@@ -91,24 +91,11 @@ def _ours(
 ) -> dict:
     from pyggml_train import ggml as G
     from pyggml_train import kernels
-    from pyggml_train.config import GPT2Config
     from pyggml_train.gpt2 import GPT2
     from pyggml_train.step import OptimizerStep
 
     ctx = G.Context("cpu", threads)
-    # Pad a large vocabulary to a multiple of 64 rows (50257 -> 50304): the padded logits
-    # are never seen by the loss, and the lm_head matmuls take ggml's fast sgemm path.
-    padded = -(-cfg.vocab_size // 64) * 64 if cfg.vocab_size > 1024 else None
-    mc = GPT2Config(
-        vocab_size=cfg.vocab_size,
-        block_size=cfg.block_size,
-        n_layer=cfg.n_layer,
-        n_head=cfg.n_head,
-        n_embd=cfg.n_embd,
-        padded_vocab_size=padded,
-        matmul_dtype=matmul_dtype,
-        recompute=recompute,
-    )
+    mc = cfg.gpt2_config(matmul_dtype=matmul_dtype, recompute=recompute)
     model = GPT2(mc, ctx=ctx, seed=0)
     train = model.graph(cfg.batch_size, cfg.block_size, "train")
     step = OptimizerStep(ctx, model.params, train)  # the trainer's step: clip 1.0, AdamW
