@@ -95,3 +95,32 @@ def test_n_classes_is_checked() -> None:
     for bad in (0, 7):
         with pytest.raises(ValueError, match=rf"n_classes must be in \[1, 6\].*got {bad}"):
             G.cross_entropy_loss_sparse(x, t, n_classes=bad)
+
+
+@pytest.mark.parametrize("reshapes", [0, 1, 2])
+def test_backward_runs_in_place_over_reshaped_logits(reshapes: int) -> None:
+    """The loss's backward reuses the logits' buffer even when the logits reach it through
+    reshapes (patch 0020: ggml's allocator now lets an in-place op take over the memory
+    behind a view), and the gradients are those of the graph without reshapes."""
+    n, c, v = 256, 16, 1000
+    rng = np.random.default_rng(7)
+    x0, w0 = rng.normal(size=(n, c)), rng.normal(size=(v, c)) * 0.3
+    targets = rng.integers(0, v, n).astype(np.int32)
+
+    ctx = pg.Context(threads=2)
+    x, w = ctx.param((n, c), init=x0), ctx.param((v, c), init=w0)
+    logits = G.linear(x, w)  # (N, V), the product's own buffer
+    for i in range(reshapes):  # views of it: (4, N/4, V), then back to (N, V)
+        logits = G.reshape(logits, (4, n // 4, v) if i % 2 == 0 else (n, v))
+    shape = logits.shape[:-1]
+    t = ctx.input(shape, dtype="i32")
+    graph = ctx.graph(G.cross_entropy_loss_sparse(logits, t).set_loss(), True)
+    t.set(targets.reshape(shape))
+    graph.reset_grads()
+    graph.compute()
+
+    logits_bytes = n * v * 4
+    assert logits_bytes <= graph.compute_buffer_bytes < 1.1 * logits_bytes
+    _, dlogits = reference(x0.astype(np.float32) @ w0.astype(np.float32).T, targets)
+    np.testing.assert_allclose(graph.grad(w), dlogits.T @ x0, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(graph.grad(x), dlogits @ w0, rtol=1e-4, atol=1e-6)
