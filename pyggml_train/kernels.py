@@ -1,12 +1,14 @@
 """Which kernel runs our CPU matrix products, chosen from the CPU's features at run time.
 
 Two things decide it. OpenBLAS (f32 products, patch 0010) picks its sgemm kernel for the
-CPU it runs on. ggml's bf16 products run llamafile's tinyBLAS, compiled for the SIMD the
-build targeted: AVX512-BF16 dot products (``vdpbf16ps``) where the build had them, else
-bf16 widened to f32 in AVX-512F or AVX2 registers. :func:`select_kernels` is the rule, a
-pure function of the CPU's features, the build's and OpenBLAS's kernel name, so it is
-tested for AMX, AVX512-BF16 and AVX2-only CPUs on any machine. :func:`matmul_stats` reads
-what actually ran (patch 0019), which the benchmark records for every row.
+CPU it runs on. ggml's bf16 products run on AMX tiles where the CPU has AMX-BF16 (patch
+0021: compiled into every x86-64 Linux build, taken at run time), else on llamafile's
+tinyBLAS, compiled for the SIMD the build targeted: AVX512-BF16 dot products
+(``vdpbf16ps``) where the build had them, else bf16 widened to f32 in AVX-512F or AVX2
+registers. :func:`select_kernels` is the rule, a pure function of the CPU's features, the
+build's and OpenBLAS's kernel name, so it is tested for AMX, AVX512-BF16 and AVX2-only
+CPUs on any machine. :func:`matmul_stats` reads what actually ran (patch 0019), which the
+benchmark records for every row.
 """
 
 from __future__ import annotations
@@ -16,14 +18,19 @@ from pathlib import Path
 
 from .ggml import _C
 
-# bf16 product kernels, fastest first. AMX tiles are listed so the rule names them, but no
-# build of ours has an AMX bf16 GEMM yet, so "amx_bf16" is never among the compiled features.
+# bf16 product kernels, fastest first. The AMX tile GEMM (patch 0021) is in every build for
+# x86-64 Linux with GCC >= 11 or Clang >= 12 ("amx_bf16" among the compiled features) and
+# runs where the CPU has AMX-BF16, Linux grants the tile state and PYGGML_AMX is not "0".
 BF16_AMX = "amx_bf16 tiles"
 BF16_AVX512BF16 = "tinyBLAS avx512_bf16 (vdpbf16ps)"
 BF16_AVX512F = "tinyBLAS avx512f (bf16 widened to f32)"
 BF16_AVX2 = "tinyBLAS avx2 (bf16 widened to f32)"
 BF16_SCALAR = "ggml vec_dot (bf16 widened to f32)"
 NATIVE_BF16 = (BF16_AMX, BF16_AVX512BF16)
+
+# Compiled features whose kernels check the CPU at run time before they run, so a build
+# may contain them for a CPU that lacks them.
+RUNTIME_DISPATCHED = frozenset({"amx_bf16"})
 
 
 @dataclass(frozen=True)
@@ -40,12 +47,17 @@ class KernelChoice:
 
 
 def select_kernels(
-    cpu: frozenset[str] | set[str], compiled: frozenset[str] | set[str], blas_core: str = ""
+    cpu: frozenset[str] | set[str],
+    compiled: frozenset[str] | set[str],
+    blas_core: str = "",
+    amx_on: bool = True,
 ) -> KernelChoice:
     """The product kernels for a CPU with feature flags ``cpu`` (as /proc/cpuinfo names
     them), a build compiled for ``compiled`` and OpenBLAS kernels ``blas_core`` ('' without
-    OpenBLAS). Raises RuntimeError if the build needs a feature the CPU lacks."""
-    missing = sorted(set(compiled) - set(cpu))
+    OpenBLAS); ``amx_on`` False when the process may not use the tiles (PYGGML_AMX=0, or
+    Linux refused the tile state). Raises RuntimeError if the build needs a feature the CPU
+    lacks (features in RUNTIME_DISPATCHED are not needed: their kernels check first)."""
+    missing = sorted(set(compiled) - set(cpu) - RUNTIME_DISPATCHED)
     if missing:
         raise RuntimeError(
             f"pyggml_train's ggml was compiled for CPU features this CPU lacks: {missing}; "
@@ -54,11 +66,17 @@ def select_kernels(
         )
     f32 = f"OpenBLAS sgemm ({blas_core})" if blas_core else "tinyBLAS f32 (ggml's own sgemm)"
     notes = []
-    if "amx_bf16" in cpu and "amx_bf16" in compiled:
+    amx_cpu = "amx_bf16" in cpu
+    if amx_cpu and "amx_bf16" in compiled and amx_on:
         bf16 = BF16_AMX
     elif "avx512_bf16" in compiled:
         bf16 = BF16_AVX512BF16
-        if "amx_bf16" in cpu:
+        if amx_cpu and "amx_bf16" in compiled:
+            notes.append(
+                "the CPU has AMX-BF16 tiles and this build the AMX GEMM, but it is off in this"
+                " process (PYGGML_AMX=0, or Linux refused the tile state)"
+            )
+        elif amx_cpu:
             notes.append("the CPU has AMX-BF16 tiles, but this build has no AMX bf16 GEMM")
     elif "avx512f" in compiled:
         bf16 = BF16_AVX512F
@@ -96,11 +114,28 @@ def blas_core() -> str:
     return blas.rsplit("(kernels: ", 1)[1].rstrip(")") if "(kernels: " in blas else ""
 
 
+def amx_usable() -> bool:
+    """Whether this process runs bf16 products on AMX tiles (patch 0021): compiled in, the
+    CPU has AMX-BF16, Linux granted the tile state and PYGGML_AMX is not "0"."""
+    return bool(_C.cpu_amx_bf16_usable())
+
+
+def amx_emulated() -> bool:
+    """Whether this build's AMX tiles are the C emulation (a test build,
+    ``-DPYGGML_AMX_EMULATE=ON``: every bf16 product that fits runs on them, slowly)."""
+    return bool(_C.cpu_amx_bf16_emulated())
+
+
 def this_cpu() -> KernelChoice:
     """:func:`select_kernels` for the CPU this process runs on (where its features cannot
-    be read, e.g. not Linux, it is taken to have those the build was compiled for)."""
+    be read, e.g. not Linux, it is taken to have those the build was compiled for). AMX
+    tiles are taken where the kernel found them usable: it checked CPUID itself (or, in an
+    emulated build, has no need to)."""
     compiled = compiled_features()
-    return select_kernels(cpu_features() or compiled, compiled, blas_core())
+    cpu = set(cpu_features() or (compiled - RUNTIME_DISPATCHED))
+    if amx_usable():
+        cpu.add("amx_bf16")
+    return select_kernels(cpu, compiled, blas_core(), amx_usable())
 
 
 def matmul_stats() -> list[dict]:
@@ -122,6 +157,8 @@ def kernel_name(kernel: str, dtype: str, choice: KernelChoice) -> str:
         return choice.f32
     if kernel == "tinyblas":
         return choice.bf16 if dtype == "bf16" else f"tinyBLAS {dtype}"
+    if kernel == "amx_bf16":
+        return BF16_AMX
     if kernel == "vec_dot":
         return f"ggml vec_dot loop ({dtype})"
     return f"ggml out_prod loop ({dtype})"

@@ -48,6 +48,28 @@ def test_amx_cpu_with_an_amx_build_takes_the_tiles() -> None:
     assert c.matmul_dtype == "bf16"
 
 
+def test_amx_build_on_a_cpu_without_amx_is_not_refused_and_takes_vdpbf16ps() -> None:
+    """The AMX GEMM is compiled into builds for CPUs without it (it checks CPUID before it
+    runs), so it is no reason to refuse the build: a Zen 4 takes tinyBLAS's vdpbf16ps."""
+    c = K.select_kernels(ZEN4, {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}, "SkylakeX")
+    assert c.bf16 == K.BF16_AVX512BF16
+    assert c.notes == ()
+
+
+def test_amx_switched_off_says_so() -> None:
+    compiled = {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
+    c = K.select_kernels(SAPPHIRE, compiled, "SkylakeX", amx_on=False)
+    assert (c.bf16, c.matmul_dtype) == (K.BF16_AVX512BF16, "bf16")
+    assert any("PYGGML_AMX=0" in n for n in c.notes)
+
+
+def test_amx_kernel_record_is_named_as_the_tiles() -> None:
+    choice = K.select_kernels(SAPPHIRE, {"avx512f", "avx512_bf16", "amx_bf16"}, "SkylakeX")
+    assert K.kernel_name("amx_bf16", "bf16", choice) == K.BF16_AMX
+    stats = [{"op": "mul_mat", "kernel": "amx_bf16", "type": "bf16", "products": 1, "macs": 8}]
+    assert K.kernel_summary(stats, choice) == [f"mul_mat bf16: {K.BF16_AMX} 100%"]
+
+
 def test_bf16_cpu_with_a_build_that_lacks_it_widens_and_says_so() -> None:
     c = K.select_kernels(ZEN4, {"avx2", "fma", "avx512f"}, "SkylakeX")
     assert c.bf16 == K.BF16_AVX512F
@@ -77,14 +99,21 @@ def test_this_build_runs_on_this_cpu() -> None:
     features = K.cpu_features()
     if not features:
         pytest.skip("no /proc/cpuinfo flags on this OS: nothing to compare the build with")
-    assert K.compiled_features() <= features
+    assert K.compiled_features() - K.RUNTIME_DISPATCHED <= features
     choice = K.this_cpu()
-    assert choice.bf16 in {
-        K.BF16_AVX512BF16,
-        K.BF16_AVX512F,
-        K.BF16_AVX2,
-        K.BF16_SCALAR,
-    }, "no build of ours has an AMX kernel yet"
+    # the tiles exactly where the kernel found them usable (CPU, Linux, PYGGML_AMX)
+    assert (choice.bf16 == K.BF16_AMX) == K.amx_usable()
+    if K.amx_usable() and not K.amx_emulated():
+        assert "amx_bf16" in features
+
+
+def test_x86_64_linux_builds_contain_the_amx_gemm() -> None:
+    import platform
+    import sys
+
+    if platform.machine() not in ("x86_64", "AMD64") or not sys.platform.startswith("linux"):
+        pytest.skip(f"the AMX GEMM is built for x86-64 Linux only, not {platform.machine()}")
+    assert "amx_bf16" in K.compiled_features()
 
 
 def bf16_round(x: np.ndarray) -> np.ndarray:
@@ -151,6 +180,8 @@ def test_bf16_product_runs_on_the_recorded_kernel_against_float64(
     rng = np.random.default_rng(2)
     w = rng.standard_normal((n, k)).astype(np.float32)
     x = rng.standard_normal((m, k)).astype(np.float32)
+    if K.amx_usable():
+        kernel = "amx_bf16"  # every side >= 32: the tiles take it (tests/test_amx.py)
     results = [_product("bf16", w, x, threads) for threads in (1, 2, 3)]
     # Both operands are rounded to bf16 (ggml converts x to the weight's dot type); the
     # products and sums are f32, so only f32 accumulation error remains.
@@ -160,14 +191,17 @@ def test_bf16_product_runs_on_the_recorded_kernel_against_float64(
         np.testing.assert_array_equal(r, results[0], "bf16 mul_mat differs across thread counts")
     choice = K.this_cpu()
     assert _ran("mul_mat", "bf16") == {kernel: m * n * k}
-    name = choice.bf16 if kernel == "tinyblas" else "ggml vec_dot loop (bf16)"
+    name = choice.bf16 if kernel in ("tinyblas", "amx_bf16") else "ggml vec_dot loop (bf16)"
     assert K.kernel_summary(K.matmul_stats(), choice) == [f"mul_mat bf16: {name} 100%"]
 
 
 def test_unknown_cpu_features_are_taken_as_the_builds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(K, "cpu_features", lambda cpuinfo=None: frozenset())
     choice = K.this_cpu()  # no /proc/cpuinfo (e.g. macOS): no refusal, the build's kernels
-    assert choice == K.select_kernels(K.compiled_features(), K.compiled_features(), K.blas_core())
+    compiled = K.compiled_features()
+    amx = {"amx_bf16"} if K.amx_usable() else set()
+    cpu = (compiled - K.RUNTIME_DISPATCHED) | amx
+    assert choice == K.select_kernels(cpu, compiled, K.blas_core(), K.amx_usable())
 
 
 def test_matmul_dtype_auto_takes_the_rules_dtype() -> None:

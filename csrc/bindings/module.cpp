@@ -49,7 +49,9 @@ std::string cpu_blas() {
 
 // The x86 features the CPU backend was compiled for, named as in /proc/cpuinfo's flags: its
 // kernels use these instructions whatever CPU runs them (GGML_NATIVE builds for the build
-// machine), so each must be present at run time (pyggml_train.kernels checks).
+// machine), so each must be present at run time (pyggml_train.kernels checks). The one
+// exception is "amx_bf16", the AMX tile GEMM of patch 0021: compiled in whatever the build
+// machine, it runs only where cpu_amx_bf16_usable() says so.
 std::vector<std::string> cpu_compiled_features() {
     const std::pair<const char *, int> all[] = {
         {"ssse3", ggml_cpu_has_ssse3()},
@@ -60,6 +62,7 @@ std::vector<std::string> cpu_compiled_features() {
         {"avx512_vnni", ggml_cpu_has_avx512_vnni()},
         {"avx512_bf16", ggml_cpu_has_avx512_bf16()},
         {"amx_int8", ggml_cpu_has_amx_int8()},
+        {"amx_bf16", ggml_cpu_has_amx_bf16_gemm()},
     };
     std::vector<std::string> out;
     for (const auto & [name, has] : all) {
@@ -72,7 +75,7 @@ std::vector<std::string> cpu_compiled_features() {
 // (op, kernel, src0 type, products, multiply-adds) for every kernel that ran any.
 std::vector<py::tuple> cpu_matmul_stats() {
     const char * ops[] = {"mul_mat", "out_prod"};
-    const char * kernels[] = {"cblas_sgemm", "tinyblas", "vec_dot", "out_prod_loop"};
+    const char * kernels[] = {"cblas_sgemm", "tinyblas", "vec_dot", "out_prod_loop", "amx_bf16"};
     static_assert(sizeof(kernels) / sizeof(kernels[0]) == GGML_CPU_MATMUL_KERNEL_COUNT);
     std::vector<py::tuple> out;
     for (int op = 0; op < 2; op++) {
@@ -109,6 +112,11 @@ PYBIND11_MODULE(_C, m) {
     m.def("cpu_blas", &cpu_blas, "The BLAS behind the CPU's large f32 matmuls ('' if none)");
     m.def("cpu_compiled_features", &cpu_compiled_features,
           "x86 features the CPU backend was compiled for, named as in /proc/cpuinfo");
+    m.def("cpu_amx_bf16_usable", [] { return ggml_cpu_amx_bf16_gemm_usable() != 0; },
+          "Whether bf16 products run on AMX tiles in this process (compiled in, the CPU has "
+          "AMX-BF16, Linux granted the tile state, PYGGML_AMX is not 0)");
+    m.def("cpu_amx_bf16_emulated", [] { return ggml_cpu_amx_bf16_gemm_emulated() != 0; },
+          "Whether the AMX tiles of this build are a C emulation (-DPYGGML_AMX_EMULATE=ON, for tests)");
     m.def("cpu_matmul_stats", &cpu_matmul_stats,
           "(op, kernel, src0 type, products, multiply-adds) of the CPU products since the last reset");
     m.def("cpu_matmul_stats_reset", &ggml_cpu_matmul_stats_reset, "Zero the counters of cpu_matmul_stats");

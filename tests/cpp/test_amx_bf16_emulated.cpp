@@ -1,0 +1,216 @@
+// Checks the AMX bf16 GEMM of patch 0021 (ggml's src/ggml-cpu/amx-bf16.c) on any CPU: the
+// kernel source is compiled into this test with -DGGML_AMX_BF16_EMULATE, which turns its
+// tile instructions (LDTILECFG, TILEZERO, TILELOADD, TDPBF16PS, TILESTORED, TILERELEASE)
+// into C on eight emulated 1 KiB tile registers. The packing, blocking and edges are the
+// code the real build runs.
+//
+//   C (M, N) = A (M, K) @ W (N, K)^T,  A rounded from f32 to bf16 (or given as bf16), W bf16
+//
+// For each shape (none, some or all of M, N, K multiples of the 16/32 tile sizes):
+//   - every element equals a float64 reference of the same bf16 inputs within the f32
+//     accumulation bound |err| <= K * 2^-24 * sum_k |a*w| (products of bf16 are exact in f32);
+//   - every element equals, bit for bit, an f32 sum in ascending k (what TDPBF16PS's
+//     pseudo-code does per element): so the tiles hold the right k and n;
+//   - 1, 2, 3 and 7 "threads" (the shares of ggml_amx_bf16_share, run one after another,
+//     each packing only its own columns of B' into a buffer of NaNs) give bit-identical C;
+//   - no element outside (M, N) of C is written.
+// Plus the emulator's own rules: bf16 rounding to nearest even, denormal inputs as zero.
+//
+// Prints one line per case and PASS/FAIL at the end; exits non-zero on failure.
+
+#include "amx-bf16.h"
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+namespace {
+
+int failures = 0;
+
+void check(bool ok, const char * what) {
+    if (!ok) {
+        std::printf("  FAIL: %s\n", what);
+        failures++;
+    }
+}
+
+float bf16_to_f32(uint16_t h) {
+    const uint32_t u = (uint32_t) h << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof(f));
+    return f;
+}
+
+uint32_t bits(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof(u));
+    return u;
+}
+
+// round to nearest even (finite inputs)
+uint16_t to_bf16(float f) {
+    const uint32_t u = bits(f);
+    return (uint16_t) ((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+struct Problem {
+    int64_t M, N, K;
+    std::vector<float> a_f32;     // (M, K)
+    std::vector<uint16_t> w;      // (N, K) bf16, row stride ldw
+    size_t ldw;
+    std::vector<uint16_t> a_bf16; // A' (Mp, Kp) as the kernel packs it
+};
+
+Problem make_problem(int64_t M, int64_t N, int64_t K, std::mt19937 & rng) {
+    Problem p{M, N, K, {}, {}, (size_t) K + 5, {}};
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    p.a_f32.resize(M*K);
+    for (float & x : p.a_f32) x = normal(rng);
+    p.w.assign(N*p.ldw, 0x7fc0); // NaN between rows: the packing must not read past K
+    for (int64_t n = 0; n < N; n++) {
+        for (int64_t k = 0; k < K; k++) p.w[n*p.ldw + k] = to_bf16(0.5f*normal(rng));
+    }
+    const int64_t Mp = ggml_amx_bf16_pad(M), Kp = ggml_amx_bf16_pad(K);
+    p.a_bf16.resize(Mp*Kp);
+    for (int64_t m = 0; m < Mp; m++) {
+        ggml_amx_bf16_pack_a_f32(m < M ? &p.a_f32[m*K] : nullptr, K, &p.a_bf16[m*Kp]);
+    }
+    return p;
+}
+
+const float SENTINEL = -12345.0f;
+
+// C (M, ldc) computed with nth shares, each packing its own B' columns then multiplying.
+std::vector<float> run(const Problem & p, int nth, size_t ldc) {
+    const size_t wsize = ggml_amx_bf16_work_size(p.M, p.N, p.K);
+    std::vector<uint8_t> work(wsize + 7);
+    uint16_t * a;
+    uint16_t * b;
+    ggml_amx_bf16_work_split(work.data() + 7, p.M, p.N, p.K, &a, &b); // a misaligned buffer
+    const int64_t Mp = ggml_amx_bf16_pad(p.M), Np = ggml_amx_bf16_pad(p.N), Kp = ggml_amx_bf16_pad(p.K);
+    check((uint8_t *) (b + Np*Kp) <= work.data() + work.size(), "work size holds A' and B'");
+    std::memcpy(a, p.a_bf16.data(), Mp*Kp*sizeof(uint16_t));
+    std::fill(b, b + Np*Kp, (uint16_t) 0x7fc0); // NaN: reading another share's columns shows
+
+    std::vector<float> c(p.M*ldc + 16, SENTINEL);
+    for (int ith = 0; ith < nth; ith++) {
+        int64_t n0, n1;
+        ggml_amx_bf16_share(ith, nth, p.N, &n0, &n1);
+        ggml_amx_bf16_pack_b(p.w.data(), p.ldw, p.N, p.K, n0, n1, b);
+        ggml_amx_bf16_gemm(a, b, p.M, p.N, p.K, n0, n1, c.data(), ldc);
+    }
+    return c;
+}
+
+void check_shape(int64_t M, int64_t N, int64_t K, std::mt19937 & rng) {
+    const Problem p = make_problem(M, N, K, rng);
+    const int64_t Kp = ggml_amx_bf16_pad(K);
+    const size_t ldc = N + 3; // columns N..N+2 of each row must stay untouched
+    const std::vector<float> c1 = run(p, 1, ldc);
+
+    double worst = 0.0; // largest error as a fraction of its bound
+    bool exact = true, outside_ok = true;
+    for (int64_t m = 0; m < M; m++) {
+        for (int64_t n = 0; n < N; n++) {
+            double ref = 0.0, mag = 0.0;
+            float seq = 0.0f;
+            for (int64_t k = 0; k < K; k++) {
+                const float x = bf16_to_f32(p.a_bf16[m*Kp + k]);
+                const float y = bf16_to_f32(p.w[n*p.ldw + k]);
+                ref += (double) x * y;
+                mag += std::fabs((double) x * y);
+                seq += x * y; // exact product, one rounding per step
+            }
+            const double bound = K * std::ldexp(1.0, -24) * mag + 1e-30;
+            const float got = c1[m*ldc + n];
+            worst = std::fmax(worst, std::fabs(got - ref) / bound);
+            if (std::isnan(got)) worst = INFINITY;
+            exact = exact && bits(got) == bits(seq);
+        }
+        for (size_t n = N; n < ldc; n++) outside_ok = outside_ok && c1[m*ldc + n] == SENTINEL;
+    }
+    for (size_t i = M*ldc; i < c1.size(); i++) outside_ok = outside_ok && c1[i] == SENTINEL;
+
+    bool same_split = true;
+    for (int nth : {2, 3, 7}) {
+        const std::vector<float> cn = run(p, nth, ldc);
+        same_split = same_split && std::memcmp(cn.data(), c1.data(), c1.size()*sizeof(float)) == 0;
+    }
+    std::printf("M %4lld N %4lld K %4lld: max |err|/bound %.3f, f32 k-order %s, threads 1/2/3/7 %s\n",
+                (long long) M, (long long) N, (long long) K, worst, exact ? "exact" : "DIFFERS",
+                same_split ? "bit-identical" : "DIFFER");
+    check(worst <= 1.0, "within the f32 accumulation bound of the float64 reference");
+    check(exact, "equal to the ascending-k f32 sum");
+    check(same_split, "bit-identical for 1, 2, 3, 7 threads");
+    check(outside_ok, "nothing written outside (M, N)");
+}
+
+// A given as bf16 rows (src1 already bf16) packs to the same A'.
+void check_bf16_rows(std::mt19937 & rng) {
+    const int64_t M = 19, K = 45, Kp = ggml_amx_bf16_pad(K);
+    const Problem p = make_problem(M, 8, K, rng);
+    std::vector<uint16_t> row(Kp, 0xffff);
+    bool same = true;
+    for (int64_t m = 0; m < M; m++) {
+        ggml_amx_bf16_pack_a_bf16(&p.a_bf16[m*Kp], K, row.data());
+        same = same && std::memcmp(row.data(), &p.a_bf16[m*Kp], Kp*sizeof(uint16_t)) == 0;
+    }
+    std::printf("bf16 rows of A pack as their f32 rounding: %s\n", same ? "yes" : "NO");
+    check(same, "bf16 rows pack like f32 rows");
+}
+
+// f32 -> bf16 rounds to nearest, ties to even; NaN stays NaN.
+void check_rounding() {
+    const float halfway = 1.0f + std::ldexp(1.0f, -8);       // between 1 and 1 + 2^-7: to even 1
+    const float above = 1.0f + 3*std::ldexp(1.0f, -8);       // between 1+2^-7 and 1+2^-6: to even 1+2^-6
+    const float just_over = 1.0f + std::ldexp(1.0f, -8) + std::ldexp(1.0f, -20);
+    const float in[4] = {halfway, above, just_over, NAN};
+    uint16_t row[32];
+    ggml_amx_bf16_pack_a_f32(in, 4, row);
+    const bool ok = row[0] == 0x3f80 && row[1] == 0x3f82 && row[2] == 0x3f81 &&
+                    std::isnan(bf16_to_f32(row[3])) && row[4] == 0 && row[31] == 0;
+    std::printf("f32 -> bf16 rounding to nearest even, zero padding: %s\n", ok ? "yes" : "NO");
+    check(ok, "bf16 rounding");
+}
+
+// TDPBF16PS treats denormal inputs as zero: a denormal bf16 of A times 2^100 adds nothing.
+void check_daz() {
+    const int64_t M = 32, N = 32, K = 32;
+    std::vector<uint16_t> w(N*K, 0);
+    for (int64_t n = 0; n < N; n++) w[n*K] = 0x7180; // 2^100
+    std::vector<uint16_t> a(M*K, 0);
+    for (int64_t m = 0; m < M; m++) a[m*K] = 0x0001; // the smallest bf16 denormal, 2^-133
+    a[0] = 0x0080;                                   // the smallest normal, 2^-126
+    std::vector<uint8_t> work(ggml_amx_bf16_work_size(M, N, K));
+    uint16_t * pa;
+    uint16_t * pb;
+    ggml_amx_bf16_work_split(work.data(), M, N, K, &pa, &pb);
+    std::memcpy(pa, a.data(), a.size()*sizeof(uint16_t));
+    ggml_amx_bf16_pack_b(w.data(), K, N, K, 0, N, pb);
+    std::vector<float> c(M*N);
+    ggml_amx_bf16_gemm(pa, pb, M, N, K, 0, N, c.data(), N);
+    const bool ok = c[0] == std::ldexp(1.0f, -26) && c[N] == 0.0f && c[(M - 1)*N + N - 1] == 0.0f;
+    std::printf("denormal inputs count as zero (DAZ): %s\n", ok ? "yes" : "NO");
+    check(ok, "DAZ");
+}
+
+}  // namespace
+
+int main() {
+    std::mt19937 rng(20261202);
+    check_rounding();
+    check_bf16_rows(rng);
+    check_daz();
+    const int64_t shapes[][3] = {
+        {1, 1, 1},     {5, 7, 3},     {16, 16, 32},  {32, 32, 32},  {33, 31, 33},
+        {17, 50, 95},  {64, 48, 64},  {45, 16, 31},  {100, 70, 130}, {31, 97, 257},
+        {96, 160, 96}, {32, 129, 64}, {128, 96, 768}, {64, 768, 768}, {40, 200, 3072},
+    };
+    for (const auto & s : shapes) check_shape(s[0], s[1], s[2], rng);
+    std::printf("%s\n", failures ? "FAIL" : "PASS");
+    return failures ? 1 : 0;
+}
