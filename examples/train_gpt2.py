@@ -5,7 +5,8 @@
     python examples/train_gpt2.py --resume        # continue from out/checkpoint.npz
 
 Takes the flags of ``pyggml-train train`` (see ``--help``). Without --data the text is
-tiny shakespeare (downloaded once, cached), or Python's own docs when offline.
+tiny shakespeare: a local copy (data/tinyshakespeare.txt or ../shared/data/tinyshakespeare.txt),
+else downloaded once and cached, or Python's own docs when offline.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pyggml_train.cli import add_train_arguments, run_train
+from pyggml_train.cli import add_train_arguments, run_command, run_train
 
 
 def main() -> int:
@@ -22,7 +23,7 @@ def main() -> int:
     )
     add_train_arguments(parser, preset="char-tiny")
     parser.set_defaults(out_dir="out/char-tiny")
-    return run_train(parser.parse_args())
+    return run_command("train_gpt2.py", run_train, parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .config import list_presets, load_preset
@@ -277,12 +277,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "studio": run_studio,
         "export": run_export,
     }
+    return run_command(f"pyggml-train {args.command}", handlers[args.command], args)
+
+
+def run_command(
+    name: str, handler: Callable[[argparse.Namespace], int], args: argparse.Namespace
+) -> int:
+    """``handler(args)``, with a bad value, a missing file or a diverged run reported as
+    one line ``NAME: error: ...`` and exit status 2 instead of a traceback."""
     try:
         # under mpirun an error on one rank ends them all, naming the rank
-        with Distributed.from_environment().abort_on_error(f"pyggml-train {args.command}"):
-            return handlers[args.command](args)
+        with Distributed.from_environment().abort_on_error(name):
+            return handler(args)
     except (ValueError, OSError, NonFiniteError) as exc:  # OSError: e.g. a full disk
-        print(f"pyggml-train {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
 
 

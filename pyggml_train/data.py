@@ -33,6 +33,9 @@ MAX_TOKEN_ID = np.iinfo(np.uint16).max  # 65535: ids are stored as uint16
 TINY_SHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 )
+# Copies of tiny shakespeare looked for, relative to the working directory, before any
+# download: a data/ folder of one's own, or the shared data folder beside the checkout.
+LOCAL_TINY_SHAKESPEARE = ("data/tinyshakespeare.txt", "../shared/data/tinyshakespeare.txt")
 DOWNLOAD_TIMEOUT_S = 10.0
 DATA_ENV = "PYGGML_DATA"
 FALLBACK_TARGET_CHARS = 1_500_000  # size of the offline corpus built from Python's own docs
@@ -342,9 +345,10 @@ def resolve_text(data: str | None = None, source: str = TINY_SHAKESPEARE_URL) ->
     """Find the training text: (path, one-line description of where it came from).
 
     Precedence: ``data`` (a file path, or an http(s) URL fetched into the cache), then
-    $PYGGML_DATA (same forms), then the cached tiny shakespeare, then fetching ``source``
-    (the URL, or a local file) into the cache; if that fails (offline), a corpus built from
-    the Python installation's own documentation, cached too.
+    $PYGGML_DATA (same forms), then a local copy of tiny shakespeare
+    (:data:`LOCAL_TINY_SHAKESPEARE`), then the cached one, then fetching ``source`` (the
+    URL, or a local file) into the cache; if that fails (offline), a corpus built from the
+    Python installation's own documentation, cached too.
     """
     for given, origin in ((data, "--data"), (os.environ.get(DATA_ENV) or None, f"${DATA_ENV}")):
         if given is None:
@@ -358,6 +362,9 @@ def resolve_text(data: str | None = None, source: str = TINY_SHAKESPEARE_URL) ->
         if not path.is_file():
             raise FileNotFoundError(f"{origin} names {given}, which is not a file")
         return path, f"{path} (from {origin})"
+    for local in map(Path, LOCAL_TINY_SHAKESPEARE):
+        if local.is_file():
+            return local, f"tiny shakespeare (the local copy {local})"
     cached = cache_dir() / "tinyshakespeare.txt"
     if cached.is_file():
         return cached, f"tiny shakespeare (cached at {cached})"

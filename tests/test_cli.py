@@ -63,3 +63,16 @@ def test_bad_preset_is_a_clear_error(tmp_path):
     done = cli("train", "--preset", "no-such-preset", "--out-dir", str(tmp_path))
     assert done.returncode == 2
     assert "unknown preset" in done.stderr and "char-tiny" in done.stderr
+
+
+def test_example_reports_a_bad_value_in_one_line(tmp_path):
+    """examples/train_gpt2.py goes through the CLI's error reporting: no traceback."""
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "train_gpt2.py"), "--set", "sample_tokens=0",
+         "--out-dir", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2
+    expected = "train_gpt2.py: error: TrainConfig.sample_tokens must be > 0, got 0"
+    assert done.stderr.strip() == expected

@@ -158,6 +158,8 @@ def test_loader_errors() -> None:
 # ---- resolve_text ------------------------------------------------------------------------------
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch) -> Path:
+    """An empty cache, and a working directory without local copies of tiny shakespeare."""
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("PYGGML_DATA", raising=False)
     return tmp_path / "xdg" / "pyggml_train"
@@ -181,6 +183,21 @@ def test_data_argument_beats_env_and_cache(cache: Path, tmp_path: Path, monkeypa
     assert resolve_text(None)[0] == cache / "tinyshakespeare.txt"
     with pytest.raises(FileNotFoundError, match="--data names .*missing.txt"):
         resolve_text(str(tmp_path / "missing.txt"))
+
+
+@pytest.mark.parametrize("where", data_mod.LOCAL_TINY_SHAKESPEARE)
+def test_local_copy_beats_cache_and_download(
+    where: str, cache: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(data_mod.urllib.request, "urlopen", no_network)
+    cache.mkdir(parents=True)
+    (cache / "tinyshakespeare.txt").write_text("cached")
+    local = tmp_path / "work" / where
+    local.parent.mkdir(parents=True)
+    local.write_text("local")
+    monkeypatch.chdir(tmp_path / "work")
+    path, description = resolve_text(None)
+    assert path.read_text() == "local" and "local copy" in description
 
 
 def test_fetch_from_local_source_into_cache(cache: Path, monkeypatch) -> None:
