@@ -1,6 +1,6 @@
 """Train a small character-level GPT-2 on tiny shakespeare, then sample from it.
 
-    python examples/train_gpt2.py                 # char-tiny: 1300 steps, ~100 s on 2 cores
+    python examples/train_gpt2.py                 # char-tiny: 900 steps, ~2 min on 2 cores
     python examples/train_gpt2.py --max-steps 300 # a quick look
     python examples/train_gpt2.py --resume        # continue from out/checkpoint.npz
 
