@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from gradcheck import FWD_RTOL, assert_close
 from reference import gpt2_numpy as ref
-from test_kernels import bf16_round
+from test_kernels import bf16_round, weight_product
 
 from pyggml_train import ggml as G
 from pyggml_train import kernels as K
@@ -61,19 +61,6 @@ def needs_amx() -> None:
     assert K.amx_usable(), "this CPU has AMX-BF16 but Linux refused the tile state"
 
 
-def product(w: np.ndarray, x: np.ndarray, threads: int) -> np.ndarray:
-    """x (..., m, k) @ cast(w, bf16).T, w (n, k): a bf16 weight times f32 activations."""
-    ctx = G.Context("cpu", threads)
-    wt, xt = ctx.input(w.shape), ctx.input(x.shape)
-    out = G.mul_mat(G.cast(wt, "bf16"), xt)
-    graph = ctx.graph(out)
-    wt.set(w)
-    xt.set(x)
-    K.reset_matmul_stats()
-    graph.compute()
-    return out.numpy()
-
-
 def ran_bf16() -> dict[str, int]:
     return {
         s["kernel"]: s["macs"]
@@ -105,7 +92,7 @@ def test_bf16_product_on_tiles_against_float64(ms: tuple, n: int, k: int) -> Non
     rng = np.random.default_rng(n + k)
     w = rng.standard_normal((n, k)).astype(np.float32)  # (n, k)
     x = rng.standard_normal((*ms, k)).astype(np.float32)  # (..., m, k)
-    results = [product(w, x, threads) for threads in (1, 2, 3)]
+    results = [weight_product("bf16", w, x, threads) for threads in (1, 2, 3)]
     assert ran_bf16() == {"amx_bf16": int(np.prod(ms)) * n * k}
     # both operands rounded to bf16, products exact in f32: only the f32 accumulation errs
     want = bf16_round(x).astype(np.float64) @ bf16_round(w).T.astype(np.float64)
@@ -117,7 +104,8 @@ def test_bf16_product_on_tiles_against_float64(ms: tuple, n: int, k: int) -> Non
 def test_small_products_stay_on_tinyblas() -> None:
     needs_amx()
     rng = np.random.default_rng(7)
-    product(rng.standard_normal((64, 16)).astype(np.float32), np.ones((40, 16), np.float32), 2)
+    w = rng.standard_normal((64, 16)).astype(np.float32)  # (N, K)
+    weight_product("bf16", w, np.ones((40, 16), np.float32), 2)
     assert "amx_bf16" not in ran_bf16(), "K = 16 < 32 must not take the tile path"
 
 

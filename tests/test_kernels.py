@@ -123,7 +123,9 @@ def bf16_round(x: np.ndarray) -> np.ndarray:
     return u.astype(np.uint32).view(np.float32)
 
 
-def _product(dtype: str, w: np.ndarray, x: np.ndarray, threads: int) -> np.ndarray:
+def weight_product(dtype: str, w: np.ndarray, x: np.ndarray, threads: int) -> np.ndarray:
+    """x (..., m, k) @ cast(w, dtype).T for a weight w (n, k) and f32 activations x, with
+    patch 0019's record reset first (so it names this product's kernels alone)."""
     ctx = G.Context("cpu", threads)
     wt, xt = ctx.input(w.shape), ctx.input(x.shape)
     out = G.mul_mat(wt if dtype == "f32" else G.cast(wt, dtype), xt)
@@ -144,7 +146,7 @@ def test_f32_product_is_recorded_on_the_kernel_the_build_has() -> None:
     rng = np.random.default_rng(0)
     w = rng.standard_normal((96, 64)).astype(np.float32)  # (n, k)
     x = rng.standard_normal((80, 64)).astype(np.float32)  # (m, k)
-    got = _product("f32", w, x, 2)
+    got = weight_product("f32", w, x, 2)
     assert_close(got, x.astype(np.float64) @ w.T.astype(np.float64), FWD_RTOL, "f32 mul_mat")
     kernel = "cblas_sgemm" if G.cpu_blas() else "tinyblas"
     assert _ran("mul_mat", "f32") == {kernel: 80 * 96 * 64}
@@ -182,7 +184,7 @@ def test_bf16_product_runs_on_the_recorded_kernel_against_float64(
     x = rng.standard_normal((m, k)).astype(np.float32)
     if K.amx_usable():
         kernel = "amx_bf16"  # every side >= 32: the tiles take it (tests/test_amx.py)
-    results = [_product("bf16", w, x, threads) for threads in (1, 2, 3)]
+    results = [weight_product("bf16", w, x, threads) for threads in (1, 2, 3)]
     # Both operands are rounded to bf16 (ggml converts x to the weight's dot type); the
     # products and sums are f32, so only f32 accumulation error remains.
     want = bf16_round(x).astype(np.float64) @ bf16_round(w).T.astype(np.float64)
