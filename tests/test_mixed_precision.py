@@ -67,3 +67,17 @@ def test_gradients_match_the_f32_reference() -> None:
 def test_matmul_dtype_is_checked() -> None:
     with pytest.raises(ValueError, match="matmul_dtype must be one of"):
         dataclasses.replace(CONFIG, matmul_dtype="f16")
+
+
+def test_weight_gradients_go_straight_into_the_master_accumulators() -> None:
+    """A bf16 train graph is the f32 one plus one cast per matmul weight (patch 0022): each
+    cast weight's gradient is added into its f32 master's accumulator by the product itself,
+    with no weight-sized temporary and no extra ADD per weight."""
+    ops = {}
+    for dtype in ("f32", "bf16"):
+        model = GPT2(dataclasses.replace(CONFIG, matmul_dtype=dtype), ctx=G.Context("cpu", 1))
+        names = model.graph(8, 16, "train").graph.op_names
+        ops[dtype] = {op: names.count(op) for op in set(names) - {"RESHAPE", "VIEW"}}
+    weights = 4 * CONFIG.n_layer + 1  # qkv, attention proj, fc, mlp proj per block; lm_head
+    assert ops["bf16"].pop("CPY") == weights
+    assert ops["bf16"] == ops["f32"]
