@@ -131,11 +131,11 @@ def this_cpu() -> KernelChoice:
     be read, e.g. not Linux, it is taken to have those the build was compiled for). AMX
     tiles are taken where the kernel found them usable: it checked CPUID itself (or, in an
     emulated build, has no need to)."""
-    compiled = compiled_features()
+    compiled, amx = compiled_features(), amx_usable()
     cpu = set(cpu_features() or (compiled - RUNTIME_DISPATCHED))
-    if amx_usable():
+    if amx:
         cpu.add("amx_bf16")
-    return select_kernels(cpu, compiled, blas_core(), amx_usable())
+    return select_kernels(cpu, compiled, blas_core(), amx)
 
 
 def matmul_stats() -> list[dict]:
