@@ -17,15 +17,15 @@ fi
 (cd / && python -m pyggml_train.studio.assets)
 
 # ---- llama-cpp-python: the GGUF export tests load our files in llama.cpp ----
-# PyPI has only its sdist, whose build takes 15-25 minutes on 2 cores, so the wheel is built
-# once per pinned version into a cache outside the clone and installed from there (about a
-# second). llama.cpp's tests, examples, tools, server and llava/mtmd are not built: only
-# libllama and the Python bindings are needed.
+# PyPI has only its sdist, whose build takes minutes (about 3 on an idle 2-core Zen 4, over
+# 15 on a loaded one), so the wheel is built once per pinned version into a cache outside the
+# clone and installed from there (about a second). llama.cpp's tests, examples, tools, server
+# and llava/mtmd are not built: only libllama and the Python bindings are needed.
 llama_cpp_version=0.3.36
 wheels="${PYGGML_CACHE_DIR:-$HOME/.cache/pyggml_train}/wheels/llama_cpp_python-$llama_cpp_version"
 if ! python -c "import importlib.metadata as m, sys; sys.exit(m.version('llama_cpp_python') != '$llama_cpp_version')" 2>/dev/null; then
   if ! ls "$wheels"/llama_cpp_python-"$llama_cpp_version"-*.whl >/dev/null 2>&1; then
-    echo "building llama-cpp-python $llama_cpp_version into $wheels (once; 15-25 minutes on 2 cores)"
+    echo "building llama-cpp-python $llama_cpp_version into $wheels (once; a few minutes on 2 idle cores, longer under load)"
     tmp="$wheels.tmp.$$"
     rm -rf "$tmp" && mkdir -p "$tmp"
     CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF" \
