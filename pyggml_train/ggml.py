@@ -418,12 +418,14 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     return mul_mat(cont(transpose(b)), a)
 
 
-def out_prod(a: Tensor, b: Tensor) -> Tensor:
-    """``a (..., K, M)``, ``b (..., K, P)`` -> ``b^T @ a`` of shape ``(..., P, M)``."""
+def out_prod(a: Tensor, b: Tensor, allow_bf16: bool = False) -> Tensor:
+    """``a (..., K, M)``, ``b (..., K, P)`` -> ``b^T @ a`` of shape ``(..., P, M)``.
+    ``allow_bf16``: the backend may round both operands to bf16 (sums stay f32) where its
+    bf16 product is faster, as the backward of a bf16 matmul does (AMX tiles, patch 0023)."""
     nd = max(a.ndim, b.ndim, 2)
     pa, pb = _pad_shape(a.shape, nd), _pad_shape(b.shape, nd)
     out = tuple(pb[:-2]) + (pb[-1], pa[-1])
-    return _wrap(_C.out_prod(a._h, b._h), out)
+    return _wrap(_C.out_prod(a._h, b._h, allow_bf16), out)
 
 
 def transpose(a: Tensor) -> Tensor:

@@ -1,12 +1,14 @@
-"""bf16 MUL_MAT on AMX tiles (patch 0021) against float64 numpy, on a CPU that has them.
+"""bf16 MUL_MAT (patch 0021) and OUT_PROD (patch 0023) on AMX tiles against float64 numpy,
+on a CPU that has them.
 
 The tile path runs only where the CPU has AMX-BF16 (and Linux grants the tile state);
 everywhere else these tests skip, naming the CPU. Its algorithm is checked on every CPU by
 tests/cpp/test_amx_bf16_emulated (the same kernel source with the tile instructions
 emulated in C); here the real instructions are checked: GPT-2-sized and edge-shaped
-products, batched inputs, bit-identical results on 1, 2 and 3 threads, patch 0019's
-record naming the tiles, a small mixed-precision model's gradients and loss curve, and
-PYGGML_AMX=0 switching the path off.
+products, batched inputs, the backward's OUT_PROD with contiguous and transposed
+operands, bit-identical results on 1, 2 and 3 threads, patch 0019's record naming the
+tiles, f32 graphs staying off them, a small mixed-precision model's gradients and loss
+curve, and PYGGML_AMX=0 switching the path off.
 
 A build with -DPYGGML_AMX_EMULATE=ON runs these tests on any CPU through the emulated
 tiles (all but the GPT-2-sized products, too slow there): the whole path through ggml,
@@ -61,12 +63,9 @@ def needs_amx() -> None:
     assert K.amx_usable(), "this CPU has AMX-BF16 but Linux refused the tile state"
 
 
-def ran_bf16() -> dict[str, int]:
-    return {
-        s["kernel"]: s["macs"]
-        for s in K.matmul_stats()
-        if (s["op"], s["type"]) == ("mul_mat", "bf16")
-    }
+def ran(op: str = "mul_mat", dtype: str = "bf16") -> dict[str, int]:
+    """kernel -> multiply-adds of ``op`` products with src0 ``dtype`` since the last reset."""
+    return {s["kernel"]: s["macs"] for s in K.matmul_stats() if (s["op"], s["type"]) == (op, dtype)}
 
 
 # (batch dims + m, n, k): GPT-2 124M's products at B*T = 512 (qkv, MLP up, MLP down, the
@@ -93,7 +92,7 @@ def test_bf16_product_on_tiles_against_float64(ms: tuple, n: int, k: int) -> Non
     w = rng.standard_normal((n, k)).astype(np.float32)  # (n, k)
     x = rng.standard_normal((*ms, k)).astype(np.float32)  # (..., m, k)
     results = [weight_product("bf16", w, x, threads) for threads in (1, 2, 3)]
-    assert ran_bf16() == {"amx_bf16": int(np.prod(ms)) * n * k}
+    assert ran() == {"amx_bf16": int(np.prod(ms)) * n * k}
     # both operands rounded to bf16, products exact in f32: only the f32 accumulation errs
     want = bf16_round(x).astype(np.float64) @ bf16_round(w).T.astype(np.float64)
     assert_close(results[0], want, FWD_RTOL, "bf16 mul_mat on AMX tiles")
@@ -101,12 +100,70 @@ def test_bf16_product_on_tiles_against_float64(ms: tuple, n: int, k: int) -> Non
         np.testing.assert_array_equal(r, results[0], "AMX product differs across thread counts")
 
 
+def out_product(a: np.ndarray, b: np.ndarray, threads: int, allow_bf16: bool, b_t: bool) -> np.ndarray:
+    """``b^T @ a`` for a (k, n) and b (k, m) through ggml's OUT_PROD, with patch 0019's record
+    reset first; b_t passes b as a transposed view of its (m, k) copy, as the MUL_MAT
+    backward passes the gradient for the input gradient."""
+    ctx = G.Context("cpu", threads)
+    at = ctx.input(a.shape)
+    bt = ctx.input(b.T.shape if b_t else b.shape)
+    out = G.out_prod(at, G.transpose(bt) if b_t else bt, allow_bf16=allow_bf16)
+    graph = ctx.graph(out)
+    at.set(a)
+    bt.set(np.ascontiguousarray(b.T) if b_t else b)
+    K.reset_matmul_stats()
+    graph.compute()
+    return out.numpy()
+
+
+# (k, n, m): out = b^T @ a with a (k, n), b (k, m). GPT-2 124M's backward at B*T = 256: the
+# weight gradients of the MLP (k = tokens) and the input gradients of the MLP and the
+# padded vocabulary (k = the forward's outputs); then sides off the 16/32 tile grid.
+OUT_PROD_SHAPES = [
+    (256, 768, 3072),
+    (3072, 768, 256),
+    (50304, 768, 128),
+    (45, 50, 33),
+    (130, 70, 100),
+    (257, 97, 47),
+]
+
+
+@pytest.mark.parametrize("b_t", [False, True], ids=["b", "b-transposed"])
+@pytest.mark.parametrize(("k", "n", "m"), OUT_PROD_SHAPES)
+def test_bf16_out_prod_on_tiles_against_float64(k: int, n: int, m: int, b_t: bool) -> None:
+    needs_amx()
+    if K.amx_emulated() and k * n * m > 10**8:
+        pytest.skip("a GPT-2-sized product takes minutes on the emulated tiles")
+    rng = np.random.default_rng(k + n + m)
+    a = rng.standard_normal((k, n)).astype(np.float32)
+    b = rng.standard_normal((k, m)).astype(np.float32)
+    results = [out_product(a, b, threads, True, b_t) for threads in (1, 2, 3)]
+    assert ran("out_prod", "f32") == {"amx_bf16": k * n * m}
+    want = bf16_round(b).T.astype(np.float64) @ bf16_round(a).astype(np.float64)
+    assert_close(results[0], want, FWD_RTOL, "bf16 out_prod on AMX tiles")
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0], "AMX out_prod differs across thread counts")
+
+
+def test_out_prod_without_allow_bf16_stays_f32() -> None:
+    """An OUT_PROD that its graph did not allow bf16 (every f32 graph) keeps f32 operands."""
+    needs_amx()
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((64, 48)).astype(np.float32)
+    b = rng.standard_normal((64, 40)).astype(np.float32)
+    got = out_product(a, b, 2, False, False)
+    assert "amx_bf16" not in ran("out_prod", "f32")
+    assert_close(got, b.T.astype(np.float64) @ a.astype(np.float64), FWD_RTOL, "f32 out_prod")
+    assert np.abs(got - bf16_round(b).T @ bf16_round(a)).max() > 0, "operands were rounded"
+
+
 def test_small_products_stay_on_tinyblas() -> None:
     needs_amx()
     rng = np.random.default_rng(7)
     w = rng.standard_normal((64, 16)).astype(np.float32)  # (N, K)
     weight_product("bf16", w, np.ones((40, 16), np.float32), 2)
-    assert "amx_bf16" not in ran_bf16(), "K = 16 < 32 must not take the tile path"
+    assert "amx_bf16" not in ran(), "K = 16 < 32 must not take the tile path"
 
 
 CONFIG = GPT2Config(
@@ -123,13 +180,27 @@ def test_small_model_gradients_on_tiles_match_the_f32_reference() -> None:
     K.reset_matmul_stats()
     loss, grads = model.loss_and_grads(idx[:, :-1], idx[:, 1:])
     summary = K.kernel_summary(K.matmul_stats(), K.this_cpu())
-    assert any(line.startswith(f"mul_mat bf16: {K.BF16_AMX} 100%") for line in summary), summary
+    # every weight product on the tiles: the forward's, and the backward's (patch 0023)
+    assert f"mul_mat bf16: {K.BF16_AMX} 100%" in summary, summary
+    assert f"out_prod f32: {K.BF16_AMX} 100%" in summary, summary
     f32_config = dataclasses.replace(CONFIG, matmul_dtype="f32")
     want_loss, want_grads = ref.loss_and_grads(params, idx[:, :-1], idx[:, 1:], f32_config)
     assert abs(loss - want_loss) <= 1e-2 * want_loss
     for name, want in want_grads.items():
         err = np.abs(grads[name] - want).max() / np.abs(want).max()
         assert err <= 3e-2, f"{name}: {err:.3g}"
+
+
+def test_f32_model_backward_stays_off_the_tiles() -> None:
+    """Only a bf16 forward product lets its backward round to bf16: an f32 model's
+    products all stay f32."""
+    needs_amx()
+    config = dataclasses.replace(CONFIG, matmul_dtype="f32")
+    model = GPT2(config, ctx=G.Context("cpu", threads=2), seed=2)
+    idx = np.random.default_rng(2).integers(0, config.vocab_size, (4, 17))
+    K.reset_matmul_stats()
+    model.loss_and_grads(idx[:, :-1], idx[:, 1:])
+    assert all(s["kernel"] != "amx_bf16" for s in K.matmul_stats()), K.matmul_stats()
 
 
 def test_small_model_trains_on_tiles_like_f32() -> None:

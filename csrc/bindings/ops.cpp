@@ -86,7 +86,7 @@ T mul_mat(const T & a, const T & b) {
     return result(a, ggml_mul_mat(a.ctx->op_ctx(), a.t, b.t));
 }
 
-T out_prod(const T & a, const T & b) {
+T out_prod(const T & a, const T & b, bool allow_bf16) {
     check_same_context(a, b);
     check_f32(a, "out_prod");
     check_f32(b, "out_prod");
@@ -101,7 +101,9 @@ T out_prod(const T & a, const T & b) {
         fail("out_prod: the first operand needs contiguous rows, got a transposed view " + describe(x) +
              "; apply cont() first");
     }
-    return result(a, ggml_out_prod(a.ctx->op_ctx(), a.t, b.t));
+    ggml_tensor * out = ggml_out_prod(a.ctx->op_ctx(), a.t, b.t);
+    if (allow_bf16) ggml_out_prod_allow_bf16(out);
+    return result(a, out);
 }
 
 T permute(const T & a, const std::array<int, 4> & axes) {
@@ -276,7 +278,7 @@ void init_ops(py::module_ & m) {
         return result(a, ggml_clamp(c, ggml_cont(c, a.t), lo, hi));
     });
     m.def("mul_mat", &mul_mat);
-    m.def("out_prod", &out_prod);
+    m.def("out_prod", &out_prod, py::arg("a"), py::arg("b"), py::arg("allow_bf16") = false);
     m.def("transpose", [](const T & a) { return result(a, ggml_transpose(a.ctx->op_ctx(), a.t)); });
     m.def("permute", &permute);
     m.def("reshape", &reshape);

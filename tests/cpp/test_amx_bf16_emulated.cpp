@@ -13,7 +13,12 @@
 //     pseudo-code does per element): so the tiles hold the right k and n;
 //   - 1, 2, 3 and 7 "threads" (the shares of ggml_amx_bf16_share, run one after another,
 //     each packing only its own columns of B' into a buffer of NaNs) give bit-identical C;
-//   - no element outside (M, N) of C is written.
+//   - no element outside (M, N) of C is written;
+//   - adding into C (acc, as OUT_PROD into a gradient accumulator) equals, bit for bit, the
+//     ascending-k f32 sum that starts from C's old value.
+// The packers (patch 0023) take any strides: A read down its columns and W read from an
+// f32 (K, N) matrix (OUT_PROD's operands) pack to the same A' and B' as their contiguous
+// bf16 copies, whatever the rows each thread packs.
 // Plus the emulator's own rules: bf16 rounding to nearest even, denormal inputs as zero.
 //
 // Prints one line per case and PASS/FAIL at the end; exits non-zero on failure.
@@ -84,8 +89,9 @@ Problem make_problem(int64_t M, int64_t N, int64_t K, std::mt19937 & rng) {
 
 const float SENTINEL = -12345.0f;
 
-// C (M, ldc) computed with nth shares, each packing its own B' columns then multiplying.
-std::vector<float> run(const Problem & p, int nth, size_t ldc) {
+// C (M, ldc) computed with nth shares, each packing its own B' columns then multiplying;
+// with c0, C starts as c0 and the product is added to it.
+std::vector<float> run(const Problem & p, int nth, size_t ldc, const std::vector<float> * c0 = nullptr) {
     const size_t wsize = ggml_amx_bf16_work_size(p.M, p.N, p.K);
     std::vector<uint8_t> work(wsize + 7);
     uint16_t * a;
@@ -96,12 +102,12 @@ std::vector<float> run(const Problem & p, int nth, size_t ldc) {
     std::memcpy(a, p.a_bf16.data(), Mp*Kp*sizeof(uint16_t));
     std::fill(b, b + Np*Kp, (uint16_t) 0x7fc0); // NaN: reading another share's columns shows
 
-    std::vector<float> c(p.M*ldc + 16, SENTINEL);
+    std::vector<float> c = c0 ? *c0 : std::vector<float>(p.M*ldc + 16, SENTINEL);
     for (int ith = 0; ith < nth; ith++) {
         int64_t n0, n1;
         ggml_amx_bf16_share(ith, nth, p.N, &n0, &n1);
-        ggml_amx_bf16_pack_b(p.w.data(), p.ldw, p.N, p.K, n0, n1, b);
-        ggml_amx_bf16_gemm(a, b, p.M, p.N, p.K, n0, n1, c.data(), ldc);
+        ggml_amx_bf16_pack_b(p.w.data(), false, p.ldw*sizeof(uint16_t), sizeof(uint16_t), p.N, p.K, n0, n1, b);
+        ggml_amx_bf16_gemm(a, b, p.M, p.N, p.K, n0, n1, c.data(), ldc, c0 != nullptr);
     }
     return c;
 }
@@ -149,6 +155,77 @@ void check_shape(int64_t M, int64_t N, int64_t K, std::mt19937 & rng) {
     check(outside_ok, "nothing written outside (M, N)");
 }
 
+// C += A W^T from random old values: each element is the ascending-k f32 sum started at its
+// old value, on any split; nothing outside (M, N) changes.
+void check_acc(int64_t M, int64_t N, int64_t K, std::mt19937 & rng) {
+    const Problem p = make_problem(M, N, K, rng);
+    const int64_t Kp = ggml_amx_bf16_pad(K);
+    const size_t ldc = N + 3;
+    std::normal_distribution<float> normal(0.0f, 4.0f);
+    std::vector<float> c0(M*ldc + 16, SENTINEL);
+    for (int64_t m = 0; m < M; m++) {
+        for (int64_t n = 0; n < N; n++) c0[m*ldc + n] = normal(rng);
+    }
+    bool exact = true, same_split = true, outside_ok = true;
+    const std::vector<float> c1 = run(p, 1, ldc, &c0);
+    for (int64_t m = 0; m < M; m++) {
+        for (int64_t n = 0; n < N; n++) {
+            float seq = c0[m*ldc + n];
+            for (int64_t k = 0; k < K; k++) {
+                seq += bf16_to_f32(p.a_bf16[m*Kp + k]) * bf16_to_f32(p.w[n*p.ldw + k]);
+            }
+            exact = exact && bits(c1[m*ldc + n]) == bits(seq);
+        }
+        for (size_t n = N; n < ldc; n++) outside_ok = outside_ok && c1[m*ldc + n] == SENTINEL;
+    }
+    for (int nth : {2, 3}) {
+        const std::vector<float> cn = run(p, nth, ldc, &c0);
+        same_split = same_split && std::memcmp(cn.data(), c1.data(), c1.size()*sizeof(float)) == 0;
+    }
+    std::printf("acc M %4lld N %4lld K %4lld: f32 k-order from the old C %s, threads 1/2/3 %s\n",
+                (long long) M, (long long) N, (long long) K, exact ? "exact" : "DIFFERS",
+                same_split ? "bit-identical" : "DIFFER");
+    check(exact, "C += product equals the ascending-k f32 sum from C's old value");
+    check(same_split, "acc bit-identical for 1, 2, 3 threads");
+    check(outside_ok, "acc writes nothing outside (M, N)");
+}
+
+// OUT_PROD's operands: A (M, K) stored as f32 (K, M) (element (m, k) at m + k*M) and W (N, K)
+// stored as f32 (K, ldn) pack to the A' and B' of their contiguous bf16 copies; A' packed in
+// 16-row shares (as threads pack it) or all at once alike.
+void check_strided_packing(std::mt19937 & rng) {
+    const int64_t M = 37, N = 40, K = 45, ldn = N + 2;
+    const int64_t Mp = ggml_amx_bf16_pad(M), Np = ggml_amx_bf16_pad(N), Kp = ggml_amx_bf16_pad(K);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> at(K*M), wt(K*ldn, NAN); // NaN between rows: must not be read
+    for (float & x : at) x = normal(rng);
+    for (int64_t k = 0; k < K; k++) {
+        for (int64_t n = 0; n < N; n++) wt[k*ldn + n] = normal(rng);
+    }
+    std::vector<uint16_t> a_rows(Mp*Kp), a_cols(Mp*Kp, 0xffff), a_shares(Mp*Kp, 0xffff);
+    std::vector<float> row(K);
+    for (int64_t m = 0; m < Mp; m++) {
+        for (int64_t k = 0; k < K && m < M; k++) row[k] = at[k*M + m];
+        ggml_amx_bf16_pack_a_f32(m < M ? row.data() : nullptr, K, &a_rows[m*Kp]);
+    }
+    ggml_amx_bf16_pack_a(at.data(), true, sizeof(float), M*sizeof(float), M, K, 0, Mp, a_cols.data());
+    for (int64_t m0 = 0; m0 < Mp; m0 += 16) {
+        ggml_amx_bf16_pack_a(at.data(), true, sizeof(float), M*sizeof(float), M, K, m0, m0 + 16, a_shares.data());
+    }
+    std::vector<uint16_t> w_bf16(N*K), b_rows(Np*Kp), b_cols(Np*Kp, 0xffff);
+    for (int64_t n = 0; n < N; n++) {
+        for (int64_t k = 0; k < K; k++) w_bf16[n*K + k] = to_bf16(wt[k*ldn + n]);
+    }
+    ggml_amx_bf16_pack_b(w_bf16.data(), false, K*sizeof(uint16_t), sizeof(uint16_t), N, K, 0, Np, b_rows.data());
+    ggml_amx_bf16_pack_b(wt.data(), true, sizeof(float), ldn*sizeof(float), N, K, 0, Np, b_cols.data());
+    const bool a_ok = a_cols == a_rows && a_shares == a_rows;
+    const bool b_ok = b_cols == b_rows;
+    std::printf("strided f32 operands pack like contiguous bf16: A' %s, B' %s\n", a_ok ? "yes" : "NO",
+                b_ok ? "yes" : "NO");
+    check(a_ok, "A' from columns of an f32 matrix");
+    check(b_ok, "B' from an f32 (K, N) matrix");
+}
+
 // A given as bf16 rows (src1 already bf16) packs to the same A'.
 void check_bf16_rows(std::mt19937 & rng) {
     const int64_t M = 19, K = 45, Kp = ggml_amx_bf16_pad(K);
@@ -190,9 +267,9 @@ void check_daz() {
     uint16_t * pb;
     ggml_amx_bf16_work_split(work.data(), M, N, K, &pa, &pb);
     std::memcpy(pa, a.data(), a.size()*sizeof(uint16_t));
-    ggml_amx_bf16_pack_b(w.data(), K, N, K, 0, N, pb);
+    ggml_amx_bf16_pack_b(w.data(), false, K*sizeof(uint16_t), sizeof(uint16_t), N, K, 0, N, pb);
     std::vector<float> c(M*N);
-    ggml_amx_bf16_gemm(pa, pb, M, N, K, 0, N, c.data(), N);
+    ggml_amx_bf16_gemm(pa, pb, M, N, K, 0, N, c.data(), N, false);
     const bool ok = c[0] == std::ldexp(1.0f, -26) && c[N] == 0.0f && c[(M - 1)*N + N - 1] == 0.0f;
     std::printf("denormal inputs count as zero (DAZ): %s\n", ok ? "yes" : "NO");
     check(ok, "DAZ");
@@ -205,12 +282,15 @@ int main() {
     check_rounding();
     check_bf16_rows(rng);
     check_daz();
+    check_strided_packing(rng);
     const int64_t shapes[][3] = {
         {1, 1, 1},     {5, 7, 3},     {16, 16, 32},  {32, 32, 32},  {33, 31, 33},
         {17, 50, 95},  {64, 48, 64},  {45, 16, 31},  {100, 70, 130}, {31, 97, 257},
         {96, 160, 96}, {32, 129, 64}, {128, 96, 768}, {64, 768, 768}, {40, 200, 3072},
     };
     for (const auto & s : shapes) check_shape(s[0], s[1], s[2], rng);
+    const int64_t acc_shapes[][3] = {{32, 32, 32}, {33, 31, 33}, {100, 70, 130}, {64, 768, 96}};
+    for (const auto & s : acc_shapes) check_acc(s[0], s[1], s[2], rng);
     std::printf("%s\n", failures ? "FAIL" : "PASS");
     return failures ? 1 : 0;
 }
