@@ -100,7 +100,9 @@ def test_bf16_product_on_tiles_against_float64(ms: tuple, n: int, k: int) -> Non
         np.testing.assert_array_equal(r, results[0], "AMX product differs across thread counts")
 
 
-def out_product(a: np.ndarray, b: np.ndarray, threads: int, allow_bf16: bool, b_t: bool) -> np.ndarray:
+def out_product(
+    a: np.ndarray, b: np.ndarray, threads: int, allow_bf16: bool, b_t: bool
+) -> np.ndarray:
     """``b^T @ a`` for a (k, n) and b (k, m) through ggml's OUT_PROD, with patch 0019's record
     reset first; b_t passes b as a transposed view of its (m, k) copy, as the MUL_MAT
     backward passes the gradient for the input gradient."""
