@@ -1,14 +1,15 @@
 """Which kernel runs our CPU matrix products, chosen from the CPU's features at run time.
 
 Two things decide it. OpenBLAS (f32 products, patch 0010) picks its sgemm kernel for the
-CPU it runs on. ggml's bf16 products run on AMX tiles where the CPU has AMX-BF16 (patch
-0021: compiled into every x86-64 Linux build, taken at run time), else on llamafile's
-tinyBLAS, compiled for the SIMD the build targeted: AVX512-BF16 dot products
-(``vdpbf16ps``) where the build had them, else bf16 widened to f32 in AVX-512F or AVX2
-registers. :func:`select_kernels` is the rule, a pure function of the CPU's features, the
-build's and OpenBLAS's kernel name, so it is tested for AMX, AVX512-BF16 and AVX2-only
-CPUs on any machine. :func:`matmul_stats` reads what actually ran (patch 0019), which the
-benchmark records for every row.
+CPU it runs on. ggml's bf16 products, and the backward products of a bf16 matmul, run on
+our packed bf16 GEMM (patches 0021, 0023, 0024): on AMX tiles where the CPU has AMX-BF16
+(compiled into every x86-64 Linux build, taken at run time), else on AVX512-BF16
+registers (``vdpbf16ps``) where the build targets them. Products the GEMM does not take
+(a side under 32, batched weights) and CPUs without either engine use llamafile's
+tinyBLAS, compiled for the SIMD the build targeted. :func:`select_kernels` is the rule, a
+pure function of the CPU's features, the build's and OpenBLAS's kernel name, so it is
+tested for AMX, AVX512-BF16 and AVX2-only CPUs on any machine. :func:`matmul_stats` reads
+what actually ran (patch 0019), which the benchmark records for every row.
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from pathlib import Path
 
 from .ggml import _C
 
-# bf16 product kernels, fastest first. The AMX tile GEMM (patch 0021) is in every build for
-# x86-64 Linux with GCC >= 11 or Clang >= 12 ("amx_bf16" among the compiled features) and
-# runs where the CPU has AMX-BF16, Linux grants the tile state and PYGGML_AMX is not "0".
+# bf16 product kernels, fastest first. The packed GEMM runs on AMX tiles where the CPU has
+# AMX-BF16, Linux grants the tile state and PYGGML_AMX is not "0" (every x86-64 Linux build
+# with GCC >= 11 or Clang >= 12 has it: "amx_bf16" among the compiled features), else on
+# AVX512-BF16 registers in builds that target them; PYGGML_BF16_GEMM=0 switches it off.
 BF16_AMX = "amx_bf16 tiles"
+BF16_PACKED_AVX512 = "packed GEMM, avx512_bf16 (vdpbf16ps)"
 BF16_AVX512BF16 = "tinyBLAS avx512_bf16 (vdpbf16ps)"
 BF16_AVX512F = "tinyBLAS avx512f (bf16 widened to f32)"
 BF16_AVX2 = "tinyBLAS avx2 (bf16 widened to f32)"
 BF16_SCALAR = "ggml vec_dot (bf16 widened to f32)"
-NATIVE_BF16 = (BF16_AMX, BF16_AVX512BF16)
+NATIVE_BF16 = (BF16_AMX, BF16_PACKED_AVX512, BF16_AVX512BF16)
 
 # Compiled features whose kernels check the CPU at run time before they run, so a build
 # may contain them for a CPU that lacks them.
@@ -35,13 +38,15 @@ RUNTIME_DISPATCHED = frozenset({"amx_bf16"})
 
 @dataclass(frozen=True)
 class KernelChoice:
-    """The kernels of one CPU and build: ``f32`` and ``bf16`` name the product kernels,
-    ``matmul_dtype`` the faster of the two for weight matmuls (bf16 only where the CPU
-    multiplies bf16 natively; elsewhere widening it costs more than it saves), ``notes``
-    why a faster kernel was not taken."""
+    """The kernels of one CPU and build: ``f32`` and ``bf16`` name the product kernels
+    (``bf16`` the one weight-sized products take), ``bf16_small`` the one for bf16 products
+    the packed GEMM does not take (a side under 32), ``matmul_dtype`` the faster of f32 and
+    bf16 for weight matmuls (bf16 only where the CPU multiplies bf16 natively; elsewhere
+    widening it costs more than it saves), ``notes`` why a faster kernel was not taken."""
 
     f32: str
     bf16: str
+    bf16_small: str
     matmul_dtype: str
     notes: tuple[str, ...] = ()
 
@@ -51,11 +56,13 @@ def select_kernels(
     compiled: frozenset[str] | set[str],
     blas_core: str = "",
     amx_on: bool = True,
+    gemm_on: bool = True,
 ) -> KernelChoice:
     """The product kernels for a CPU with feature flags ``cpu`` (as /proc/cpuinfo names
     them), a build compiled for ``compiled`` and OpenBLAS kernels ``blas_core`` ('' without
     OpenBLAS); ``amx_on`` False when the process may not use the tiles (PYGGML_AMX=0, or
-    Linux refused the tile state). Raises RuntimeError if the build needs a feature the CPU
+    Linux refused the tile state), ``gemm_on`` False when the packed bf16 GEMM is switched
+    off (PYGGML_BF16_GEMM=0). Raises RuntimeError if the build needs a feature the CPU
     lacks (features in RUNTIME_DISPATCHED are not needed: their kernels check first)."""
     missing = sorted(set(compiled) - set(cpu) - RUNTIME_DISPATCHED)
     if missing:
@@ -66,27 +73,36 @@ def select_kernels(
         )
     f32 = f"OpenBLAS sgemm ({blas_core})" if blas_core else "tinyBLAS f32 (ggml's own sgemm)"
     notes = []
-    amx_cpu = "amx_bf16" in cpu
-    if amx_cpu and "amx_bf16" in compiled and amx_on:
+    if "avx512_bf16" in compiled:
+        small = BF16_AVX512BF16
+    elif "avx512f" in compiled:
+        small = BF16_AVX512F
+    elif "avx2" in compiled:
+        small = BF16_AVX2
+    else:
+        small = BF16_SCALAR
+    amx = "amx_bf16" in cpu and "amx_bf16" in compiled and amx_on
+    if gemm_on and amx:
         bf16 = BF16_AMX
-    elif "avx512_bf16" in compiled:
-        bf16 = BF16_AVX512BF16
-        if amx_cpu and "amx_bf16" in compiled:
+    elif gemm_on and "avx512_bf16" in compiled:
+        bf16 = BF16_PACKED_AVX512
+    else:
+        bf16 = small
+        if not gemm_on and (amx or "avx512_bf16" in compiled):
+            notes.append(
+                "the packed bf16 GEMM is switched off in this process (PYGGML_BF16_GEMM=0)"
+            )
+    if bf16 != BF16_AMX and "amx_bf16" in cpu:
+        if "amx_bf16" not in compiled:
+            notes.append("the CPU has AMX-BF16 tiles, but this build has no AMX bf16 GEMM")
+        elif not amx_on:
             notes.append(
                 "the CPU has AMX-BF16 tiles and this build the AMX GEMM, but it is off in this"
                 " process (PYGGML_AMX=0, or Linux refused the tile state)"
             )
-        elif amx_cpu:
-            notes.append("the CPU has AMX-BF16 tiles, but this build has no AMX bf16 GEMM")
-    elif "avx512f" in compiled:
-        bf16 = BF16_AVX512F
-    elif "avx2" in compiled:
-        bf16 = BF16_AVX2
-    else:
-        bf16 = BF16_SCALAR
     if bf16 not in NATIVE_BF16 and {"avx512_bf16", "amx_bf16"} & set(cpu):
         notes.append("the CPU multiplies bf16 natively, but this build was compiled without it")
-    return KernelChoice(f32, bf16, "bf16" if bf16 in NATIVE_BF16 else "f32", tuple(notes))
+    return KernelChoice(f32, bf16, small, "bf16" if bf16 in NATIVE_BF16 else "f32", tuple(notes))
 
 
 def cpu_features(cpuinfo: str | None = None) -> frozenset[str]:
@@ -120,6 +136,12 @@ def amx_usable() -> bool:
     return bool(_C.cpu_amx_bf16_usable())
 
 
+def bf16_gemm_engine() -> str:
+    """What runs the packed bf16 GEMM in this process: "amx_bf16" (tiles), "avx512_bf16"
+    (registers) or "" (neither: PYGGML_BF16_GEMM=0, or neither in this build and CPU)."""
+    return str(_C.cpu_bf16_gemm_engine())
+
+
 def amx_emulated() -> bool:
     """Whether this build's AMX tiles are the C emulation (a test build,
     ``-DPYGGML_AMX_EMULATE=ON``: every bf16 product that fits runs on them, slowly)."""
@@ -135,7 +157,7 @@ def this_cpu() -> KernelChoice:
     cpu = set(cpu_features() or (compiled - RUNTIME_DISPATCHED))
     if amx:
         cpu.add("amx_bf16")
-    return select_kernels(cpu, compiled, blas_core(), amx)
+    return select_kernels(cpu, compiled, blas_core(), amx, bf16_gemm_engine() != "")
 
 
 def matmul_stats() -> list[dict]:
@@ -156,9 +178,11 @@ def kernel_name(kernel: str, dtype: str, choice: KernelChoice) -> str:
     if kernel == "cblas_sgemm":
         return choice.f32
     if kernel == "tinyblas":
-        return choice.bf16 if dtype == "bf16" else f"tinyBLAS {dtype}"
+        return choice.bf16_small if dtype == "bf16" else f"tinyBLAS {dtype}"
     if kernel == "amx_bf16":
         return BF16_AMX
+    if kernel == "avx512_bf16":
+        return BF16_PACKED_AVX512
     if kernel == "vec_dot":
         return f"ggml vec_dot loop ({dtype})"
     return f"ggml out_prod loop ({dtype})"

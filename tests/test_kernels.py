@@ -28,16 +28,29 @@ def test_avx2_only_cpu_widens_bf16_and_keeps_f32_matmuls() -> None:
     assert c.notes == ()
 
 
-def test_avx512_bf16_cpu_multiplies_bf16_natively() -> None:
+def test_avx512_bf16_cpu_multiplies_bf16_natively_on_the_packed_gemm() -> None:
     c = K.select_kernels(ZEN4, {"avx2", "fma", "avx512f", "avx512_bf16"}, "SkylakeX")
-    assert c.bf16 == K.BF16_AVX512BF16
+    assert (c.bf16, c.bf16_small) == (K.BF16_PACKED_AVX512, K.BF16_AVX512BF16)
     assert c.matmul_dtype == "bf16"
     assert c.notes == ()
 
 
+def test_packed_gemm_switched_off_takes_tinyblas_and_says_so() -> None:
+    c = K.select_kernels(
+        ZEN4, {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}, "SkylakeX", gemm_on=False
+    )
+    assert (c.bf16, c.matmul_dtype) == (K.BF16_AVX512BF16, "bf16")
+    assert any("PYGGML_BF16_GEMM=0" in n for n in c.notes)
+    c = K.select_kernels(
+        SAPPHIRE, {"avx512f", "avx512_bf16", "amx_bf16"}, "SkylakeX", gemm_on=False
+    )
+    assert c.bf16 == K.BF16_AVX512BF16
+    assert any("PYGGML_BF16_GEMM=0" in n for n in c.notes)
+
+
 def test_amx_cpu_without_an_amx_kernel_says_so() -> None:
     c = K.select_kernels(SAPPHIRE, {"avx2", "fma", "avx512f", "avx512_bf16"}, "SapphireRapids")
-    assert c.bf16 == K.BF16_AVX512BF16
+    assert c.bf16 == K.BF16_PACKED_AVX512
     assert c.matmul_dtype == "bf16"
     assert any("AMX" in n for n in c.notes)
 
@@ -50,16 +63,17 @@ def test_amx_cpu_with_an_amx_build_takes_the_tiles() -> None:
 
 def test_amx_build_on_a_cpu_without_amx_is_not_refused_and_takes_vdpbf16ps() -> None:
     """The AMX GEMM is compiled into builds for CPUs without it (it checks CPUID before it
-    runs), so it is no reason to refuse the build: a Zen 4 takes tinyBLAS's vdpbf16ps."""
+    runs), so it is no reason to refuse the build: a Zen 4 takes the packed GEMM's
+    vdpbf16ps."""
     c = K.select_kernels(ZEN4, {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}, "SkylakeX")
-    assert c.bf16 == K.BF16_AVX512BF16
+    assert c.bf16 == K.BF16_PACKED_AVX512
     assert c.notes == ()
 
 
 def test_amx_switched_off_says_so() -> None:
     compiled = {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
     c = K.select_kernels(SAPPHIRE, compiled, "SkylakeX", amx_on=False)
-    assert (c.bf16, c.matmul_dtype) == (K.BF16_AVX512BF16, "bf16")
+    assert (c.bf16, c.matmul_dtype) == (K.BF16_PACKED_AVX512, "bf16")
     assert any("PYGGML_AMX=0" in n for n in c.notes)
 
 
@@ -68,6 +82,19 @@ def test_amx_kernel_record_is_named_as_the_tiles() -> None:
     assert K.kernel_name("amx_bf16", "bf16", choice) == K.BF16_AMX
     stats = [{"op": "mul_mat", "kernel": "amx_bf16", "type": "bf16", "products": 1, "macs": 8}]
     assert K.kernel_summary(stats, choice) == [f"mul_mat bf16: {K.BF16_AMX} 100%"]
+
+
+def test_packed_and_small_bf16_products_are_named_apart() -> None:
+    choice = K.select_kernels(ZEN4, {"avx512f", "avx512_bf16"}, "SkylakeX")
+    stats = [
+        {"op": "mul_mat", "kernel": "avx512_bf16", "type": "bf16", "products": 1, "macs": 3},
+        {"op": "mul_mat", "kernel": "tinyblas", "type": "bf16", "products": 1, "macs": 1},
+        {"op": "out_prod", "kernel": "avx512_bf16", "type": "f32", "products": 1, "macs": 4},
+    ]
+    assert K.kernel_summary(stats, choice) == [
+        f"mul_mat bf16: {K.BF16_PACKED_AVX512} 75%, {K.BF16_AVX512BF16} 25%",
+        f"out_prod f32: {K.BF16_PACKED_AVX512} 100%",
+    ]
 
 
 def test_bf16_cpu_with_a_build_that_lacks_it_widens_and_says_so() -> None:
@@ -101,8 +128,11 @@ def test_this_build_runs_on_this_cpu() -> None:
         pytest.skip("no /proc/cpuinfo flags on this OS: nothing to compare the build with")
     assert K.compiled_features() - K.RUNTIME_DISPATCHED <= features
     choice = K.this_cpu()
-    # the tiles exactly where the kernel found them usable (CPU, Linux, PYGGML_AMX)
-    assert (choice.bf16 == K.BF16_AMX) == K.amx_usable()
+    # the tiles exactly where the kernel found them usable (CPU, Linux, PYGGML_AMX), the
+    # packed GEMM's engine as the kernel runs it
+    assert (choice.bf16 == K.BF16_AMX) == (K.bf16_gemm_engine() == "amx_bf16")
+    engine_names = {"amx_bf16": K.BF16_AMX, "avx512_bf16": K.BF16_PACKED_AVX512}
+    assert choice.bf16 == engine_names.get(K.bf16_gemm_engine(), choice.bf16_small)
     if K.amx_usable() and not K.amx_emulated():
         assert "amx_bf16" in features
 
@@ -169,12 +199,19 @@ def test_out_prod_is_recorded() -> None:
     assert K.kernel_summary(K.matmul_stats(), K.this_cpu())[0].startswith("out_prod f32: ")
 
 
-# k a multiple of 32 (tinyBLAS's AVX512-BF16 step). tinyBLAS takes weights whose row count
-# is a multiple of 4 (GPT-2's all are) and declines others, which then run ggml's vec_dot
-# loop: the record must tell the two apart.
+# k a multiple of 32 (tinyBLAS's AVX512-BF16 step). Products with every side >= 32 run on
+# the packed bf16 GEMM where this process has it ("packed"; tests/test_bf16_gemm.py), else
+# on tinyBLAS. Fewer than 32 rows stay on tinyBLAS, which takes weights whose row count is
+# a multiple of 4 (GPT-2's all are) and declines others, which then run ggml's vec_dot
+# loop: the record must tell them all apart.
 @pytest.mark.parametrize(
     ("m", "n", "k", "kernel"),
-    [(80, 96, 64, "tinyblas"), (37, 52, 256, "tinyblas"), (37, 50, 256, "vec_dot")],
+    [
+        (80, 96, 64, "packed"),
+        (20, 96, 64, "tinyblas"),
+        (17, 52, 256, "tinyblas"),
+        (17, 50, 256, "vec_dot"),
+    ],
 )
 def test_bf16_product_runs_on_the_recorded_kernel_against_float64(
     m: int, n: int, k: int, kernel: str
@@ -182,8 +219,8 @@ def test_bf16_product_runs_on_the_recorded_kernel_against_float64(
     rng = np.random.default_rng(2)
     w = rng.standard_normal((n, k)).astype(np.float32)
     x = rng.standard_normal((m, k)).astype(np.float32)
-    if K.amx_usable():
-        kernel = "amx_bf16"  # every side >= 32: the tiles take it (tests/test_amx.py)
+    if kernel == "packed":
+        kernel = K.bf16_gemm_engine() or "tinyblas"
     results = [weight_product("bf16", w, x, threads) for threads in (1, 2, 3)]
     # Both operands are rounded to bf16 (ggml converts x to the weight's dot type); the
     # products and sums are f32, so only f32 accumulation error remains.
@@ -193,7 +230,7 @@ def test_bf16_product_runs_on_the_recorded_kernel_against_float64(
         np.testing.assert_array_equal(r, results[0], "bf16 mul_mat differs across thread counts")
     choice = K.this_cpu()
     assert _ran("mul_mat", "bf16") == {kernel: m * n * k}
-    name = choice.bf16 if kernel in ("tinyblas", "amx_bf16") else "ggml vec_dot loop (bf16)"
+    name = K.kernel_name(kernel, "bf16", choice)
     assert K.kernel_summary(K.matmul_stats(), choice) == [f"mul_mat bf16: {name} 100%"]
 
 
@@ -203,7 +240,10 @@ def test_unknown_cpu_features_are_taken_as_the_builds(monkeypatch: pytest.Monkey
     compiled = K.compiled_features()
     amx = {"amx_bf16"} if K.amx_usable() else set()
     cpu = (compiled - K.RUNTIME_DISPATCHED) | amx
-    assert choice == K.select_kernels(cpu, compiled, K.blas_core(), K.amx_usable())
+    want = K.select_kernels(
+        cpu, compiled, K.blas_core(), K.amx_usable(), K.bf16_gemm_engine() != ""
+    )
+    assert choice == want
 
 
 def test_matmul_dtype_auto_takes_the_rules_dtype() -> None:

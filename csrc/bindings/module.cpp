@@ -75,7 +75,7 @@ std::vector<std::string> cpu_compiled_features() {
 // (op, kernel, src0 type, products, multiply-adds) for every kernel that ran any.
 std::vector<py::tuple> cpu_matmul_stats() {
     const char * ops[] = {"mul_mat", "out_prod"};
-    const char * kernels[] = {"cblas_sgemm", "tinyblas", "vec_dot", "out_prod_loop", "amx_bf16"};
+    const char * kernels[] = {"cblas_sgemm", "tinyblas", "vec_dot", "out_prod_loop", "amx_bf16", "avx512_bf16"};
     static_assert(sizeof(kernels) / sizeof(kernels[0]) == GGML_CPU_MATMUL_KERNEL_COUNT);
     std::vector<py::tuple> out;
     for (int op = 0; op < 2; op++) {
@@ -117,6 +117,13 @@ PYBIND11_MODULE(_C, m) {
           "AMX-BF16, Linux granted the tile state, PYGGML_AMX is not 0)");
     m.def("cpu_amx_bf16_emulated", [] { return ggml_cpu_amx_bf16_gemm_emulated() != 0; },
           "Whether the AMX tiles of this build are a C emulation (-DPYGGML_AMX_EMULATE=ON, for tests)");
+    m.def("cpu_bf16_gemm_engine", [] {
+            const char * names[] = {"", "amx_bf16", "avx512_bf16"};
+            return std::string(names[ggml_cpu_bf16_gemm_engine()]);
+        },
+          "What runs ggml's packed bf16 GEMM (bf16 matmuls, and the backward products of a bf16 "
+          "matmul) in this process: 'amx_bf16' tiles, 'avx512_bf16' registers, or '' (none: "
+          "PYGGML_BF16_GEMM=0, or neither in this build and CPU)");
     m.def("cpu_matmul_stats", &cpu_matmul_stats,
           "(op, kernel, src0 type, products, multiply-adds) of the CPU products since the last reset");
     m.def("cpu_matmul_stats_reset", &ggml_cpu_matmul_stats_reset, "Zero the counters of cpu_matmul_stats");

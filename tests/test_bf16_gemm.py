@@ -1,18 +1,19 @@
-"""bf16 MUL_MAT (patch 0021) and OUT_PROD (patch 0023) on AMX tiles against float64 numpy,
-on a CPU that has them.
+"""The packed bf16 GEMM against float64 numpy: bf16 MUL_MAT (patch 0021) and the backward's
+OUT_PROD (patch 0023), on AMX tiles where the CPU has them, else on AVX512-BF16 registers
+(patch 0024) where the build targets them.
 
-The tile path runs only where the CPU has AMX-BF16 (and Linux grants the tile state);
-everywhere else these tests skip, naming the CPU. Its algorithm is checked on every CPU by
+Where neither engine runs (e.g. AMD Zen 3: no AVX512-BF16, no AMX), these tests skip,
+naming the CPU. The tile algorithm is checked on every CPU by
 tests/cpp/test_amx_bf16_emulated (the same kernel source with the tile instructions
-emulated in C); here the real instructions are checked: GPT-2-sized and edge-shaped
-products, batched inputs, the backward's OUT_PROD with contiguous and transposed
-operands, bit-identical results on 1, 2 and 3 threads, patch 0019's record naming the
-tiles, f32 graphs staying off them, a small mixed-precision model's gradients and loss
-curve, and PYGGML_AMX=0 switching the path off.
+emulated in C); here the engine this process runs is checked through ggml: GPT-2-sized and
+edge-shaped products, batched inputs, the backward's OUT_PROD with contiguous and
+transposed operands, bit-identical results on 1, 2 and 3 threads, patch 0019's record
+naming the engine, f32 graphs staying off it, a small mixed-precision model's gradients and
+loss curve, and PYGGML_AMX=0 / PYGGML_BF16_GEMM=0 switching the tiles / the GEMM off.
 
 A build with -DPYGGML_AMX_EMULATE=ON runs these tests on any CPU through the emulated
-tiles (all but the GPT-2-sized products, too slow there): the whole path through ggml,
-with C in place of the tile instructions.
+tiles (all but the GPT-2-sized products, too slow there): the whole tile path through
+ggml, with C in place of the tile instructions.
 """
 
 from __future__ import annotations
@@ -49,18 +50,28 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def needs_amx() -> None:
-    """Skip unless this CPU has AMX-BF16 tiles (a CPU feature, not an optional component:
-    no install makes it appear) or the build emulates them. A CPU that has them but whose
-    process may not use them is a failure, unless PYGGML_AMX=0 asked for that."""
-    if K.amx_emulated() and os.environ.get("PYGGML_AMX") != "0":
-        return
-    if "amx_bf16" not in K.cpu_features():
-        pytest.skip(f"needs AMX-BF16 tiles; this CPU ({cpu_model()}) has none")
-    if os.environ.get("PYGGML_AMX") == "0":
-        pytest.skip("PYGGML_AMX=0 switches the AMX path off in this process")
-    assert "amx_bf16" in K.compiled_features(), "the CPU has AMX-BF16, the build no AMX GEMM"
-    assert K.amx_usable(), "this CPU has AMX-BF16 but Linux refused the tile state"
+def needs_gemm() -> str:
+    """The engine of the packed bf16 GEMM in this process ("amx_bf16" or "avx512_bf16");
+    skips where there is none (a CPU feature, not an optional component: no install makes
+    it appear). A CPU with AMX-BF16 whose process may not use the tiles is a failure, unless
+    PYGGML_AMX=0 asked for that."""
+    engine = K.bf16_gemm_engine()
+    if os.environ.get("PYGGML_BF16_GEMM") == "0":
+        pytest.skip("PYGGML_BF16_GEMM=0 switches the packed bf16 GEMM off in this process")
+    if "amx_bf16" in K.cpu_features() and os.environ.get("PYGGML_AMX") != "0":
+        assert "amx_bf16" in K.compiled_features(), "the CPU has AMX-BF16, the build no AMX GEMM"
+        assert K.amx_usable(), "this CPU has AMX-BF16 but Linux refused the tile state"
+    if not engine:
+        pytest.skip(
+            f"needs AMX-BF16 tiles or a build targeting AVX512-BF16; this CPU ({cpu_model()})"
+            " and build have neither"
+        )
+    return engine
+
+
+def too_slow(macs: int) -> bool:
+    """A GPT-2-sized product takes minutes on emulated tiles."""
+    return K.bf16_gemm_engine() == "amx_bf16" and K.amx_emulated() and macs > 10**8
 
 
 def ran(op: str = "mul_mat", dtype: str = "bf16") -> dict[str, int]:
@@ -84,20 +95,20 @@ def ran(op: str = "mul_mat", dtype: str = "bf16") -> dict[str, int]:
         ((2, 3, 17), 33, 64),
     ],
 )
-def test_bf16_product_on_tiles_against_float64(ms: tuple, n: int, k: int) -> None:
-    needs_amx()
-    if K.amx_emulated() and np.prod(ms) * n * k > 10**8:
+def test_bf16_product_against_float64(ms: tuple, n: int, k: int) -> None:
+    engine = needs_gemm()
+    if too_slow(int(np.prod(ms)) * n * k):
         pytest.skip("a GPT-2-sized product takes minutes on the emulated tiles")
     rng = np.random.default_rng(n + k)
     w = rng.standard_normal((n, k)).astype(np.float32)  # (n, k)
     x = rng.standard_normal((*ms, k)).astype(np.float32)  # (..., m, k)
     results = [weight_product("bf16", w, x, threads) for threads in (1, 2, 3)]
-    assert ran() == {"amx_bf16": int(np.prod(ms)) * n * k}
+    assert ran() == {engine: int(np.prod(ms)) * n * k}
     # both operands rounded to bf16, products exact in f32: only the f32 accumulation errs
     want = bf16_round(x).astype(np.float64) @ bf16_round(w).T.astype(np.float64)
-    assert_close(results[0], want, FWD_RTOL, "bf16 mul_mat on AMX tiles")
+    assert_close(results[0], want, FWD_RTOL, f"bf16 mul_mat on {engine}")
     for r in results[1:]:
-        np.testing.assert_array_equal(r, results[0], "AMX product differs across thread counts")
+        np.testing.assert_array_equal(r, results[0], "packed product differs across thread counts")
 
 
 def out_product(
@@ -133,39 +144,39 @@ OUT_PROD_SHAPES = [
 
 @pytest.mark.parametrize("b_t", [False, True], ids=["b", "b-transposed"])
 @pytest.mark.parametrize(("k", "n", "m"), OUT_PROD_SHAPES)
-def test_bf16_out_prod_on_tiles_against_float64(k: int, n: int, m: int, b_t: bool) -> None:
-    needs_amx()
-    if K.amx_emulated() and k * n * m > 10**8:
+def test_bf16_out_prod_against_float64(k: int, n: int, m: int, b_t: bool) -> None:
+    engine = needs_gemm()
+    if too_slow(k * n * m):
         pytest.skip("a GPT-2-sized product takes minutes on the emulated tiles")
     rng = np.random.default_rng(k + n + m)
     a = rng.standard_normal((k, n)).astype(np.float32)
     b = rng.standard_normal((k, m)).astype(np.float32)
     results = [out_product(a, b, threads, True, b_t) for threads in (1, 2, 3)]
-    assert ran("out_prod", "f32") == {"amx_bf16": k * n * m}
+    assert ran("out_prod", "f32") == {engine: k * n * m}
     want = bf16_round(b).T.astype(np.float64) @ bf16_round(a).astype(np.float64)
-    assert_close(results[0], want, FWD_RTOL, "bf16 out_prod on AMX tiles")
+    assert_close(results[0], want, FWD_RTOL, f"bf16 out_prod on {engine}")
     for r in results[1:]:
-        np.testing.assert_array_equal(r, results[0], "AMX out_prod differs across thread counts")
+        np.testing.assert_array_equal(r, results[0], "packed out_prod differs across thread counts")
 
 
 def test_out_prod_without_allow_bf16_stays_f32() -> None:
     """An OUT_PROD that its graph did not allow bf16 (every f32 graph) keeps f32 operands."""
-    needs_amx()
+    engine = needs_gemm()
     rng = np.random.default_rng(3)
     a = rng.standard_normal((64, 48)).astype(np.float32)
     b = rng.standard_normal((64, 40)).astype(np.float32)
     got = out_product(a, b, 2, False, False)
-    assert "amx_bf16" not in ran("out_prod", "f32")
+    assert engine not in ran("out_prod", "f32")
     assert_close(got, b.T.astype(np.float64) @ a.astype(np.float64), FWD_RTOL, "f32 out_prod")
     assert np.abs(got - bf16_round(b).T @ bf16_round(a)).max() > 0, "operands were rounded"
 
 
 def test_small_products_stay_on_tinyblas() -> None:
-    needs_amx()
+    engine = needs_gemm()
     rng = np.random.default_rng(7)
     w = rng.standard_normal((64, 16)).astype(np.float32)  # (N, K)
     weight_product("bf16", w, np.ones((40, 16), np.float32), 2)
-    assert "amx_bf16" not in ran(), "K = 16 < 32 must not take the tile path"
+    assert engine not in ran(), "K = 16 < 32 must not take the packed GEMM"
 
 
 CONFIG = GPT2Config(
@@ -173,8 +184,8 @@ CONFIG = GPT2Config(
 )
 
 
-def test_small_model_gradients_on_tiles_match_the_f32_reference() -> None:
-    needs_amx()
+def test_small_model_gradients_on_the_gemm_match_the_f32_reference() -> None:
+    engine = needs_gemm()
     params = {k: v.astype(np.float32) for k, v in init_params(CONFIG, 3).items()}
     model = GPT2(CONFIG, params=params, ctx=G.Context("cpu", threads=2))
     rng = np.random.default_rng(0)
@@ -182,9 +193,10 @@ def test_small_model_gradients_on_tiles_match_the_f32_reference() -> None:
     K.reset_matmul_stats()
     loss, grads = model.loss_and_grads(idx[:, :-1], idx[:, 1:])
     summary = K.kernel_summary(K.matmul_stats(), K.this_cpu())
-    # every weight product on the tiles: the forward's, and the backward's (patch 0023)
-    assert f"mul_mat bf16: {K.BF16_AMX} 100%" in summary, summary
-    assert f"out_prod f32: {K.BF16_AMX} 100%" in summary, summary
+    # every weight product on the GEMM: the forward's, and the backward's (patch 0023)
+    name = K.kernel_name(engine, "bf16", K.this_cpu())
+    assert f"mul_mat bf16: {name} 100%" in summary, summary
+    assert f"out_prod f32: {name} 100%" in summary, summary
     f32_config = dataclasses.replace(CONFIG, matmul_dtype="f32")
     want_loss, want_grads = ref.loss_and_grads(params, idx[:, :-1], idx[:, 1:], f32_config)
     assert abs(loss - want_loss) <= 1e-2 * want_loss
@@ -193,20 +205,20 @@ def test_small_model_gradients_on_tiles_match_the_f32_reference() -> None:
         assert err <= 3e-2, f"{name}: {err:.3g}"
 
 
-def test_f32_model_backward_stays_off_the_tiles() -> None:
+def test_f32_model_backward_stays_off_the_gemm() -> None:
     """Only a bf16 forward product lets its backward round to bf16: an f32 model's
     products all stay f32."""
-    needs_amx()
+    engine = needs_gemm()
     config = dataclasses.replace(CONFIG, matmul_dtype="f32")
     model = GPT2(config, ctx=G.Context("cpu", threads=2), seed=2)
     idx = np.random.default_rng(2).integers(0, config.vocab_size, (4, 17))
     K.reset_matmul_stats()
     model.loss_and_grads(idx[:, :-1], idx[:, 1:])
-    assert all(s["kernel"] != "amx_bf16" for s in K.matmul_stats()), K.matmul_stats()
+    assert all(s["kernel"] != engine for s in K.matmul_stats()), K.matmul_stats()
 
 
-def test_small_model_trains_on_tiles_like_f32() -> None:
-    needs_amx()
+def test_small_model_trains_on_the_gemm_like_f32() -> None:
+    needs_gemm()
     rng = np.random.default_rng(1)
     batches = [rng.integers(0, CONFIG.vocab_size, (8, 17)) for _ in range(20)]
     curves = {}
@@ -219,25 +231,50 @@ def test_small_model_trains_on_tiles_like_f32() -> None:
     assert np.abs(curves["bf16"] - curves["f32"]).max() <= 0.01
 
 
-def test_pyggml_amx_0_switches_the_tiles_off() -> None:
-    """Runs on every CPU: with PYGGML_AMX=0 no bf16 product records the AMX kernel."""
-    code = (
-        "import numpy as np\n"
-        "from pyggml_train import ggml as G, kernels as K\n"
-        "ctx = G.Context('cpu', 2)\n"
-        "w, x = ctx.input((64, 64)), ctx.input((64, 64))\n"
-        "out = G.mul_mat(G.cast(w, 'bf16'), x)\n"
-        "g = ctx.graph(out)\n"
-        "w.set(np.ones((64, 64), np.float32)); x.set(np.ones((64, 64), np.float32))\n"
-        "K.reset_matmul_stats(); g.compute()\n"
-        "assert not K.amx_usable()\n"
-        "assert K.this_cpu().bf16 != K.BF16_AMX\n"
-        "assert all(s['kernel'] != 'amx_bf16' for s in K.matmul_stats())\n"
-        "assert float(out.numpy()[0, 0]) == 64.0\n"
-    )
+def run_switched_off(var: str, code: str) -> None:
+    """Runs ``code`` in a child process with environment variable ``var`` = "0" (the engine is
+    decided once per process), importing the same pyggml_train as the tests."""
     import pyggml_train
 
-    root = str(Path(pyggml_train.__file__).resolve().parents[1])  # the copy the tests import
+    root = str(Path(pyggml_train.__file__).resolve().parents[1])
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "PYGGML_AMX": "0", "PYTHONPATH": path}
+    env = {**os.environ, var: "0", "PYTHONPATH": path}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+
+
+PRODUCTS = (
+    "import numpy as np\n"
+    "from pyggml_train import ggml as G, kernels as K\n"
+    "ctx = G.Context('cpu', 2)\n"
+    "w, x = ctx.input((64, 64)), ctx.input((64, 64))\n"
+    "out = G.mul_mat(G.cast(w, 'bf16'), x)\n"
+    "grad = G.out_prod(w, x, allow_bf16=True)\n"
+    "g = ctx.graph([out, grad])\n"
+    "rng = np.random.default_rng(0)\n"
+    "wv, xv = rng.standard_normal((2, 64, 64)).astype(np.float32)\n"
+    "w.set(wv); x.set(xv)\n"
+    "K.reset_matmul_stats(); g.compute()\n"
+    "kernels = {s['kernel'] for s in K.matmul_stats()}\n"
+)
+
+
+def test_pyggml_amx_0_switches_the_tiles_off() -> None:
+    """Runs on every CPU: with PYGGML_AMX=0 no product records the AMX kernel."""
+    run_switched_off(
+        "PYGGML_AMX",
+        PRODUCTS + "assert not K.amx_usable()\n"
+        "assert K.this_cpu().bf16 != K.BF16_AMX\n"
+        "assert 'amx_bf16' not in kernels, kernels\n",
+    )
+
+
+def test_pyggml_bf16_gemm_0_switches_the_gemm_off() -> None:
+    """Runs on every CPU: with PYGGML_BF16_GEMM=0 neither engine runs; the bf16 product
+    goes to tinyBLAS and the OUT_PROD keeps its f32 operands (an exact f32 product)."""
+    run_switched_off(
+        "PYGGML_BF16_GEMM",
+        PRODUCTS + "assert K.bf16_gemm_engine() == ''\n"
+        "assert not {'amx_bf16', 'avx512_bf16'} & kernels, kernels\n"
+        "want = xv.astype(np.float64).T @ wv.astype(np.float64)\n"
+        "assert np.abs(grad.numpy() - want).max() <= 1e-5 * np.abs(want).max()\n",
+    )
