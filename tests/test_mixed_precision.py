@@ -1,5 +1,7 @@
 """bf16 mixed precision (GPT2Config.matmul_dtype='bf16'): Linear and LM-head matmuls on bf16
-casts of f32 master weights; gradients, optimizer and everything else in f32.
+casts of f32 master weights; their backward products on bf16-rounded operands where the
+packed bf16 GEMM runs (AMX tiles or AVX512-BF16, patches 0023/0024), else in f32; gradient
+accumulators, optimizer and everything else in f32.
 
 Stated distance: over a 120-step training run the bf16 loss curve stays within
 LOSS_CURVE_ATOL (nats) of the f32 curve at every step, from the same initialization and
