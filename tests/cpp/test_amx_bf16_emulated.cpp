@@ -208,8 +208,9 @@ void check_acc(int64_t M, int64_t N, int64_t K, std::mt19937 & rng, enum ggml_am
 }
 
 // OUT_PROD's operands: A (M, K) stored as f32 (K, M) (element (m, k) at m + k*M) and W (N, K)
-// stored as f32 (K, ldn) pack to the A' and B' of their contiguous bf16 copies; A' packed in
-// 16-row shares (as threads pack it) or all at once alike.
+// stored as f32 (K, ldn) pack to the layouts of amx-bf16.h, as do their contiguous copies;
+// A' packed in 16-row shares (as threads pack it) or all at once alike. Sides off the
+// 16-lane grain cover the vector packers' masked edges.
 void check_strided_packing(std::mt19937 & rng) {
     const int64_t M = 37, N = 40, K = 45, ldn = N + 2;
     const int64_t Mp = ggml_amx_bf16_pad(M), Np = ggml_amx_bf16_pad(N), Kp = ggml_amx_bf16_pad(K);
@@ -235,8 +236,16 @@ void check_strided_packing(std::mt19937 & rng) {
     }
     ggml_amx_bf16_pack_b(w_bf16.data(), false, K*sizeof(uint16_t), sizeof(uint16_t), N, K, 0, Np, b_rows.data());
     ggml_amx_bf16_pack_b(wt.data(), true, sizeof(float), ldn*sizeof(float), N, K, 0, Np, b_cols.data());
-    const bool a_ok = a_cols == a_rows && a_shares == a_rows;
-    const bool b_ok = b_cols == b_rows;
+    // the layouts of amx-bf16.h, written out here
+    std::vector<uint16_t> a_want(Mp*Kp, 0), b_want(Np*Kp, 0);
+    for (int64_t m = 0; m < M; m++) {
+        for (int64_t k = 0; k < K; k++) a_want[m*Kp + k] = to_bf16(at[k*M + m]);
+    }
+    for (int64_t n = 0; n < N; n++) {
+        for (int64_t k = 0; k < K; k++) b_want[(n/16)*16*Kp + (k/2)*32 + (n%16)*2 + (k & 1)] = to_bf16(wt[k*ldn + n]);
+    }
+    const bool a_ok = a_rows == a_want && a_cols == a_want && a_shares == a_want;
+    const bool b_ok = b_rows == b_want && b_cols == b_want;
     std::printf("strided f32 operands pack like contiguous bf16: A' %s, B' %s\n", a_ok ? "yes" : "NO",
                 b_ok ? "yes" : "NO");
     check(a_ok, "A' from columns of an f32 matrix");
@@ -262,11 +271,20 @@ void check_rounding() {
     const float halfway = 1.0f + std::ldexp(1.0f, -8);       // between 1 and 1 + 2^-7: to even 1
     const float above = 1.0f + 3*std::ldexp(1.0f, -8);       // between 1+2^-7 and 1+2^-6: to even 1+2^-6
     const float just_over = 1.0f + std::ldexp(1.0f, -8) + std::ldexp(1.0f, -20);
-    const float in[4] = {halfway, above, just_over, NAN};
-    uint16_t row[32];
-    ggml_amx_bf16_pack_a_f32(in, 4, row);
-    const bool ok = row[0] == 0x3f80 && row[1] == 0x3f82 && row[2] == 0x3f81 &&
-                    std::isnan(bf16_to_f32(row[3])) && row[4] == 0 && row[31] == 0;
+    // at the start of a 40-element row and again at 20..23: the vector packers' lanes and
+    // the scalar tail
+    float in[40];
+    for (int i = 0; i < 40; i++) in[i] = (float) i - 17.25f;
+    const float special[4] = {halfway, above, just_over, NAN};
+    for (int i = 0; i < 4; i++) in[i] = in[20 + i] = special[i];
+    uint16_t row[64];
+    ggml_amx_bf16_pack_a_f32(in, 40, row);
+    bool ok = row[40] == 0 && row[63] == 0;
+    for (int base : {0, 20}) {
+        ok = ok && row[base] == 0x3f80 && row[base + 1] == 0x3f82 && row[base + 2] == 0x3f81 &&
+             std::isnan(bf16_to_f32(row[base + 3]));
+    }
+    for (int i = 4; i < 40; i++) ok = ok && (i >= 20 && i < 24 ? true : row[i] == to_bf16(in[i]));
     std::printf("f32 -> bf16 rounding to nearest even, zero padding: %s\n", ok ? "yes" : "NO");
     check(ok, "bf16 rounding");
 }
