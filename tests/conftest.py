@@ -13,6 +13,21 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken_cache"))
 os.environ["PYTHONSAFEPATH"] = "1"
 
 
+def child_env(**overrides: str) -> dict[str, str]:
+    """The environment of a child Python process that must import the pyggml_train these
+    tests import (an installed one, or the source tree with a dev build) from any working
+    directory: that copy's root first on PYTHONPATH, then the inherited entries made
+    absolute; plus ``overrides``."""
+    import pyggml_train
+
+    root = str(Path(pyggml_train.__file__).resolve().parents[1])
+    inherited = [
+        os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
+    ]
+    path = os.pathsep.join(dict.fromkeys([root, *inherited]))
+    return {**os.environ, "PYTHONPATH": path, **overrides}
+
+
 def require(available: bool, why: str) -> None:
     """Skip a test whose optional component is missing, saying which and how to get it.
 

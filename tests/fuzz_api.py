@@ -22,7 +22,6 @@ import argparse
 import gc
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -500,11 +499,12 @@ class Report:
 
 
 def _spawn(seed: int, start: int, stop: int) -> subprocess.Popen:
-    import pyggml_train  # noqa: PLC0415 - the workers import the same copy as the driver
+    # only the driver imports conftest: a worker runs this file as a script under
+    # PYTHONSAFEPATH, without tests/ on its path
+    from conftest import child_env  # noqa: PLC0415
 
-    root = str(Path(pyggml_train.__file__).resolve().parents[1])
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    env = dict(os.environ, PYTHONFAULTHANDLER="1", PYTHONPATH=path, OMP_NUM_THREADS="2")
+    # the workers import the same copy as the driver
+    env = child_env(PYTHONFAULTHANDLER="1", OMP_NUM_THREADS="2")
     return subprocess.Popen(
         [sys.executable, __file__, "--worker", str(seed), str(start), str(stop)],
         stdout=subprocess.PIPE,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from conftest import child_env
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT = REPO / ".." / "shared" / "data" / "the-verdict.txt"
@@ -59,11 +59,7 @@ TRAIN_ARGS = [
 
 
 def _env() -> dict[str, str]:
-    import pyggml_train  # noqa: PLC0415 - children import the same copy
-
-    root = str(Path(pyggml_train.__file__).resolve().parents[1])
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    return dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="2")
+    return child_env(OMP_NUM_THREADS="2")  # children import the same copy
 
 
 def _train_cmd(out: Path, resume: bool) -> list[str]:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import child_env
 from gradcheck import FWD_RTOL, assert_close
 from reference import gpt2_numpy as ref
 from test_kernels import bf16_round, weight_product
@@ -234,12 +235,9 @@ def test_small_model_trains_on_the_gemm_like_f32() -> None:
 def run_switched_off(var: str, code: str) -> None:
     """Runs ``code`` in a child process with environment variable ``var`` = "0" (the engine is
     decided once per process), importing the same pyggml_train as the tests."""
-    import pyggml_train
-
-    root = str(Path(pyggml_train.__file__).resolve().parents[1])
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, var: "0", "PYTHONPATH": path}
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", code], env=child_env(**{var: "0"}), check=True, timeout=120
+    )
 
 
 PRODUCTS = (

@@ -1,10 +1,11 @@
 """The console script end to end, in subprocesses: prepare, train, resume, sample."""
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from conftest import child_env
 
 import pyggml_train
 
@@ -20,7 +21,7 @@ PACKAGE_ROOT = Path(pyggml_train.__file__).resolve().parents[1]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT), "OMP_WAIT_POLICY": "passive"}
+    env = child_env(OMP_WAIT_POLICY="passive")
     return subprocess.run(
         [sys.executable, "-m", "pyggml_train.cli", *args],
         capture_output=True, text=True, env=env, timeout=300, cwd=PACKAGE_ROOT,
@@ -67,7 +68,7 @@ def test_bad_preset_is_a_clear_error(tmp_path):
 
 def test_example_reports_a_bad_value_in_one_line(tmp_path):
     """examples/train_gpt2.py goes through the CLI's error reporting: no traceback."""
-    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
+    env = child_env()
     done = subprocess.run(
         [sys.executable, str(REPO / "examples" / "train_gpt2.py"), "--set", "sample_tokens=0",
          "--out-dir", str(tmp_path)],

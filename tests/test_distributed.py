@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, SHARED, require
+from conftest import REPO_ROOT, SHARED, child_env, require
 
 from pyggml_train.checkpoint import load_checkpoint
 from pyggml_train.config import TrainConfig
@@ -27,7 +27,7 @@ from pyggml_train.distributed import Distributed, launched_by_mpi
 
 TEXT = SHARED / "data" / "the-verdict.txt"
 STEPS = 20
-CWD = tempfile.gettempdir()  # where the runs start (see env())
+CWD = tempfile.gettempdir()  # where the runs start: not the source tree (no _C in a fresh clone)
 # a tiny model; constant lr so that a run stopped at step 10 and resumed to 20 follows the
 # same schedule as one run of 20 steps
 TRAIN_ARGS = [
@@ -58,16 +58,10 @@ def mpiexec(n: int) -> list[str]:
     return ["mpiexec", *root, "--oversubscribe", "-n", str(n)]
 
 
-def env() -> dict[str, str]:
-    """The test's environment with PYTHONPATH made absolute: the runs start in a temporary
-    directory, so that ``python -m`` cannot pick up the source tree (which has no compiled
-    extension in a fresh clone) instead of the installed package."""
-    paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-
-
 def run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, env=env(), cwd=CWD, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        cmd, env=child_env(), cwd=CWD, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr}"
     return proc
 
@@ -176,7 +170,7 @@ def test_killing_one_rank_ends_the_others_naming_it_and_the_run_resumes(tmp_path
     out = tmp_path / "killed"
     cmd = train_cmd(2, 2, out, 100000, sets=("checkpoint_interval=5",))
     job = subprocess.Popen(
-        cmd, env=env(), cwd=CWD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        cmd, env=child_env(), cwd=CWD, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + 120
@@ -276,7 +270,9 @@ def test_a_global_batch_the_ranks_cannot_divide_stops_every_rank_at_start(tmp_pa
     _need_mpi()
     # 192 tokens = 3 micro-batches of 2 x 32: fine for one process, not for 2 ranks
     cmd = train_cmd(2, 2, tmp_path / "bad", 5, "--tokens-per-step", "192")
-    proc = subprocess.run(cmd, env=env(), cwd=CWD, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        cmd, env=child_env(), cwd=CWD, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode != 0
     assert "rank 0 of 2 failed" in proc.stderr or "rank 1 of 2 failed" in proc.stderr
     assert "multiple of batch_size * block_size * world_size (2 * 32 * 2 = 128)" in proc.stderr
@@ -289,7 +285,9 @@ def test_the_distributed_benchmark_runs():
     boot += "from benchmarks.distributed import main; main()"
     cmd = [sys.executable, "-c", boot, "--configs", "smoke", "--steps", "1", "--rounds", "1"]
     cmd += ["--skip", "allreduce,memory"]
-    proc = subprocess.run(cmd, env=env(), cwd=CWD, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        cmd, env=child_env(), cwd=CWD, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| smoke")]
     assert [r.split("|")[2].strip() for r in rows] == ["1 rank x 2 threads", "2 ranks x 1 thread"]

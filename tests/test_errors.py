@@ -8,7 +8,6 @@ instead of ending the run. The subprocesses are started together to keep the fil
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import child_env
 
 import pyggml_train
 
@@ -309,7 +309,7 @@ def _script(code: str) -> str:
 @pytest.fixture(scope="module")
 def results() -> dict[str, subprocess.CompletedProcess]:
     """Run every case in its own interpreter, all at once."""
-    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT), OMP_NUM_THREADS="1")
+    env = child_env(OMP_NUM_THREADS="1")
     procs = {
         name: subprocess.Popen(
             [sys.executable, "-c", _script(code)],

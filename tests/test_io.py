@@ -12,7 +12,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
-from conftest import SHARED, require
+from conftest import SHARED, child_env, require
 
 from pyggml_train import ggml as G
 from pyggml_train.config import GPT2Config
@@ -302,7 +302,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     import pyggml_train
 
     root = Path(pyggml_train.__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root), "OMP_WAIT_POLICY": "passive"}
+    env = child_env(OMP_WAIT_POLICY="passive")
     return subprocess.run(
         [sys.executable, "-m", "pyggml_train.cli", *args],
         capture_output=True, text=True, env=env, timeout=300, cwd=root,

@@ -13,16 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import child_env
 from test_train import configs, small_data
 
-import pyggml_train
 from pyggml_train.checkpoint import load_arrays, save_arrays
 from pyggml_train.config import GPT2Config
 from pyggml_train.gpt2 import GPT2
 from pyggml_train.model import GRAPH_CACHE_SIZE
 from pyggml_train.train import Trainer
-
-PACKAGE_ROOT = Path(pyggml_train.__file__).resolve().parents[1]
 
 
 def rss_bytes() -> int:
@@ -82,7 +80,7 @@ def test_full_disk_keeps_the_old_checkpoint(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
-        env=dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT)),
+        env=child_env(),
     )
     assert r.returncode == 0, r.stderr
     assert "RAISED OSError" in r.stdout and f"could not write {path}" in r.stdout, r.stdout

@@ -3,16 +3,14 @@ sampling, the CLI and the exported script."""
 
 import json
 import math
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import child_env
 from test_spec import DATA_DIR, node, tiny
 
-import pyggml_train
 from pyggml_train import cli
 from pyggml_train import ggml as G
 from pyggml_train.checkpoint import load_checkpoint
@@ -184,7 +182,7 @@ def test_exported_script_reproduces_the_run(tmp_path):
     assert "b0: GPTBlock(d_model=16, nhead=2" in script.read_text()
     sets = [f"{k}={v}" for k, v in FAST.items()]
     # the script imports the package these tests import (installed, or a dev build)
-    env = {**os.environ, "PYTHONPATH": str(Path(pyggml_train.__file__).resolve().parents[1])}
+    env = child_env()
     out = tmp_path / "script_out"
     cmd = [sys.executable, str(script), "--out-dir", str(out), "--data-dir", str(DATA_DIR)]
     done = subprocess.run([*cmd, "--set", *sets], env=env, capture_output=True, text=True)

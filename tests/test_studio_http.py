@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, child_env
 from studio_server import CORPUS, require_studio, running_studio, seed_data_dir
 
 SMALL_GPT = REPO_ROOT / "examples" / "specs" / "small-gpt.json"
@@ -184,12 +184,10 @@ def test_the_studio_command_serves_the_page(tmp_path):
     require_studio()
     import httpx
 
-    import pyggml_train
-
     with socket.socket() as s:  # a free loopback port
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(Path(pyggml_train.__file__).parents[1])}
+    env = child_env()
     cmd = [sys.executable, "-m", "pyggml_train.cli", "studio", "--port", str(port)]
     log = tmp_path / "studio.log"
     with log.open("w") as out:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import child_env
 from studio_server import require_studio, running_studio, seed_data_dir
 
 TIMEOUT_S = 180
@@ -179,7 +180,6 @@ def test_stop_then_resume_computes_the_losses_of_an_unstopped_run(studio):
 
 
 def test_exported_script_reproduces_the_run(studio, finished_run, tmp_path):
-    import pyggml_train
 
     run, _ = finished_run
     r = studio.get(f"/api/runs/{run['id']}/script")
@@ -187,7 +187,7 @@ def test_exported_script_reproduces_the_run(studio, finished_run, tmp_path):
     assert studio.post("/api/script", json=tiny_spec(12)).text == r.text  # the page's button
     script = tmp_path / "reproduce.py"
     script.write_text(r.text)
-    env = {**os.environ, "PYTHONPATH": str(Path(pyggml_train.__file__).parents[1])}
+    env = child_env()
     out = tmp_path / "out"
     proc = subprocess.run(
         [
@@ -232,14 +232,12 @@ def test_a_worker_outliving_a_killed_server_stops_at_a_checkpoint(tmp_path):
 
     import httpx
 
-    import pyggml_train
-
     require_studio()
     root = seed_data_dir(tmp_path / "d")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(Path(pyggml_train.__file__).parents[1])}
+    env = child_env()
     cmd = [sys.executable, "-m", "pyggml_train.cli", "studio", "--port", str(port)]
     with (tmp_path / "studio.log").open("w") as out:
         server = subprocess.Popen([*cmd, "--data-dir", str(root)], env=env, stdout=out, stderr=out)
