@@ -206,6 +206,24 @@ def test_small_model_gradients_on_the_gemm_match_the_f32_reference() -> None:
         assert err <= 3e-2, f"{name}: {err:.3g}"
 
 
+def test_small_model_step_is_bit_identical_on_1_2_and_3_threads() -> None:
+    """A whole bf16 training step (forward, backward on the GEMM, AdamW) gives the same
+    loss and weights, bit for bit, whatever the thread count."""
+    needs_gemm()
+    params = {k: v.astype(np.float32) for k, v in init_params(CONFIG, 4).items()}
+    batch = np.random.default_rng(4).integers(0, CONFIG.vocab_size, (8, 17))
+    results = []
+    for threads in (1, 2, 3):
+        model = GPT2(CONFIG, params=params, ctx=G.Context("cpu", threads=threads))
+        step = OptimizerStep(model.ctx, model.params, model.graph(8, 16, "train"))
+        loss = step([(batch[:, :-1], batch[:, 1:])], 3e-3).loss
+        results.append((loss, {name: p.numpy() for name, p in model.params.items()}))
+    for loss, weights in results[1:]:
+        assert loss == results[0][0]
+        for name, w in weights.items():
+            np.testing.assert_array_equal(w, results[0][1][name], f"{name} differs across threads")
+
+
 def test_f32_model_backward_stays_off_the_gemm() -> None:
     """Only a bf16 forward product lets its backward round to bf16: an f32 model's
     products all stay f32."""
