@@ -297,8 +297,12 @@ class Dropout:
     def params(self) -> list[Param]:
         return []
 
+    def acts(self, g: Build) -> bool:
+        """Whether this layer drops anything in the graph ``g`` builds."""
+        return self.p > 0.0 and g.dropout_state is not None
+
     def __call__(self, g: Build, x: G.Tensor) -> G.Tensor:
-        if self.p == 0.0 or g.dropout_state is None:
+        if not self.acts(g):
             return x
         return G.dropout(x, g.dropout_state, self.p, self.stream)
 
@@ -351,16 +355,26 @@ class SelfAttention:
     tensor is kept), else from mul_mat and a soft_max with ``g.causal_mask``. Not causal
     (an encoder): mul_mat and an unmasked soft_max. With a :class:`KVCache` (batch 1,
     causal only) the new keys and values are written into the cache and the queries
-    attend over it.
+    attend over it. ``prob_dropout``: dropout on the attention probabilities in training
+    graphs (torch's MultiheadAttention ``dropout``), stream ``stream``; such a graph takes
+    the mul_mat path, as the fused op has no dropout.
     """
 
     def __init__(
-        self, prefix: str, d_model: int, n_head: int, causal: bool = True, proj_std: float = 0.02
+        self,
+        prefix: str,
+        d_model: int,
+        n_head: int,
+        causal: bool = True,
+        proj_std: float = 0.02,
+        prob_dropout: float = 0.0,
+        stream: int = 0,
     ):
         if d_model % n_head:
             raise ValueError(f"{prefix}: d_model {d_model} is not divisible by n_head {n_head}")
         self.d_model, self.n_head, self.head_size = d_model, n_head, d_model // n_head
         self.causal = causal
+        self.prob_dropout = Dropout(prob_dropout, stream)
         self.c_attn = Linear(f"{prefix}.c_attn", d_model, 3 * d_model, conv1d=True)
         self.c_proj = Linear(f"{prefix}.c_proj", d_model, d_model, std=proj_std, conv1d=True)
 
@@ -373,7 +387,7 @@ class SelfAttention:
         qkv = self.c_attn(g, x)  # (B, T, 3C): q, k, v side by side in the last axis
         if cache is not None:
             y = self._cached(qkv, cache)
-        elif self.causal and g.fused_attention:
+        elif self.causal and g.fused_attention and not self.prob_dropout.acts(g):
             q, k, v = (G.permute(self._heads(qkv, i), (0, 2, 1, 3)) for i in range(3))
             y = G.attn_causal(q, k, v, scale=1.0 / math.sqrt(self.head_size))  # (B, nh, T, hs)
         else:
@@ -384,6 +398,7 @@ class SelfAttention:
             mask = g.causal_mask(t) if self.causal else None
             # one fused op: softmax(scores / sqrt(hs) + mask), no masked copy of the scores
             probs = G.soft_max(scores, mask=mask, scale=1.0 / math.sqrt(self.head_size))
+            probs = self.prob_dropout(g, probs)
             y = G.mul_mat(v_t, probs)  # (B, nh, T, hs) = probs @ v
         y = G.reshape(G.cont(G.permute(y, (0, 2, 1, 3))), (b, t, c))  # (B, T, C)
         out = self.c_proj(g, y)
@@ -415,7 +430,9 @@ class SelfAttention:
 
 # ---- MLP and blocks -----------------------------------------------------------------------------
 class MLP:
-    """c_fc (C -> F) -> activation -> c_proj (F -> C), HF GPT-2 names and Conv1D layout."""
+    """c_fc (C -> F) -> activation -> c_proj (F -> C), HF GPT-2 names and Conv1D layout.
+    ``hidden_dropout``: dropout after the activation in training graphs (torch's encoder
+    layer has it; GPT-2 does not), stream ``stream``."""
 
     def __init__(
         self,
@@ -424,16 +441,19 @@ class MLP:
         d_ff: int,
         act: str = "gelu",
         proj_std: float = 0.02,
+        hidden_dropout: float = 0.0,
+        stream: int = 0,
     ):
         self.c_fc = Linear(f"{prefix}.c_fc", d_model, d_ff, conv1d=True)
         self.act = activation(act)
+        self.hidden_dropout = Dropout(hidden_dropout, stream)
         self.c_proj = Linear(f"{prefix}.c_proj", d_ff, d_model, std=proj_std, conv1d=True)
 
     def params(self) -> list[Param]:
         return self.c_fc.params() + self.c_proj.params()
 
     def __call__(self, g: Build, x: G.Tensor) -> G.Tensor:
-        hidden = self.act(g, self.c_fc(g, x))  # (B, T, F)
+        hidden = self.hidden_dropout(g, self.act(g, self.c_fc(g, x)))  # (B, T, F)
         return self.c_proj(g, hidden)  # (B, T, C)
 
 
@@ -482,7 +502,10 @@ class TransformerEncoderLayer:
     ``norm_first`` False (torch's default, post-LN): x = ln_1(x + attn(x)), then
     ln_2(x + mlp(x)); True (pre-LN): x + attn(ln_1(x)), then + mlp(ln_2(x)). Parameter
     names and layouts are the GPT block's (ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc,
-    mlp.c_proj); ``act`` 'relu' is torch's default.
+    mlp.c_proj); ``act`` 'relu' is torch's default. ``dropout`` where torch applies it, in
+    training graphs: the attention probabilities (stream ``stream``), the attention output
+    before its residual add (``stream + 1``), the feed-forward hidden layer after the
+    activation (``stream + 2``) and the feed-forward output before its add (``stream + 3``).
     """
 
     def __init__(
@@ -494,12 +517,20 @@ class TransformerEncoderLayer:
         eps: float = 1e-5,
         act: str = "relu",
         norm_first: bool = False,
+        dropout: float = 0.0,
+        stream: int = 0,
     ):
         self.d_model, self.norm_first = d_model, norm_first
         self.ln_1 = LayerNorm(f"{prefix}.ln_1", d_model, eps)
-        self.attn = SelfAttention(f"{prefix}.attn", d_model, n_head, causal=False)
+        self.attn = SelfAttention(
+            f"{prefix}.attn", d_model, n_head, causal=False, prob_dropout=dropout, stream=stream
+        )
+        self.attn_dropout = Dropout(dropout, stream + 1)
         self.ln_2 = LayerNorm(f"{prefix}.ln_2", d_model, eps)
-        self.mlp = MLP(f"{prefix}.mlp", d_model, d_ff, act)
+        self.mlp = MLP(
+            f"{prefix}.mlp", d_model, d_ff, act, hidden_dropout=dropout, stream=stream + 2
+        )
+        self.mlp_dropout = Dropout(dropout, stream + 3)
 
     def params(self) -> list[Param]:
         return self.ln_1.params() + self.attn.params() + self.ln_2.params() + self.mlp.params()
@@ -507,11 +538,18 @@ class TransformerEncoderLayer:
     def __call__(self, g: Build, x: G.Tensor) -> G.Tensor:
         """x (B, T, C) -> (B, T, C)."""
         _check_width(x, self.d_model, "TransformerEncoderLayer")
+
+        def sa(y: G.Tensor) -> G.Tensor:
+            return self.attn_dropout(g, self.attn(g, y))
+
+        def ff(y: G.Tensor) -> G.Tensor:
+            return self.mlp_dropout(g, self.mlp(g, y))
+
         if self.norm_first:
-            x = x + self.attn(g, self.ln_1(g, x))
-            return x + self.mlp(g, self.ln_2(g, x))
-        x = self.ln_1(g, x + self.attn(g, x))
-        return self.ln_2(g, x + self.mlp(g, x))
+            x = x + sa(self.ln_1(g, x))
+            return x + ff(self.ln_2(g, x))
+        x = self.ln_1(g, x + sa(x))
+        return self.ln_2(g, x + ff(x))
 
 
 def _check_width(x: G.Tensor, d_model: int, what: str) -> None:

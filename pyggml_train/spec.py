@@ -269,15 +269,6 @@ def _infer_gpt_block(node: Node, ins: list[Shape], state: _State) -> list[Shape]
     return [ins[0]]
 
 
-def _infer_encoder(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
-    if node.params["dropout"] > 0:  # never dropped silently
-        raise node.error(
-            f"dropout {node.params['dropout']:g} is not supported (the encoder layer has no "
-            "dropout yet); set it to 0, or add Dropout nodes around the layer"
-        )
-    return _infer_gpt_block(node, ins, state)
-
-
 def _infer_mha(node: Node, ins: list[Shape], state: _State) -> list[Shape]:
     _width(node, ins[0], "embed_dim")
     _heads(node, "embed_dim", "num_heads")
@@ -472,7 +463,7 @@ NODE_TYPES: dict[str, NodeType] = {
                     "pre-LN (x + attn(ln(x))) instead of PyTorch's default post-LN",
                 ),
             ),
-            _infer_encoder,
+            _infer_gpt_block,
         ),
         NodeType(
             "MultiheadAttention",
@@ -955,8 +946,16 @@ class _ThenDropout:
 
 
 # dropout streams a node type draws (each stream its own mask): GPT blocks drop the
-# attention and the MLP outputs; the Dropout node, positions and attention their output
-STREAMS = {"GPTBlock": 2, "PositionalEncoding": 1, "MultiheadAttention": 1, "Dropout": 1}
+# attention and the MLP outputs; encoder layers where torch does (attention probabilities
+# and output, feed-forward hidden layer and output); the Dropout node, positions and
+# attention their output
+STREAMS = {
+    "GPTBlock": 2,
+    "TransformerEncoderLayer": 4,
+    "PositionalEncoding": 1,
+    "MultiheadAttention": 1,
+    "Dropout": 1,
+}
 
 
 class _Add:
@@ -1004,6 +1003,8 @@ def _layer(node: Node, spec: Spec, layers: dict[str, Any], n_blocks: int, stream
             p["dim_feedforward"],
             act=p["activation"],
             norm_first=p["norm_first"],
+            dropout=p["dropout"],
+            stream=stream,
         )
     if node.type == "MultiheadAttention":
         attn = L.SelfAttention(nid, p["embed_dim"], p["num_heads"], causal=p["causal"])

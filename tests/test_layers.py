@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from conftest import require
 from gradcheck import FWD_RTOL, GRAD_RTOL, _readable, assert_close
+from reference import dropout_numpy as drop_ref
 from reference import gpt2_numpy as gref
 from reference import ops_numpy as ref
 
@@ -69,16 +70,21 @@ def check_layer(
     seed: int = 0,
     fused_attention: bool = True,
     values: dict[str, np.ndarray] | None = None,
+    dropout: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Forward and every gradient of ``call(g, x)`` against ``reference(x, values)`` (float64,
-    exchange layout). ``x`` of integer dtype is an i32 input, not differentiated. Returns
-    ggml's gradients (exchange layout, key 'x' for the input)."""
+    exchange layout). ``x`` of integer dtype is an i32 input, not differentiated. ``dropout``
+    (seed, counter) builds a training graph whose Dropout layers draw the masks of that
+    state (the reference applies the same ones). Returns ggml's gradients (exchange layout,
+    key 'x' for the input)."""
     values = random_values(params, seed) if values is None else values
     ctx = pg.Context(threads=2)
     float_x = np.issubdtype(x.dtype, np.floating)
     x_leaf = ctx.param(x.shape, name="x") if float_x else ctx.input(x.shape, dtype="i32")
     tensors = {p.name: ctx.param(p.device_shape, name=p.name) for p in params}
-    out = _readable(call(Build(ctx, tensors, fused_attention=fused_attention), x_leaf))
+    state = ctx.input((2,), dtype="i32") if dropout is not None else None
+    g = Build(ctx, tensors, fused_attention=fused_attention, dropout_state=state)
+    out = _readable(call(g, x_leaf))
     weights = np.random.default_rng(100 + seed).standard_normal(out.shape)
     r = ctx.input(out.shape)
     graph = ctx.graph(G.sum(G.mul(out, r)).set_loss(), backward=True)
@@ -86,6 +92,8 @@ def check_layer(
     for p in params:
         tensors[p.name].set(p.to_device(values[p.name]))
     r.set(weights.astype(np.float32))
+    if state is not None:
+        state.set(np.array(dropout, dtype=np.int32))
     graph.compute()
 
     x64 = x.astype(np.float64) if float_x else x
@@ -393,6 +401,61 @@ def test_transformer_encoder_layer(norm_first):
     changed[:, -1] += randn(2, 8, seed=14)  # not a constant shift, which LayerNorm removes
     before, after = reference(x.astype(np.float64), values), reference(changed, values)
     assert not np.allclose(before[:, 0], after[:, 0])  # the reference itself is not causal
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_transformer_encoder_layer_drops_where_torch_does(norm_first):
+    """Training-graph dropout at torch's four places: the attention probabilities, the
+    attention output, the feed-forward hidden layer after its ReLU and the feed-forward
+    output, each with its own stream (from ``stream``); the reference applies the op's masks
+    (tests/reference/dropout_numpy.py) to the same math."""
+    p, seed, counter, stream = 0.3, 7, 2, 5
+    b, t, c, f, nh = 2, 4, 8, 16, 2
+    layer = TransformerEncoderLayer(
+        "enc", c, nh, f, norm_first=norm_first, dropout=p, stream=stream
+    )
+
+    def factor(shape: tuple, i: int) -> np.ndarray:
+        return drop_ref.keep_mask(shape, seed, counter, p, stream + i) * float(drop_ref.scale(p))
+
+    drop_probs, drop_sa = factor((b, nh, t, t), 0), factor((b, t, c), 1)
+    drop_hidden, drop_ff = factor((b, t, f), 2), factor((b, t, c), 3)
+
+    def reference(x, v, dropped=True):
+        def ln(y, i):
+            return layernorm(y, v[f"enc.ln_{i}.weight"], v[f"enc.ln_{i}.bias"])
+
+        def sa(y):
+            qkv = gref.linear_forward(y, v["enc.attn.c_attn.weight"], v["enc.attn.c_attn.bias"])
+            q, k, vv = (
+                qkv[..., i * c : (i + 1) * c].reshape(b, t, nh, -1).transpose(0, 2, 1, 3)
+                for i in range(3)
+            )  # (B, nh, T, hs)
+            probs = ref.soft_max(q @ k.transpose(0, 1, 3, 2), scale=1.0 / math.sqrt(c // nh))
+            probs = probs * drop_probs if dropped else probs
+            y = (probs @ vv).transpose(0, 2, 1, 3).reshape(b, t, c)
+            out = gref.linear_forward(y, v["enc.attn.c_proj.weight"], v["enc.attn.c_proj.bias"])
+            return out * drop_sa if dropped else out
+
+        def ff(y):
+            hidden = ref.relu(
+                gref.linear_forward(y, v["enc.mlp.c_fc.weight"], v["enc.mlp.c_fc.bias"])
+            )
+            hidden = hidden * drop_hidden if dropped else hidden
+            out = gref.linear_forward(hidden, v["enc.mlp.c_proj.weight"], v["enc.mlp.c_proj.bias"])
+            return out * drop_ff if dropped else out
+
+        if norm_first:
+            x = x + sa(ln(x, 1))
+            return x + ff(ln(x, 2))
+        x = ln(x + sa(x), 1)
+        return ln(x + ff(x), 2)
+
+    x = randn(b, t, c, seed=21)
+    check_layer(layer, layer.params(), reference, x, dropout=(seed, counter))
+    values = {n: w.astype(np.float64) for n, w in random_values(layer.params(), seed=0).items()}
+    x64 = x.astype(np.float64)
+    assert not np.allclose(reference(x64, values), reference(x64, values, dropped=False))
 
 
 @pytest.mark.parametrize("norm_first", [False, True])

@@ -258,3 +258,41 @@ def test_gpt2_124m_example_has_gpt2s_parameters():
     gpt = {example_name(p.name): (p.shape, p.transposed) for p in GPT2Net(GPT2Config()).params()}
     assert ours == gpt
     assert sum(np.prod(s) for s, _ in ours.values()) == 124_439_808
+
+
+def _dropouts(obj: object) -> list:
+    """The Dropout layers that drop something (p > 0) inside a layer object, however deep."""
+    from pyggml_train.layers import Dropout
+
+    if isinstance(obj, Dropout):
+        return [obj] if obj.p > 0 else []
+    if not type(obj).__module__.startswith("pyggml_train"):
+        return []
+    return [d for value in vars(obj).values() for d in _dropouts(value)]
+
+
+def test_every_dropout_of_a_spec_draws_its_own_stream():
+    """STREAMS reserves as many streams as each node's layer has Dropout layers, so no two
+    masks of one graph coincide: here positions, a GPT block and an encoder layer."""
+    from pyggml_train.spec import STREAMS
+
+    data = tiny(c=16, blocks=1)
+    node(data, "pos")["params"]["dropout"] = 0.1
+    node(data, "b0")["params"]["dropout"] = 0.1
+    data["nodes"].append(
+        {
+            "id": "enc",
+            "type": "TransformerEncoderLayer",
+            "params": {"d_model": 16, "nhead": 2, "dim_feedforward": 32, "dropout": 0.1},
+        }
+    )
+    data["links"] = [lk for lk in data["links"] if lk["to"] != ["ln", 0]]
+    data["links"] += [{"from": ["b0", 0], "to": ["enc", 0]}, {"from": ["enc", 0], "to": ["ln", 0]}]
+    net = SpecNet(parse_spec(data, DATA_DIR))
+    streams = []
+    for nid, layer in net.layers.items():
+        own = [d.stream for d in _dropouts(layer)]
+        assert len(own) == STREAMS.get(net.spec.nodes[nid].type, 0), nid
+        streams += own
+    assert len(streams) == 1 + 2 + 4
+    assert sorted(streams) == list(range(len(streams)))
