@@ -11,7 +11,7 @@ from pathlib import Path
 from .config import list_presets, load_preset
 from .data import prepare, resolve_text
 from .distributed import Distributed
-from .io import FORMATS, GGUF_DTYPES, export_model, load_model
+from .io import FORMATS, GGUF_DTYPES, LLMC_DTYPES, export_model, load_model
 from .io.bpe import gpt2_from_files
 from .spec import load_sampler, load_spec, train_spec
 from .tokenizer import GPT2Tokenizer
@@ -242,7 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", default=f"out/{CHECKPOINT_NAME}", help="any model file we read")
     e.add_argument("--format", choices=FORMATS, required=True)
     e.add_argument("--out", required=True, help="output file (a directory for --format hf)")
-    e.add_argument("--dtype", choices=GGUF_DTYPES, default="f32", help="GGUF tensor type")
+    e.add_argument(
+        "--dtype",
+        choices=sorted({*GGUF_DTYPES, *LLMC_DTYPES}),
+        default="f32",
+        help=f"tensor type: GGUF {'/'.join(GGUF_DTYPES)}, llm.c {'/'.join(LLMC_DTYPES)}",
+    )
     e.add_argument(
         "--tokenizer", choices=["gpt2"], help="for a file without a tokenizer (llm.c .bin)"
     )

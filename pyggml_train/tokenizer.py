@@ -100,7 +100,8 @@ class GPT2Tokenizer:
         try:
             self._enc = tiktoken.get_encoding("gpt2")
         except Exception as exc:  # tiktoken raises network errors of several libraries
-            raise RuntimeError(
+            # an OSError (files not reachable), so the CLI reports it in one line
+            raise OSError(
                 "could not load the GPT-2 BPE files (tiktoken 'gpt2' encoding): "
                 f"{type(exc).__name__}: {exc}. Offline, set TIKTOKEN_CACHE_DIR to a directory "
                 "holding tiktoken's cached GPT-2 files; or go online once so tiktoken can "

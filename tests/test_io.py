@@ -3,6 +3,7 @@ formats' specs and each other; bad files get one clear error and leave no output
 
 llama.cpp itself runs our GGUF files in test_llama_cpp.py."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -95,6 +96,51 @@ def test_llmc_layout_follows_llm_c_and_round_trips_bit_exactly(tmp_path):
         np.testing.assert_array_equal(loaded.params[name], value, err_msg=name)
     again = export_model(tmp_path / "again.bin", "llmc", loaded.params, loaded.config, CHARS)
     assert again.read_bytes() == raw
+
+
+def test_llmc_bf16_is_version_5_rounded_as_torch_rounds_and_round_trips(tmp_path):
+    """llm.c's bf16 checkpoint (gpt2_124M_bf16.bin): the same layout at 2 bytes a value,
+    each rounded as torch's .to(bfloat16) rounds it; it loads widened to f32 and exports
+    again byte for byte."""
+    require(importlib.util.find_spec("torch") is not None, "torch is not installed (test extra)")
+    import torch
+
+    def as_bf16(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x)).to(torch.bfloat16)
+
+    path = save_llmc(tmp_path / "m_bf16.bin", PARAMS, CFG, "bf16")
+    raw = path.read_bytes()
+    header = np.frombuffer(raw[:1024], "<i4")
+    vp, c, v = 128, 64, CFG.vocab_size
+    assert header[:8].tolist() == [MAGIC, 5, 32, v, 2, 2, 64, vp]
+    assert (
+        len(raw) - 1024 == (save_llmc(tmp_path / "f32.bin", PARAMS, CFG).stat().st_size - 1024) // 2
+    )
+    bits = np.frombuffer(raw[1024:], "<u2")
+    wte = as_bf16(PARAMS["transformer.wte.weight"]).view(torch.int16).numpy().view(np.uint16)
+    np.testing.assert_array_equal(bits[: v * c].reshape(v, c), wte)
+    assert not bits[v * c : vp * c].any()
+
+    loaded = load_model(path)
+    assert loaded.format == "llmc" and (
+        loaded.config.vocab_size,
+        loaded.config.padded_vocab_size,
+    ) == (v, vp)
+    for name, value in PARAMS.items():
+        want = as_bf16(value).to(torch.float32).numpy()
+        np.testing.assert_array_equal(loaded.params[name], want, err_msg=name)
+    again = export_model(
+        tmp_path / "again.bin", "llmc", loaded.params, loaded.config, CHARS, "bf16"
+    )
+    assert again.read_bytes() == raw
+
+
+def test_export_dtype_fits_the_format(tmp_path):
+    with pytest.raises(ValueError, match=r"--dtype bf16 is for GGUF .* or llm.c \(f32, bf16\)"):
+        export_model(tmp_path / "hf", "hf", PARAMS, CFG, CHARS, "bf16")
+    with pytest.raises(ValueError, match=r"llm.c checkpoints hold one of \('f32', 'bf16'\)"):
+        export_model(tmp_path / "m.bin", "llmc", PARAMS, CFG, CHARS, "q8_0")
+    assert not (tmp_path / "m.bin").exists() and not (tmp_path / "hf").exists()
 
 
 # ---- GGUF ------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ import pytest
 
 from pyggml_train.config import GPT2Config
 from pyggml_train.hf_gpt2 import init_params, param_count, param_shapes
+from pyggml_train.io.bf16 import bf16_bits_to_f32, f32_to_bf16_bits
 from pyggml_train.io.hf import load_hf_checkpoint, save_hf_checkpoint
-from pyggml_train.io.safetensors import bf16_bits_to_f32, load_safetensors, save_safetensors
+from pyggml_train.io.safetensors import load_safetensors, save_safetensors
 
 TINY = GPT2Config(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=128)
 
@@ -75,17 +76,14 @@ def test_round_trip_all_dtypes(tmp_path: Path) -> None:
         np.testing.assert_array_equal(back[name], value)
 
 
-def f32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
-    """Round float32 to bfloat16 bits (nearest, ties to even), as torch and HF write them."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    return ((u + np.uint32(0x7FFF) + ((u >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
-
-
 def test_bf16_file_is_widened_to_f32(tmp_path: Path) -> None:
     # bf16 keeps 7 mantissa bits; 1+2^-8 is a tie -> even (1.0); 1+3*2^-8 -> 1+2^-6
     x = np.array([1.0, -2.0, 1 + 2**-8, 1 + 3 * 2**-8, np.inf, 0.0], dtype=np.float32)
     bits = f32_to_bf16_bits(x)
     assert bits.tolist() == [0x3F80, 0xC000, 0x3F80, 0x3F82, 0x7F80, 0x0000]
+    # a NaN whose payload sits in the low half stays a NaN (rounding would give infinity)
+    nan_bits = f32_to_bf16_bits(np.array([0x7F800001, 0xFF800001], np.uint32).view(np.float32))
+    assert np.isnan(bf16_bits_to_f32(nan_bits)).all()
     w = np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32)
     wb, f16 = f32_to_bf16_bits(w).astype("<u2").tobytes(), x.astype("<f2").tobytes()
     header = {

@@ -67,7 +67,9 @@ def test_gpt2_token_count_of_tiny_shakespeare() -> None:
     assert len(get_tokenizer("gpt2").encode(text)) == 338025
 
 
-def test_gpt2_offline_error_says_what_to_do(tmp_path, monkeypatch) -> None:
+@pytest.fixture
+def offline_tiktoken(tmp_path, monkeypatch) -> None:
+    """tiktoken with an empty cache and no network."""
     import tiktoken.load
     import tiktoken.registry
 
@@ -77,8 +79,27 @@ def test_gpt2_offline_error_says_what_to_do(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
     monkeypatch.setattr(tiktoken.load, "read_file", no_network)
-    with pytest.raises(RuntimeError, match="set TIKTOKEN_CACHE_DIR.*go online"):
+
+
+def test_gpt2_offline_error_says_what_to_do(offline_tiktoken) -> None:
+    with pytest.raises(OSError, match="set TIKTOKEN_CACHE_DIR.*go online"):
         GPT2Tokenizer()
+
+
+def test_gpt2_offline_error_is_one_cli_line(offline_tiktoken, capsys) -> None:
+    """The CLI (e.g. export --tokenizer gpt2 offline) reports it without a traceback."""
+    import argparse
+
+    from pyggml_train.cli import run_command
+
+    def load_tokenizer(args: argparse.Namespace) -> int:
+        GPT2Tokenizer()
+        return 0
+
+    assert run_command("pyggml-train export", load_tokenizer, argparse.Namespace()) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pyggml-train export: error: could not load the GPT-2 BPE files")
+    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_get_tokenizer_errors() -> None:

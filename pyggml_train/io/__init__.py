@@ -14,6 +14,7 @@ import numpy as np
 from ..config import GPT2Config
 from ..tokenizer import Tokenizer
 from .bpe import BPEVocab
+from .llmc import LLMC_DTYPES
 
 FORMATS = ("gguf", "hf", "llmc")  # what export writes
 GGUF_DTYPES = ("f32", "f16", "q8_0")
@@ -113,15 +114,18 @@ def export_model(
         from .gguf import save_gguf
 
         return save_gguf(out, params, config, tokenizer, dtype, gpt2_bpe)
+    if fmt == "llmc":
+        from .llmc import save_llmc
+
+        return save_llmc(out, params, config, dtype)
     if dtype != "f32":
-        raise ValueError(f"--dtype {dtype} applies to GGUF only; {fmt} is written in f32")
+        raise ValueError(
+            f"--dtype {dtype} is for GGUF ({', '.join(GGUF_DTYPES)}) or llm.c "
+            f"({', '.join(LLMC_DTYPES)}); {fmt} is written in f32"
+        )
     if fmt == "hf":
         from .hf import save_hf_checkpoint
 
         save_hf_checkpoint(out, params, config, tokenizer)
         return Path(out)
-    if fmt == "llmc":
-        from .llmc import save_llmc
-
-        return save_llmc(out, params, config)
     raise ValueError(f"export format must be one of {FORMATS}, got {fmt!r}")

@@ -1,7 +1,8 @@
-"""llm.c's GPT-2 checkpoint (``gpt2_124M.bin``): a 256 x int32 header, then every
-parameter as float32 in llm.c's order, each kind stacked over the layers.
+"""llm.c's GPT-2 checkpoint (``gpt2_124M.bin``, ``gpt2_124M_bf16.bin``): a 256 x int32
+header, then every parameter in llm.c's order, each kind stacked over the layers: float32
+(version 3) or bfloat16 (version 5, rounded to nearest even as torch does).
 
-Header: [0] magic 20240326, [1] version 3 (fp32), [2] max_seq_len, [3] vocab_size,
+Header: [0] magic 20240326, [1] version 3 (fp32) or 5 (bf16), [2] max_seq_len, [3] vocab_size,
 [4] num_layers, [5] num_heads, [6] channels, [7] padded_vocab_size. Linear weights are
 PyTorch's (out, in), i.e. our Conv1D weights transposed; wte has padded_vocab_size rows.
 llm.c's checkpoint carries no tokenizer.
@@ -16,9 +17,11 @@ import numpy as np
 from ..atomic import atomic_open
 from ..config import GPT2Config
 from ..hf_gpt2 import PREFIX, param_shapes
+from .bf16 import bf16_bits_to_f32, f32_to_bf16_bits
 
 MAGIC = 20240326
-VERSION_FP32 = 3
+VERSIONS = {"f32": 3, "bf16": 5}  # dtype -> llm.c's header version
+LLMC_DTYPES = tuple(VERSIONS)
 HEADER_INTS = 256
 VOCAB_ALIGN = 128  # llm.c pads the vocabulary to a multiple of 128 (50257 -> 50304)
 # llm.c's parameter order: (our name after "transformer." with {i} per layer, transposed)
@@ -55,8 +58,12 @@ def _names(pattern: str, n_layer: int) -> list[str]:
     )
 
 
-def save_llmc(path: str | Path, params: dict[str, np.ndarray], config: GPT2Config) -> Path:
-    """Write params as an llm.c fp32 checkpoint, atomically."""
+def save_llmc(
+    path: str | Path, params: dict[str, np.ndarray], config: GPT2Config, dtype: str = "f32"
+) -> Path:
+    """Write params as an llm.c checkpoint of ``dtype`` ('f32' or 'bf16'), atomically."""
+    if dtype not in VERSIONS:
+        raise ValueError(f"llm.c checkpoints hold one of {LLMC_DTYPES}, not {dtype!r}")
     path = Path(path)
     shapes = param_shapes(config)
     for name, shape in shapes.items():
@@ -65,7 +72,7 @@ def save_llmc(path: str | Path, params: dict[str, np.ndarray], config: GPT2Confi
             raise ValueError(f"parameter {name}: expected shape {shape}, got {got}")
     v, vp = config.require_vocab_size(), padded_vocab(config)
     header = np.zeros(HEADER_INTS, dtype="<i4")
-    header[:8] = [MAGIC, VERSION_FP32, config.block_size, v, config.n_layer, config.n_head,
+    header[:8] = [MAGIC, VERSIONS[dtype], config.block_size, v, config.n_layer, config.n_head,
                   config.n_embd, vp]  # fmt: skip
     with atomic_open(path) as f:
         f.write(header.tobytes())
@@ -76,12 +83,15 @@ def save_llmc(path: str | Path, params: dict[str, np.ndarray], config: GPT2Confi
                     value = value.T
                 if name == PREFIX + "wte.weight":
                     value = np.concatenate([value, np.zeros((vp - v, value.shape[1]), "<f4")])
+                if dtype == "bf16":
+                    value = f32_to_bf16_bits(value).astype("<u2")
                 f.write(np.ascontiguousarray(value).tobytes())
     return path
 
 
 def load_llmc(path: str | Path) -> tuple[dict[str, np.ndarray], GPT2Config]:
-    """Weights (HF layout, padding rows dropped) and config of an llm.c fp32 checkpoint."""
+    """Weights (float32, HF layout, padding rows dropped) and config of an llm.c checkpoint
+    (fp32, or bf16 widened)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"llm.c checkpoint {path} not found")
@@ -91,11 +101,13 @@ def load_llmc(path: str | Path) -> tuple[dict[str, np.ndarray], GPT2Config]:
     header = raw[: HEADER_INTS * 4].view("<i4")
     if header[0] != MAGIC:
         raise ValueError(f"{path}: magic {header[0]}, expected llm.c's {MAGIC}; not an llm.c .bin")
-    if header[1] != VERSION_FP32:
+    dtypes = {version: dtype for dtype, version in VERSIONS.items()}
+    if header[1] not in dtypes:
         raise ValueError(
-            f"{path}: llm.c version {header[1]}; only fp32 checkpoints (version {VERSION_FP32}) "
-            "load (bf16 ones are version 5)"
+            f"{path}: llm.c version {header[1]}; the versions that load are "
+            + ", ".join(f"{version} ({dtype})" for version, dtype in dtypes.items())
         )
+    itemsize = 4 if dtypes[int(header[1])] == "f32" else 2
     max_t, v, n_layer, n_head, c, vp = (int(x) for x in header[2:8])
     if vp < v:
         raise ValueError(f"{path}: padded vocab {vp} < vocab {v} in the header")
@@ -105,13 +117,13 @@ def load_llmc(path: str | Path) -> tuple[dict[str, np.ndarray], GPT2Config]:
     )  # fmt: skip
     shapes = param_shapes(config)
     data = raw[HEADER_INTS * 4 :]
-    expected = 4 * (sum(int(np.prod(s)) for s in shapes.values()) + (vp - v) * c)
+    expected = itemsize * (sum(int(np.prod(s)) for s in shapes.values()) + (vp - v) * c)
     if data.size != expected:
         raise ValueError(
             f"{path}: {data.size} parameter bytes, expected {expected} for the header's sizes "
             f"({config}, padded vocab {vp}); truncated?"
         )
-    values = data.view("<f4")
+    values = data.view("<f4") if itemsize == 4 else bf16_bits_to_f32(data.view("<u2"))
     params: dict[str, np.ndarray] = {}
     offset = 0
     for pattern, transposed in ORDER:

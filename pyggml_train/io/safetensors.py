@@ -14,15 +14,11 @@ import safetensors
 import safetensors.numpy
 
 from ..atomic import atomic_open
+from .bf16 import bf16_bits_to_f32
 
 # dtypes numpy holds, plus BF16 (widened); F8_* and the like are refused by name
 _READABLE = ("F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL")
 _HEADER_LEN = 8  # the little-endian u64 header length every safetensors file starts with
-
-
-def bf16_bits_to_f32(bits: np.ndarray) -> np.ndarray:
-    """Widen raw bfloat16 bit patterns (uint16) to float32: bf16 is f32's top half."""
-    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 def save_safetensors(
