@@ -29,7 +29,7 @@ import pytest
 from conftest import child_env
 from gradcheck import FWD_RTOL, assert_close
 from reference import gpt2_numpy as ref
-from test_kernels import bf16_round, weight_product
+from test_kernels import bf16_round, ran, weight_product
 
 from pyggml_train import ggml as G
 from pyggml_train import kernels as K
@@ -75,11 +75,6 @@ def too_slow(macs: int) -> bool:
     return K.bf16_gemm_engine() == "amx_bf16" and K.amx_emulated() and macs > 10**8
 
 
-def ran(op: str = "mul_mat", dtype: str = "bf16") -> dict[str, int]:
-    """kernel -> multiply-adds of ``op`` products with src0 ``dtype`` since the last reset."""
-    return {s["kernel"]: s["macs"] for s in K.matmul_stats() if (s["op"], s["type"]) == (op, dtype)}
-
-
 # (batch dims + m, n, k): GPT-2 124M's products at B*T = 512 (qkv, MLP up, MLP down, the
 # padded vocabulary), then sides off the 16/32 tile grid, then src1 with batch dims.
 @pytest.mark.parametrize(
@@ -104,7 +99,7 @@ def test_bf16_product_against_float64(ms: tuple, n: int, k: int) -> None:
     w = rng.standard_normal((n, k)).astype(np.float32)  # (n, k)
     x = rng.standard_normal((*ms, k)).astype(np.float32)  # (..., m, k)
     results = [weight_product("bf16", w, x, threads) for threads in (1, 2, 3)]
-    assert ran() == {engine: int(np.prod(ms)) * n * k}
+    assert ran("mul_mat", "bf16") == {engine: int(np.prod(ms)) * n * k}
     # both operands rounded to bf16, products exact in f32: only the f32 accumulation errs
     want = bf16_round(x).astype(np.float64) @ bf16_round(w).T.astype(np.float64)
     assert_close(results[0], want, FWD_RTOL, f"bf16 mul_mat on {engine}")
@@ -177,7 +172,7 @@ def test_small_products_stay_on_tinyblas() -> None:
     rng = np.random.default_rng(7)
     w = rng.standard_normal((64, 16)).astype(np.float32)  # (N, K)
     weight_product("bf16", w, np.ones((40, 16), np.float32), 2)
-    assert engine not in ran(), "K = 16 < 32 must not take the packed GEMM"
+    assert engine not in ran("mul_mat", "bf16"), "K = 16 < 32 must not take the packed GEMM"
 
 
 CONFIG = GPT2Config(

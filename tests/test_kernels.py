@@ -167,7 +167,7 @@ def weight_product(dtype: str, w: np.ndarray, x: np.ndarray, threads: int) -> np
     return out.numpy()
 
 
-def _ran(op: str, dtype: str) -> dict[str, int]:
+def ran(op: str, dtype: str) -> dict[str, int]:
     """kernel -> multiply-adds of ``op`` products with src0 ``dtype`` since the last reset."""
     return {s["kernel"]: s["macs"] for s in K.matmul_stats() if (s["op"], s["type"]) == (op, dtype)}
 
@@ -179,7 +179,7 @@ def test_f32_product_is_recorded_on_the_kernel_the_build_has() -> None:
     got = weight_product("f32", w, x, 2)
     assert_close(got, x.astype(np.float64) @ w.T.astype(np.float64), FWD_RTOL, "f32 mul_mat")
     kernel = "cblas_sgemm" if G.cpu_blas() else "tinyblas"
-    assert _ran("mul_mat", "f32") == {kernel: 80 * 96 * 64}
+    assert ran("mul_mat", "f32") == {kernel: 80 * 96 * 64}
 
 
 def test_out_prod_is_recorded() -> None:
@@ -195,7 +195,7 @@ def test_out_prod_is_recorded() -> None:
     K.reset_matmul_stats()
     graph.compute()
     kernel = "cblas_sgemm" if G.cpu_blas() else "out_prod_loop"
-    assert _ran("out_prod", "f32") == {kernel: 45 * 72 * 48}
+    assert ran("out_prod", "f32") == {kernel: 45 * 72 * 48}
     assert K.kernel_summary(K.matmul_stats(), K.this_cpu())[0].startswith("out_prod f32: ")
 
 
@@ -229,7 +229,7 @@ def test_bf16_product_runs_on_the_recorded_kernel_against_float64(
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0], "bf16 mul_mat differs across thread counts")
     choice = K.this_cpu()
-    assert _ran("mul_mat", "bf16") == {kernel: m * n * k}
+    assert ran("mul_mat", "bf16") == {kernel: m * n * k}
     name = K.kernel_name(kernel, "bf16", choice)
     assert K.kernel_summary(K.matmul_stats(), choice) == [f"mul_mat bf16: {name} 100%"]
 

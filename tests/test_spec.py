@@ -35,6 +35,20 @@ def tiny(c: int = 16, blocks: int = 2, heads: int = 2, vocab: int = 65, t: int =
     return {"version": 1, "name": "tiny", "nodes": nodes, "links": links}
 
 
+def insert_encoder(spec: dict, after: str, dropout: float) -> None:
+    """Put a TransformerEncoderLayer "enc" (d_model 16, as tiny()'s default) between node
+    ``after`` and the final LayerNorm of a tiny() spec."""
+    spec["nodes"].append(
+        {
+            "id": "enc",
+            "type": "TransformerEncoderLayer",
+            "params": {"d_model": 16, "nhead": 2, "dim_feedforward": 32, "dropout": dropout},
+        }
+    )
+    spec["links"] = [lk for lk in spec["links"] if lk["to"] != ["ln", 0]]
+    spec["links"] += [{"from": [after, 0], "to": ["enc", 0]}, {"from": ["enc", 0], "to": ["ln", 0]}]
+
+
 def node(spec: dict, nid: str) -> dict:
     return next(n for n in spec["nodes"] if n["id"] == nid)
 
@@ -354,15 +368,7 @@ def test_dropout_is_accepted_on_every_layer_that_has_it():
     node(data, "b1")["params"]["dropout"] = 0.2
     assert errors(data) == []
     data = tiny(blocks=0)
-    data["nodes"].append(
-        {
-            "id": "enc",
-            "type": "TransformerEncoderLayer",
-            "params": {"d_model": 16, "nhead": 2, "dim_feedforward": 32, "dropout": 0.1},
-        }
-    )
-    data["links"] = [lk for lk in data["links"] if lk["to"] != ["ln", 0]]
-    data["links"] += [{"from": ["pos", 0], "to": ["enc", 0]}, {"from": ["enc", 0], "to": ["ln", 0]}]
+    insert_encoder(data, after="pos", dropout=0.1)
     assert errors(data) == []
 
 

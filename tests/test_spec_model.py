@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 from conftest import REPO_ROOT
-from test_spec import DATA_DIR, node, tiny
+from test_spec import DATA_DIR, insert_encoder, node, tiny
 
 from pyggml_train import ggml as G
 from pyggml_train.config import GPT2Config
@@ -279,15 +279,7 @@ def test_every_dropout_of_a_spec_draws_its_own_stream():
     data = tiny(c=16, blocks=1)
     node(data, "pos")["params"]["dropout"] = 0.1
     node(data, "b0")["params"]["dropout"] = 0.1
-    data["nodes"].append(
-        {
-            "id": "enc",
-            "type": "TransformerEncoderLayer",
-            "params": {"d_model": 16, "nhead": 2, "dim_feedforward": 32, "dropout": 0.1},
-        }
-    )
-    data["links"] = [lk for lk in data["links"] if lk["to"] != ["ln", 0]]
-    data["links"] += [{"from": ["b0", 0], "to": ["enc", 0]}, {"from": ["enc", 0], "to": ["ln", 0]}]
+    insert_encoder(data, after="b0", dropout=0.1)
     net = SpecNet(parse_spec(data, DATA_DIR))
     streams = []
     for nid, layer in net.layers.items():
