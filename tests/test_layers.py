@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -122,9 +123,11 @@ def layernorm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float = 1e-5) ->
     return gref.layernorm_forward(x, w, b, eps)[0]
 
 
-def attention(qkv: np.ndarray, n_head: int, causal: bool) -> np.ndarray:
-    """softmax(q k^T / sqrt(hs) (+ causal mask)) v over heads, qkv (B, T, 3C) -> (B, T, C)."""
+def attention(qkv: np.ndarray, n_head: int, causal: bool, prob_factor: Any = 1.0) -> np.ndarray:
+    """softmax(q k^T / sqrt(hs) (+ causal mask)) v over heads, qkv (B, T, 3C) -> (B, T, C);
+    ``prob_factor`` (not causal only) multiplies the probabilities (B, nh, T, T): dropout."""
     if causal:
+        assert np.all(prob_factor == 1.0), "the causal reference has no dropout"
         return gref.attention_forward(qkv, n_head)[0]
     b, t, c3 = qkv.shape
     c = c3 // 3
@@ -133,18 +136,49 @@ def attention(qkv: np.ndarray, n_head: int, causal: bool) -> np.ndarray:
         for i in range(3)
     )  # (B, nh, T, hs)
     probs = ref.soft_max(q @ k.transpose(0, 1, 3, 2), scale=1.0 / math.sqrt(c // n_head))
-    return (probs @ v).transpose(0, 2, 1, 3).reshape(b, t, c)  # (B, T, C)
+    return (probs * prob_factor @ v).transpose(0, 2, 1, 3).reshape(b, t, c)  # (B, T, C)
 
 
-def self_attention(x: np.ndarray, v: dict, h: str, n_head: int, causal: bool) -> np.ndarray:
+def self_attention(
+    x: np.ndarray, v: dict, h: str, n_head: int, causal: bool, prob_factor: Any = 1.0
+) -> np.ndarray:
     qkv = gref.linear_forward(x, v[h + "c_attn.weight"], v[h + "c_attn.bias"])  # (B, T, 3C)
-    y = attention(qkv, n_head, causal)
+    y = attention(qkv, n_head, causal, prob_factor)
     return gref.linear_forward(y, v[h + "c_proj.weight"], v[h + "c_proj.bias"])
 
 
-def mlp(x: np.ndarray, v: dict, h: str, act: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    hidden = act(gref.linear_forward(x, v[h + "c_fc.weight"], v[h + "c_fc.bias"]))
+def mlp(
+    x: np.ndarray,
+    v: dict,
+    h: str,
+    act: Callable[[np.ndarray], np.ndarray],
+    hidden_factor: Any = 1.0,
+) -> np.ndarray:
+    """``hidden_factor`` multiplies the hidden layer after the activation: dropout."""
+    hidden = act(gref.linear_forward(x, v[h + "c_fc.weight"], v[h + "c_fc.bias"])) * hidden_factor
     return gref.linear_forward(hidden, v[h + "c_proj.weight"], v[h + "c_proj.bias"])
+
+
+def encoder_layer(
+    x: np.ndarray, v: dict, n_head: int, norm_first: bool, drops: tuple = (1.0, 1.0, 1.0, 1.0)
+) -> np.ndarray:
+    """TransformerEncoderLayer "enc" (ReLU); ``drops``: dropout factors of the attention
+    probabilities, the attention output, the feed-forward hidden layer and its output."""
+
+    def ln(y, i):
+        return layernorm(y, v[f"enc.ln_{i}.weight"], v[f"enc.ln_{i}.bias"])
+
+    def sa(y):
+        return self_attention(y, v, "enc.attn.", n_head, False, drops[0]) * drops[1]
+
+    def ff(y):
+        return mlp(y, v, "enc.mlp.", ref.relu, drops[2]) * drops[3]
+
+    if norm_first:
+        x = x + sa(ln(x, 1))
+        return x + ff(ln(x, 2))
+    x = ln(x + sa(x), 1)
+    return ln(x + ff(x), 2)
 
 
 # ---- Param: the one place of the layout --------------------------------------------------------
@@ -379,20 +413,7 @@ def test_transformer_encoder_layer(norm_first):
     layer = TransformerEncoderLayer("enc", 8, 2, 16, norm_first=norm_first)
 
     def reference(x, v):
-        def ln(y, i):
-            return layernorm(y, v[f"enc.ln_{i}.weight"], v[f"enc.ln_{i}.bias"])
-
-        def sa(y):
-            return self_attention(y, v, "enc.attn.", 2, causal=False)
-
-        def ff(y):
-            return mlp(y, v, "enc.mlp.", ref.relu)
-
-        if norm_first:
-            x = x + sa(ln(x, 1))
-            return x + ff(ln(x, 2))
-        x = ln(x + sa(x), 1)
-        return ln(x + ff(x), 2)
+        return encoder_layer(x, v, 2, norm_first)
 
     x = randn(2, 4, 8, seed=13)
     check_layer(layer, layer.params(), reference, x)
@@ -418,38 +439,15 @@ def test_transformer_encoder_layer_drops_where_torch_does(norm_first):
     def factor(shape: tuple, i: int) -> np.ndarray:
         return drop_ref.keep_mask(shape, seed, counter, p, stream + i) * float(drop_ref.scale(p))
 
-    drop_probs, drop_sa = factor((b, nh, t, t), 0), factor((b, t, c), 1)
-    drop_hidden, drop_ff = factor((b, t, f), 2), factor((b, t, c), 3)
+    drops = (
+        factor((b, nh, t, t), 0),
+        factor((b, t, c), 1),
+        factor((b, t, f), 2),
+        factor((b, t, c), 3),
+    )
 
     def reference(x, v, dropped=True):
-        def ln(y, i):
-            return layernorm(y, v[f"enc.ln_{i}.weight"], v[f"enc.ln_{i}.bias"])
-
-        def sa(y):
-            qkv = gref.linear_forward(y, v["enc.attn.c_attn.weight"], v["enc.attn.c_attn.bias"])
-            q, k, vv = (
-                qkv[..., i * c : (i + 1) * c].reshape(b, t, nh, -1).transpose(0, 2, 1, 3)
-                for i in range(3)
-            )  # (B, nh, T, hs)
-            probs = ref.soft_max(q @ k.transpose(0, 1, 3, 2), scale=1.0 / math.sqrt(c // nh))
-            probs = probs * drop_probs if dropped else probs
-            y = (probs @ vv).transpose(0, 2, 1, 3).reshape(b, t, c)
-            out = gref.linear_forward(y, v["enc.attn.c_proj.weight"], v["enc.attn.c_proj.bias"])
-            return out * drop_sa if dropped else out
-
-        def ff(y):
-            hidden = ref.relu(
-                gref.linear_forward(y, v["enc.mlp.c_fc.weight"], v["enc.mlp.c_fc.bias"])
-            )
-            hidden = hidden * drop_hidden if dropped else hidden
-            out = gref.linear_forward(hidden, v["enc.mlp.c_proj.weight"], v["enc.mlp.c_proj.bias"])
-            return out * drop_ff if dropped else out
-
-        if norm_first:
-            x = x + sa(ln(x, 1))
-            return x + ff(ln(x, 2))
-        x = ln(x + sa(x), 1)
-        return ln(x + ff(x), 2)
+        return encoder_layer(x, v, nh, norm_first, drops if dropped else (1.0, 1.0, 1.0, 1.0))
 
     x = randn(b, t, c, seed=21)
     check_layer(layer, layer.params(), reference, x, dropout=(seed, counter))
