@@ -22,7 +22,6 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_train_arguments(parser, preset="char-tiny")
-    parser.set_defaults(out_dir="out/char-tiny")
     return run_command("train_gpt2.py", run_train, parser.parse_args())
 
 

@@ -11,11 +11,13 @@ from pathlib import Path
 from .config import list_presets, load_preset
 from .data import prepare, resolve_text
 from .distributed import Distributed
-from .io import FORMATS, GGUF_DTYPES, LLMC_DTYPES, export_model, load_model
+from .io import FORMATS, GGUF_DTYPES, LLMC_DTYPES, export_model
 from .io.bpe import gpt2_from_files
-from .spec import load_sampler, load_spec, train_spec
+from .models import gpt2_weights, load_sampler
+from .recipes import train_gpt2, train_spec
+from .spec import load_spec
 from .tokenizer import GPT2Tokenizer
-from .train import CHECKPOINT_NAME, NonFiniteError, train
+from .train import CHECKPOINT_NAME, NonFiniteError, Run
 
 # CLI flag -> config override name (a bare name sets the model and train fields it names)
 _OVERRIDES = {
@@ -98,27 +100,25 @@ def run_train(args: argparse.Namespace) -> int:
         if not sep:
             raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key] = value
-    if args.max_steps is not None and "warmup_steps" not in overrides:
+    resume = _resume_path(args)
+    preset_overrides = dict(overrides)
+    if resume is None and args.max_steps is not None and "warmup_steps" not in overrides:
         # a short run keeps the preset's warmup fraction instead of failing validation
         _, preset_train, _ = load_preset(args.preset)
         if preset_train.warmup_steps > args.max_steps:
-            overrides["warmup_steps"] = args.max_steps // 10
-    model_cfg, train_cfg, tokenizer = load_preset(args.preset, **overrides)
-    resume = args.resume
-    if resume == "auto":
-        resume = Path(args.out_dir) / CHECKPOINT_NAME
+            preset_overrides["warmup_steps"] = args.max_steps // 10
+    model_cfg, train_cfg, tokenizer = load_preset(args.preset, **preset_overrides)
     dist = Distributed.from_environment()
-    result = train(
+    run = Run(args.out_dir, args.metrics, not args.no_progress, dist=dist)
+    result = train_gpt2(
         model_cfg,
         train_cfg,
         tokenizer,
         data=args.data,
-        out_dir=args.out_dir,
+        run=run,
         resume=resume,
-        metrics_path=args.metrics,
-        progress=not args.no_progress,
-        dist=dist,
         init_from=args.init_from,
+        overrides=overrides,
     )
     if dist.is_master:
         print(f"final val loss: {result.val_loss:.4f}")
@@ -145,23 +145,28 @@ def run_train_spec(args: argparse.Namespace) -> int:
         if not sep:
             raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key] = value
-    resume = args.resume
-    if resume == "auto":
-        resume = Path(args.out_dir) / CHECKPOINT_NAME
     result = train_spec(
         load_spec(args.model, args.data_dir),
         args.out_dir,
         args.data_dir,
-        resume=resume,
+        resume=_resume_path(args),
         overrides=overrides,
         progress=not args.no_progress,
+        metrics_path=args.metrics,
     )
     print(f"final val loss: {result.val_loss:.4f}")
     return 0
 
 
+def _resume_path(args: argparse.Namespace) -> Path | None:
+    """--resume's checkpoint: the one given, or OUT_DIR's (a bare --resume)."""
+    if args.resume is None:
+        return None
+    return Path(args.out_dir) / CHECKPOINT_NAME if args.resume == "auto" else Path(args.resume)
+
+
 def run_sample(args: argparse.Namespace) -> int:
-    sampler = load_sampler(args.checkpoint, args.threads, args.device)
+    sampler = load_sampler(_model_path(args.checkpoint), args.threads, args.device)
     text = sampler.generate(
         args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed
     )
@@ -169,8 +174,16 @@ def run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_path(path: str) -> Path:
+    """A model file, or a run's directory (OUT_DIR), which means its checkpoint."""
+    given = Path(path)
+    if given.is_dir() and (given / CHECKPOINT_NAME).is_file():
+        return given / CHECKPOINT_NAME
+    return given
+
+
 def run_export(args: argparse.Namespace) -> int:
-    loaded = load_model(args.checkpoint)
+    loaded = gpt2_weights(_model_path(args.checkpoint))
     tokenizer = loaded.tokenizer
     if tokenizer is None:
         if args.tokenizer != "gpt2":

@@ -420,3 +420,65 @@ def to_json(model: GPT2Config, train: TrainConfig, tokenizer: str) -> str:
 def from_json(text: str) -> tuple[GPT2Config, TrainConfig, str]:
     """Inverse of to_json (also reads preset files' contents)."""
     return _from_dict(json.loads(text), "JSON text", {})
+
+
+# TrainConfig fields a resumed run may change: the schedule and its length, the intervals,
+# sampling, and where it runs. The rest (batch, data, optimizer, seed) would make the resumed
+# run another run, and the model's shape is the checkpoint's.
+RESUMABLE = (
+    "max_steps",
+    "lr",
+    "min_lr",
+    "warmup_steps",
+    "eval_interval",
+    "eval_steps",
+    "log_interval",
+    "checkpoint_interval",
+    "sample_interval",
+    "sample_tokens",
+    "temperature",
+    "top_k",
+    "skip_nonfinite",
+    "threads",
+    "device",
+    "zero",
+)
+
+
+def resumed_config(
+    model: GPT2Config | None,
+    train: TrainConfig,
+    tokenizer: str,
+    overrides: dict[str, Any],
+    source: str,
+) -> tuple[TrainConfig, list[str]]:
+    """A checkpoint's TrainConfig with the overrides a resume may apply (:data:`RESUMABLE`),
+    and a line per field that changed. Any other override that differs from the checkpoint
+    is refused by name (ValueError); one that repeats the checkpoint's value is fine."""
+    model_over, train_over, tok_over = _split_overrides(overrides)
+    refused = []
+    if tok_over is not None and tok_over != tokenizer:
+        refused.append(f"tokenizer ({tokenizer} -> {tok_over})")
+    for name, value in model_over.items():
+        if name in train_over:
+            continue  # e.g. block_size: judged as the train field below
+        current = getattr(model, name) if model is not None else None
+        if model is None or _coerce(GPT2Config, name, value) != current:
+            refused.append(f"{name} (the model's shape is the checkpoint's)")
+    changes: dict[str, Any] = {}
+    for name, value in train_over.items():
+        new, old = _coerce(TrainConfig, name, value), getattr(train, name)
+        if new == old:
+            continue
+        if name in RESUMABLE:
+            changes[name] = new
+        else:
+            refused.append(f"{name} ({old} -> {new})")
+    if refused:
+        raise ValueError(
+            f"a resumed run can't change {', '.join(refused)}; it may change "
+            f"{', '.join(RESUMABLE)}. Start a new run (another --out-dir) to change the rest"
+        )
+    values = {**dataclasses.asdict(train), **changes}
+    resumed = _build(TrainConfig, values, source)
+    return resumed, [f"{k}: {getattr(train, k)} -> {v}" for k, v in changes.items()]

@@ -8,7 +8,6 @@ points are model.py's. Shapes: B batch, T time, C channels, V vocab, Vp padded v
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +26,6 @@ from .layers import (
     SelfAttention,
 )
 from .model import Model
-from .tokenizer import Tokenizer
 
 PREFIX = "transformer."
 
@@ -101,7 +99,7 @@ class GPT2(Model):
     The graph options are config fields (validated in config.py): ``attention`` 'fused'
     (one ATTN_CAUSAL op, CPU kernels only), 'unfused' (mul_mat and a masked soft_max) or
     'auto' (fused on the CPU); ``matmul_dtype`` 'bf16' (mixed precision, f32 master
-    weights); ``loss_kind`` (model.LossHead); ``recompute`` 'blocks' (recompute.py).
+    weights); ``loss_kind`` (loss.LossHead); ``recompute`` 'blocks' (recompute.py).
     """
 
     def __init__(
@@ -127,16 +125,7 @@ class GPT2(Model):
             fused_attention=fused,
             recompute=config.recompute == "blocks",
         )
-        self.tokenizer: Tokenizer | None = None  # set by from_pretrained when the file has one
 
-    @classmethod
-    def from_pretrained(cls, path: str | Path, ctx: G.Context | None = None, **kwargs) -> GPT2:
-        """A GPT-2 from any file pyggml_train.io reads: our checkpoint, a Hugging Face
-        directory or .safetensors, an llm.c .bin, a GPT-2 GGUF (f32/f16/q8_0, dequantized).
-        ``model.tokenizer`` is the file's tokenizer, None where it carries none."""
-        from .io import load_model  # io reads GPT-2's layout (hf_gpt2) from here
-
-        loaded = load_model(path)
-        model = cls(loaded.config, params=loaded.params, ctx=ctx, **kwargs)
-        model.tokenizer = loaded.tokenizer
-        return model
+    def describe(self) -> str:
+        c = self.config
+        return f"{c.n_layer} layers, {c.n_head} heads, C={c.n_embd}"

@@ -24,24 +24,33 @@ dropout state.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
 from . import ggml as G
 from .layers import Build
+from .loss import LossHead
 
-if TYPE_CHECKING:
-    from .model import Model
+
+class Recomputable(Protocol):
+    """What recomputation reads of a model (model.Model, which builds us, has it all)."""
+
+    net: Any  # with embed(), blocks and head(), as gpt2.GPT2Net
+    ctx: G.Context
+    params: dict[str, G.Tensor]
+    matmul_dtype: str
+    fused_attention: bool
+    dropout_rng: Any
+    vocab_size: int
+    loss_kind: str
 
 
 class RecomputeStep:
     """A train graph (contract A, step.TrainGraph) for one (B, T): ``run(idx, targets)``
     and ``graph`` with set_loss_scale, reset_grads, grad_accumulator and grad."""
 
-    def __init__(self, model: Model, batch: int, seq: int):
-        from .model import LossHead  # model.py builds us: import at call time
-
+    def __init__(self, model: Recomputable, batch: int, seq: int):
         net, ctx = model.net, model.ctx
         for need in ("embed", "blocks", "head"):
             if not hasattr(net, need):

@@ -11,11 +11,15 @@ graph compute, not a full recompute.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import ggml as G
 from .layers import Build, KVCache
-from .model import Model, vocab_logits
+from .loss import vocab_logits
+from .model import Model
+from .tokenizer import Tokenizer
 
 
 def pick_token(
@@ -188,3 +192,26 @@ class WindowDecoder:
 def decoder_for(model) -> KVCacheDecoder | WindowDecoder:
     """KV-cache decoding when every attention of the model's net is causal, else a window."""
     return KVCacheDecoder(model) if getattr(model.net, "causal", True) else WindowDecoder(model)
+
+
+@dataclass
+class Sampler:
+    """A trained model, its tokenizer and a decoder: text in, text out."""
+
+    model: Model
+    tokenizer: Tokenizer
+    decoder: KVCacheDecoder | WindowDecoder
+
+    def generate(
+        self,
+        prompt: str = "",
+        max_new_tokens: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int = 0,
+    ) -> str:
+        """The prompt and its continuation; an empty prompt starts from token 0."""
+        ids = [int(t) for t in self.tokenizer.encode(prompt)] if prompt else [0]
+        out = generate(self.decoder, ids, max_new_tokens, temperature, top_k, top_p, seed)
+        return self.tokenizer.decode(out)

@@ -1,4 +1,5 @@
-"""The training loop: data, graphs built once, optimizer steps (step.py), eval, checkpoints.
+"""The training loop of any Model: graphs built once, optimizer steps (step.py), eval,
+checkpoints. Which model and which data are the caller's choice (models.py, recipes.py).
 
 Every graph (train forward+backward for one micro-batch, validation forward, gradient
 norm, optimizer step) is built and allocated once before the first step; a step only
@@ -9,7 +10,6 @@ resumed run computes the same losses as one that was never stopped.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -19,20 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from . import ggml as G
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .config import GPT2Config, TrainConfig
+from .checkpoint import Checkpoint, save_checkpoint
+from .config import TrainConfig
 from .data import BatchLoader, load_prepared, prepare, resolve_text
 from .distributed import Distributed
-from .gpt2 import GPT2
-from .io import load_model
 from .metrics import MetricsWriter, plot_losses, read_metrics
 from .model import Model
 from .sample import KVCacheDecoder, WindowDecoder, decoder_for, generate
 from .schedule import lr_at
-from .spec import Spec, SpecModel, build_model, parse_spec
 from .step import OptimizerStep
-from .tokenizer import Tokenizer, tokenizer_from_dict
+from .tokenizer import Tokenizer
 
 CHECKPOINT_NAME = "checkpoint.npz"
 
@@ -100,24 +96,18 @@ class Trainer:
 
     def __init__(
         self,
-        model: GPT2Config | Model,
+        model: Model,
         train_config: TrainConfig,
         data: TrainData,
-        ctx: G.Context | None = None,
         dist: Distributed | None = None,
     ):
-        """``model``: a GPT2Config (a GPT2 initialised from ``train_config.seed`` is built on
-        ``ctx``, its vocab_size defaulting to the tokenizer's), or a ready Model (model.py,
-        e.g. a compiled spec) on its own context. ``model_config`` is the model's ``config``."""
+        """``model``: any Model (models.py makes them: GPT-2 from a config or a file, a
+        compiled spec), on its own context."""
         tc = train_config
         self.dist = dist or Distributed(None)
         rank, world = self.dist.rank, self.dist.world_size
         self.accum_steps = tc.accum_steps(world)  # a clear error before any work if indivisible
         vocab = data.tokenizer.vocab_size
-        if isinstance(model, GPT2Config):
-            if model.vocab_size is None:
-                model = model.with_vocab_size(vocab)
-            model = GPT2(model, ctx=ctx or G.Context(tc.device, tc.threads), seed=tc.seed)
         if model.vocab_size < vocab:
             raise ValueError(f"model vocab_size {model.vocab_size} < tokenizer vocab_size {vocab}")
         if tc.block_size > model.block_size:
@@ -127,7 +117,7 @@ class Trainer:
         self.model, self.ctx = model, model.ctx
         # dropout masks: one stream of (seed, counter) per rank, so ranks do not share masks
         self.model.dropout_rng.seed = tc.seed + rank
-        self.model_config, self.train_config, self.data = model.config, tc, data  # None: a spec
+        self.train_config, self.data = tc, data
         b, t = tc.batch_size, tc.block_size
         self.train_step = self.model.graph(b, t, "train")
         self.eval_step = self.model.graph(b, t, "loss")
@@ -215,7 +205,7 @@ class Trainer:
                 )
         ckpt = Checkpoint(
             step=self.step,
-            model_config=self.model_config,
+            model_config=self.model.config,
             train_config=self.train_config,
             tokenizer=self.data.tokenizer.to_dict(),
             params=params,
@@ -230,7 +220,7 @@ class Trainer:
                 "skipped_nonfinite": self.skipped_nonfinite,
                 "dropout_counter": self.model.dropout_rng.counter,
             },
-            spec=self.model.spec.source if isinstance(self.model, SpecModel) else None,
+            spec=self.model.spec_source,
         )
         if self.dist.is_master:
             save_checkpoint(path, ckpt)
@@ -254,108 +244,133 @@ class Trainer:
         self.model.dropout_rng.counter = int(ckpt.extra.get("dropout_counter", 0))
 
 
-def train(
-    model_config: GPT2Config | None,
-    train_config: TrainConfig,
-    tokenizer: str = "char",
-    data: str | None = None,
-    out_dir: str | Path = "out",
-    resume: str | Path | None = None,
-    metrics_path: str | Path | None = None,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    sample_prompt: str | None = None,
-    dist: Distributed | None = None,
-    spec: Spec | None = None,
-    on_metrics: Callable[[dict[str, Any]], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    init_from: str | Path | None = None,
-) -> TrainResult:
-    """Train (or resume) a GPT-2, or the model of a ``spec`` (model_config None), and
-    return losses, the last val loss and a sample.
+class Run:
+    """Where a run writes and who hears of it: the output directory and metrics file, the
+    progress bar, the log (the master rank's only), and the caller's hooks.
 
-    resume: a checkpoint file; the configs, spec and tokenizer then come from it, except
-    max_steps, which may be raised to train further. data: a text file or URL, a
-    directory written by ``prepare``, or None for tiny shakespeare (offline fallback).
-    dist: the MPI ranks (default: from the environment; one process without mpirun). Only
-    the master logs, draws the bar, writes metrics and checkpoints and samples text; the
-    sample is "" on the other ranks. on_metrics: called with every metrics record as it
-    is written. should_stop: asked after every step; True ends the run there, with a
-    checkpoint to resume from. init_from: fine-tune a GPT-2 from the weights of any model
-    file pyggml_train.io reads; the model's shape, and its tokenizer where the file has
-    one, come from it.
+    ``on_metrics`` gets every metrics record as it is written; ``should_stop`` is asked
+    after every step, and True ends the run there with a checkpoint to resume from.
     """
-    dist = dist or Distributed.from_environment()
-    if not dist.is_master:
-        progress, log = False, _quiet
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = load_checkpoint(resume) if resume else None
-    tok: Tokenizer | str = tokenizer
-    if ckpt is not None:
-        model_config = ckpt.model_config
-        train_config = _resumed_config(ckpt, train_config.max_steps, dist.world_size)
-        tok = tokenizer_from_dict(ckpt.tokenizer)
-        if ckpt.spec is not None:
-            spec = parse_spec(ckpt.spec, vocab_size=tok.vocab_size)
-    init = None
-    if init_from is not None:
-        if ckpt is not None or spec is not None:
-            raise ValueError(
-                "--init-from starts a GPT-2 run from weights; it excludes --resume and --model"
+
+    def __init__(
+        self,
+        out_dir: str | Path = "out",
+        metrics_path: str | Path | None = None,
+        progress: bool = True,
+        log: Callable[[str], None] = print,
+        dist: Distributed | None = None,
+        on_metrics: Callable[[dict[str, Any]], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        sample_prompt: str | None = None,
+    ):
+        self.dist = dist or Distributed.from_environment()
+        master = self.dist.is_master
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = Path(metrics_path) if metrics_path else self.out_dir / "metrics.jsonl"
+        self.checkpoint_path = self.out_dir / CHECKPOINT_NAME
+        self.progress = progress and master
+        self._log = log if master else _quiet
+        self.on_metrics, self.should_stop = on_metrics, should_stop
+        self.sample_prompt = sample_prompt
+        self._writer: MetricsWriter | None = None
+        self._bar: Any = None
+        self._rate: float | None = None  # tokens/s, exponentially smoothed
+
+    def log(self, message: str) -> None:
+        """One line of the run's log; around a progress bar without tearing it."""
+        (self._bar.write if self._bar is not None else self._log)(message)
+
+    def open(self, step: int, max_steps: int, resumed: bool) -> None:
+        """Start the metrics file (continuing a resumed run's) and the progress bar."""
+        if self.dist.is_master:
+            self._writer = MetricsWriter(self.metrics_path, resume_step=step if resumed else None)
+        if self.progress:
+            self._bar = _progress(step, max_steps)
+
+    def record(self, record: dict[str, Any]) -> None:
+        """A step's metrics: to the file, the caller's hook and the bar."""
+        if self._writer is not None:
+            self._writer.write(**record)
+        if self.on_metrics is not None:
+            self.on_metrics(record)
+        if self._bar is not None:
+            # the bar shows a smoothed rate; single steps jitter on a shared machine
+            tok_s = record["tokens_per_s"]
+            self._rate = tok_s if self._rate is None else 0.9 * self._rate + 0.1 * tok_s
+            self._bar.set_postfix(
+                loss=f"{record['train_loss']:.4f}",
+                lr=f"{record['lr']:.2e}",
+                tok_s=f"{self._rate:,.0f}",
             )
-        init = load_model(init_from)
-        model_config = init.config
-        tok = init.tokenizer or tok
-    tc = train_config
-    tc.accum_steps(dist.world_size)  # an indivisible global batch fails here, before any work
-    # the master tokenizes; the other ranks then read what it wrote (out_dir is shared)
-    dataset = load_data(data, tok, out, tc.val_fraction) if dist.is_master else None
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def load_run_data(
+    data: str | None, tokenizer: Tokenizer | str, run: Run, val_fraction: float
+) -> TrainData:
+    """The run's tokens: the master tokenizes into OUT_DIR/data, the other ranks then read
+    what it wrote (out_dir is shared)."""
+    dist = run.dist
+    dataset = load_data(data, tokenizer, run.out_dir, val_fraction) if dist.is_master else None
     dist.barrier()
     if dataset is None:
         prepared = data if data is not None and (Path(data) / "tokenizer.json").is_file() else None
-        dataset = load_data(prepared or str(out / "data"), tok, out, tc.val_fraction)
-    log(
+        dataset = load_data(
+            prepared or str(run.out_dir / "data"), tokenizer, run.out_dir, val_fraction
+        )
+    run.log(
         f"data: {dataset.source}: {len(dataset.train)} train / {len(dataset.val)} val tokens, "
         f"vocab {dataset.tokenizer.vocab_size}"
     )
-    model: GPT2Config | Model | None = model_config
-    if spec is not None:
-        model = build_model(spec, G.Context(tc.device, tc.threads), seed=tc.seed)
-    if model is None:
-        raise ValueError("train needs a model_config or a spec")
-    trainer = Trainer(model, tc, dataset, dist=dist)
-    if ckpt is not None:
-        trainer.restore(ckpt)
-        log(f"resumed from {resume} at step {trainer.step}")
-    if init is not None:
-        trainer.model.load_state_dict(init.params)
-        log(f"initialized from {init_from} ({init.format})")
-    cfg = trainer.model_config
+    return dataset
+
+
+def train(
+    model: Model,
+    data: TrainData,
+    train_config: TrainConfig,
+    run: Run | None = None,
+    resume: Checkpoint | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data`` (or go on from the ``resume`` checkpoint of the same
+    model) and return losses, the last val loss and a sample.
+
+    Under mpirun every rank calls this; only the master logs, draws the bar, writes
+    metrics and checkpoints and samples text (the sample is "" on the other ranks).
+    """
+    run = run or Run()
+    tc, dist = train_config, run.dist
+    trainer = Trainer(model, tc, data, dist=dist)
+    if resume is not None:
+        trainer.restore(resume)
+        run.log(f"resumed at step {trainer.step} of {tc.max_steps}")
     ranks = f"{dist.world_size} ranks x " if dist.world_size > 1 else ""
-    shape = (
-        f"{cfg.n_layer} layers, {cfg.n_head} heads, C={cfg.n_embd}"
-        if cfg is not None
-        else f"spec {spec.name!r}, {len(spec.nodes)} nodes"
-    )
-    log(
-        f"model: {shape}, "
-        f"{trainer.model.num_params() / 1e6:.2f}M parameters; {ranks}{trainer.accum_steps} x "
-        f"({tc.batch_size} x {tc.block_size}) tokens per step, {trainer.ctx.threads} threads; "
-        f"optimizer state {trainer.optimizer_step.optimizer_state_bytes / 1e6:.1f} MB on rank 0"
+    threads = trainer.ctx.threads
+    run.log(
+        f"model: {model.describe()}, "
+        f"{model.num_params() / 1e6:.2f}M parameters; {ranks}{trainer.accum_steps} x "
+        f"({tc.batch_size} x {tc.block_size}) tokens per step, {threads} "
+        f"thread{'s' if threads != 1 else ''}; optimizer state "
+        f"{trainer.optimizer_step.optimizer_state_bytes / 1e6:.1f} MB on rank 0"
         + (" (ZeRO-1)" if trainer.optimizer_step.owners is not None else "")
     )
-    metrics_file = Path(metrics_path) if metrics_path else out / "metrics.jsonl"
-    writer = (
-        MetricsWriter(metrics_file, resume_step=trainer.step if ckpt is not None else None)
-        if dist.is_master
-        else None
-    )
-    result = TrainResult(steps=trainer.step, metrics=metrics_file)
+    if trainer.step >= tc.max_steps:
+        run.log(
+            f"nothing to train: the run is at step {trainer.step} and max_steps is "
+            f"{tc.max_steps}; raise --max-steps to train further"
+        )
+    result = TrainResult(steps=trainer.step, metrics=run.metrics_path)
     tokens_per_step = trainer.accum_steps * tc.tokens_per_micro_batch * dist.world_size
-    bar = _progress(trainer.step, tc.max_steps, progress)
-    say = bar.write if progress else log  # keeps messages from tearing the progress bar
-    rate: float | None = None  # tokens/s, exponentially smoothed
+    run.open(trainer.step, tc.max_steps, resumed=resume is not None)
     try:
         while trainer.step < tc.max_steps:
             t0 = time.perf_counter()
@@ -365,7 +380,7 @@ def train(
             step = trainer.step
             last = step == tc.max_steps
             if not (math.isfinite(loss) and math.isfinite(norm)):
-                say(
+                run.log(
                     f"step {step}: loss {loss}, gradient norm {norm}: skipped, weights not "
                     f"updated ({trainer.skipped_nonfinite} of --skip-nonfinite {tc.skip_nonfinite})"
                 )
@@ -373,80 +388,62 @@ def train(
             if (tc.eval_interval and step % tc.eval_interval == 0) or last:
                 val = trainer.evaluate()
                 result.val_loss = val
-                say(f"step {step}: train {loss:.4f}, val {val:.4f} (ppl {math.exp(val):.2f})")
+                run.log(f"step {step}: train {loss:.4f}, val {val:.4f} (ppl {math.exp(val):.2f})")
             elif tc.log_interval and step % tc.log_interval == 0:
                 tok_s = tokens_per_step / dt
-                say(f"step {step}: train {loss:.4f}, lr {lr:.2e}, {tok_s:,.0f} tok/s")
+                run.log(f"step {step}: train {loss:.4f}, lr {lr:.2e}, {tok_s:,.0f} tok/s")
             result.train_losses.append(loss)
-            record = {
-                "step": step,
-                "train_loss": loss,
-                "val_loss": val,
-                "lr": lr,
-                "grad_norm": norm,
-                "tokens_per_s": tokens_per_step / dt,
-                "elapsed_s": trainer.elapsed_s,
-            }
-            if writer is not None:
-                writer.write(**record)
-            if on_metrics is not None:
-                on_metrics(record)
-            # the bar shows a smoothed rate; single steps jitter on a shared machine
-            rate = tokens_per_step / dt if rate is None else 0.9 * rate + 0.1 * tokens_per_step / dt
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{rate:,.0f}")
-            bar.update(1)
+            run.record(
+                {
+                    "step": step,
+                    "train_loss": loss,
+                    "val_loss": val,
+                    "lr": lr,
+                    "grad_norm": norm,
+                    "tokens_per_s": tokens_per_step / dt,
+                    "elapsed_s": trainer.elapsed_s,
+                }
+            )
             if tc.sample_interval and step % tc.sample_interval == 0 and not last:
                 if dist.is_master:
-                    say(f"--- sample at step {step} ---\n{trainer.sample(sample_prompt)}\n---")
-            stop = not last and should_stop is not None and should_stop()
+                    sample = trainer.sample(run.sample_prompt)
+                    run.log(f"--- sample at step {step} ---\n{sample}\n---")
+            stop = not last and run.should_stop is not None and run.should_stop()
             if (tc.checkpoint_interval and step % tc.checkpoint_interval == 0) or last or stop:
-                result.checkpoint = trainer.save(out / CHECKPOINT_NAME)
+                result.checkpoint = trainer.save(run.checkpoint_path)
             if stop:
-                say(f"stopped at step {step}; resume from {result.checkpoint}")
+                run.log(f"stopped at step {step}; resume from {result.checkpoint}")
                 break
     finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
+        run.close()
     result.steps = trainer.step
     if result.checkpoint is None:
-        result.checkpoint = trainer.save(out / CHECKPOINT_NAME)
+        result.checkpoint = trainer.save(run.checkpoint_path)
     if result.val_loss is None:
         result.val_loss = trainer.evaluate()
-    log(
+    run.log(
         f"validation loss {result.val_loss:.4f} (perplexity {math.exp(result.val_loss):.2f}; "
-        f"uniform baseline {math.log(trainer.model.vocab_size):.4f}); "
+        f"uniform baseline {math.log(model.vocab_size):.4f}); "
         f"checkpoint {result.checkpoint}"
     )
     if not dist.is_master:
         return result
-    result.plot = plot_losses(read_metrics(metrics_file), out / "loss.png")
-    log(
+    result.plot = plot_losses(read_metrics(run.metrics_path), run.out_dir / "loss.png")
+    run.log(
         f"loss curves: {result.plot}"
         if result.plot
         else "loss curves: install matplotlib (pip install 'pyggml_train[plot]') for loss.png"
     )
-    result.sample = trainer.sample(sample_prompt)
-    log(f"--- sample ---\n{result.sample}\n---")
+    result.sample = trainer.sample(run.sample_prompt)
+    run.log(f"--- sample ---\n{result.sample}\n---")
     return result
-
-
-def _resumed_config(ckpt: Checkpoint, max_steps: int, world_size: int) -> TrainConfig:
-    """The checkpoint's train config with max_steps raised, keeping its global batch on any
-    number of ranks: a run of N ranks without tokens_per_step stepped on N micro-batches, so
-    on another world size it goes on with tokens_per_step = N * B * T (accumulation)."""
-    tc = dataclasses.replace(ckpt.train_config, max_steps=max_steps)
-    saved_world = int(ckpt.extra.get("world_size", 1))
-    if tc.tokens_per_step is None and saved_world != world_size:
-        tc = dataclasses.replace(tc, tokens_per_step=saved_world * tc.tokens_per_micro_batch)
-    return tc
 
 
 def _quiet(_message: str) -> None:
     """The log of a rank other than the master."""
 
 
-def _progress(start: int, total: int, enabled: bool):
+def _progress(start: int, total: int) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=start, disable=not enabled, unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)

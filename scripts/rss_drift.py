@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from test_train import configs, small_data  # noqa: E402
 
+from pyggml_train.models import new_gpt2
 from pyggml_train.train import Trainer  # noqa: E402
 
 
@@ -33,7 +34,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=50)
     args = ap.parse_args()
     model_cfg, train_cfg = configs(max_steps=args.steps + args.warmup, warmup_steps=10)
-    trainer = Trainer(model_cfg, train_cfg, small_data())
+    data = small_data()
+    trainer = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
     for _ in range(args.warmup):
         trainer.train_one_step()
     start, samples = rss_mib(), []

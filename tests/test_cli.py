@@ -1,5 +1,6 @@
 """The console script end to end, in subprocesses: prepare, train, resume, sample."""
 
+import json
 import re
 import subprocess
 import sys
@@ -40,7 +41,7 @@ def test_train_resume_and_sample_end_to_end(tmp_path):
     more = cli("train", "--data", str(TEXT), "--max-steps", "8", "--out-dir", str(out), "--resume",
                *TINY)  # fmt: skip
     assert more.returncode == 0, more.stderr
-    assert "resumed from" in more.stdout and "at step 6" in more.stdout
+    assert "resumed at step 6 of 8" in more.stdout
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 8
 
     sample = cli("sample", "--checkpoint", str(out / "checkpoint.npz"), "--prompt", "I had",
@@ -77,3 +78,59 @@ def test_example_reports_a_bad_value_in_one_line(tmp_path):
     assert done.returncode == 2
     expected = "train_gpt2.py: error: TrainConfig.sample_tokens must be > 0, got 0"
     assert done.stderr.strip() == expected
+
+
+def test_resume_applies_what_it_may_change_and_refuses_the_rest(tmp_path):
+    """A resume takes a new schedule and length (and says so), refuses a new batch by name,
+    and a run already at its last step says there is nothing to train."""
+    out = tmp_path / "run"
+    done = cli("train", "--data", str(TEXT), "--max-steps", "3", "--out-dir", str(out), *TINY)
+    assert done.returncode == 0, done.stderr
+    again = ["train", "--data", str(TEXT), "--out-dir", str(out), "--resume", *TINY]
+    refused = cli(*again, "--max-steps", "5", "--batch-size", "8")
+    assert refused.returncode == 2
+    assert "a resumed run can't change batch_size (4 -> 8)" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    more = cli(*again, "--max-steps", "5", "--lr", "1e-3", "--set", "min_lr=1e-4")
+    assert more.returncode == 0, more.stderr
+    assert "resume changes lr: " in more.stdout and "-> 0.001" in more.stdout, more.stdout
+    assert "resume changes max_steps: 3 -> 5" in more.stdout
+    resumed = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5]
+    assert all(r["lr"] <= 1e-3 for r in resumed[3:])  # the new peak
+    idle = cli(*again)
+    assert idle.returncode == 0, idle.stderr
+    assert "nothing to train: the run is at step 5 and max_steps is 5" in idle.stdout
+
+
+def test_example_sample_and_export_agree_on_the_run_directory(tmp_path):
+    """One rule for where a run lives: the example trains into ./out, and sample and
+    export find its checkpoint there with no flags; sample reads every format export
+    writes (GGUF, HF) and a run directory."""
+    env = child_env()
+    example = [sys.executable, str(REPO / "examples" / "train_gpt2.py"), "--data", str(TEXT),
+               "--max-steps", "2", *TINY]  # fmt: skip
+    done = subprocess.run(
+        example, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "checkpoint.npz").is_file()
+
+    def here(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "pyggml_train.cli", *args]
+        return subprocess.run(
+            cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
+        )
+
+    greedy = ["--prompt", "I had", "--max-new-tokens", "8", "--temperature", "0", "--threads", "1"]
+    base = here("sample", *greedy)
+    assert base.returncode == 0, base.stderr
+    assert base.stdout.startswith("I had")
+    assert here("sample", "--checkpoint", "out", *greedy).stdout == base.stdout
+    for fmt, name in (("gguf", "m.gguf"), ("hf", "hf")):
+        exported = here("export", "--format", fmt, "--out", name)
+        assert exported.returncode == 0, exported.stderr
+        again = here("sample", "--checkpoint", name, *greedy)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == base.stdout, fmt
+        assert "allow_pickle" not in again.stderr

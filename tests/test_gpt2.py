@@ -13,6 +13,7 @@ from pyggml_train.config import GPT2Config
 from pyggml_train.gpt2 import GPT2
 from pyggml_train.hf_gpt2 import init_params
 from pyggml_train.io.hf import save_hf_checkpoint
+from pyggml_train.models import load_model
 
 GRAD_REL = 1e-4
 VALUE_REL = 1e-5
@@ -125,7 +126,7 @@ def test_from_pretrained_safetensors(ctx, tmp_path):
     cfg = tiny_config(n_embd=64, n_head=1)  # n_head inferred from GPT-2's 64-wide heads
     params = random_params(cfg, seed=5)
     file = save_hf_checkpoint(tmp_path / "model.safetensors", params, cfg)
-    model = GPT2.from_pretrained(file, ctx=ctx)
+    model = load_model(file, ctx=ctx)
     assert model.config.n_layer == cfg.n_layer and model.config.vocab_size == cfg.vocab_size
     idx, _ = batch(cfg, 2, 6)
     assert_close(model.forward(idx), ref.forward(params, idx, cfg), VALUE_REL, "pretrained logits")

@@ -19,10 +19,11 @@ from pyggml_train import ggml as G
 from pyggml_train.config import GPT2Config
 from pyggml_train.gpt2 import GPT2
 from pyggml_train.hf_gpt2 import init_params
-from pyggml_train.io import detect_format, export_model, load_model
+from pyggml_train.io import detect_format, export_model, read_model_file
 from pyggml_train.io.bpe import char_vocab, gpt2_from_files, gpt2_from_tiktoken, spell
 from pyggml_train.io.gguf import gguf_name, save_gguf
 from pyggml_train.io.llmc import MAGIC, save_llmc
+from pyggml_train.models import load_model
 from pyggml_train.tokenizer import CharTokenizer, GPT2Tokenizer
 
 BPE_FILES = (SHARED / "data" / "gpt2-vocab.bpe", SHARED / "data" / "gpt2-encoder.json")
@@ -90,7 +91,7 @@ def test_llmc_layout_follows_llm_c_and_round_trips_bit_exactly(tmp_path):
     qkv0 = floats[start : start + 3 * c * c].reshape(3 * c, c)
     np.testing.assert_array_equal(qkv0, PARAMS["transformer.h.0.attn.c_attn.weight"].T)
 
-    loaded = load_model(path)
+    loaded = read_model_file(path)
     assert loaded.format == "llmc" and loaded.tokenizer is None
     for name, value in PARAMS.items():
         np.testing.assert_array_equal(loaded.params[name], value, err_msg=name)
@@ -121,7 +122,7 @@ def test_llmc_bf16_is_version_5_rounded_as_torch_rounds_and_round_trips(tmp_path
     np.testing.assert_array_equal(bits[: v * c].reshape(v, c), wte)
     assert not bits[v * c : vp * c].any()
 
-    loaded = load_model(path)
+    loaded = read_model_file(path)
     assert loaded.format == "llmc" and (
         loaded.config.vocab_size,
         loaded.config.padded_vocab_size,
@@ -146,7 +147,7 @@ def test_export_dtype_fits_the_format(tmp_path):
 # ---- GGUF ------------------------------------------------------------------------------------
 def test_gguf_f32_import_then_export_gives_the_same_tensors(tmp_path):
     first = save_gguf(tmp_path / "a.gguf", PARAMS, CFG, CHARS)
-    loaded = load_model(first)
+    loaded = read_model_file(first)
     assert loaded.format == "gguf" and loaded.config == CFG
     assert loaded.tokenizer.chars == CHARS.chars
     for name, value in PARAMS.items():
@@ -197,7 +198,7 @@ def test_gguf_f16_and_q8_0_dequantize_on_import(tmp_path, dtype):
     assert (
         types["position_embd.weight"] == types["blk.0.ffn_up.bias"] == gguf.GGMLQuantizationType.F32
     )
-    loaded = load_model(path)
+    loaded = read_model_file(path)
     for name, value in PARAMS.items():
         got = loaded.params[name]
         if value.ndim == 1 or name == "transformer.wpe.weight":
@@ -225,14 +226,14 @@ def test_gguf_gpt2_vocabulary_comes_back_as_gpt2(tmp_path):
     types = r.get_field(gguf.Keys.Tokenizer.TOKEN_TYPE).contents()
     assert types[50256] == gguf.TokenType.CONTROL and set(types[:50256]) == {gguf.TokenType.NORMAL}
     assert r.get_field(gguf.Keys.Tokenizer.EOS_ID).contents() == 50256
-    assert isinstance(load_model(path).tokenizer, GPT2Tokenizer)
+    assert isinstance(read_model_file(path).tokenizer, GPT2Tokenizer)
 
 
 # ---- Hugging Face ----------------------------------------------------------------------------
 def test_hf_export_carries_the_tokenizer(tmp_path):
     out = export_model(tmp_path / "char", "hf", PARAMS, CFG, CHARS)
     assert files_in(out) == ["config.json", "model.safetensors"]
-    assert load_model(out).tokenizer.chars == CHARS.chars
+    assert read_model_file(out).tokenizer.chars == CHARS.chars
     cfg = GPT2Config(vocab_size=50257, block_size=8, n_layer=1, n_head=1, n_embd=32)
     bpe = export_model(tmp_path / "bpe", "hf", init_params(cfg), cfg, GPT2Tokenizer())
     assert files_in(bpe) == ["config.json", "merges.txt", "model.safetensors", "vocab.json"]
@@ -241,7 +242,7 @@ def test_hf_export_carries_the_tokenizer(tmp_path):
     merges = (bpe / "merges.txt").read_text(encoding="utf-8").splitlines()[1:]
     shared = (SHARED / "data" / "gpt2-vocab.bpe").read_text(encoding="utf-8").splitlines()[1:]
     assert merges == [m for m in shared if m]
-    assert isinstance(load_model(bpe).tokenizer, GPT2Tokenizer)
+    assert isinstance(read_model_file(bpe).tokenizer, GPT2Tokenizer)
 
 
 def test_hf_export_loads_in_transformers_with_the_same_logits(tmp_path, ctx):
@@ -275,7 +276,7 @@ def test_from_pretrained_reads_every_format(tmp_path, ctx, fmt):
         name = {"hf": "hf", "llmc": "m.bin", "gguf": "m.gguf"}[fmt]
         path = export_model(tmp_path / name, fmt, PARAMS, CFG, CHARS)
     assert detect_format(path) == fmt
-    model = GPT2.from_pretrained(path, ctx=ctx)
+    model = load_model(path, ctx=ctx)
     if fmt != "llmc":  # llm.c files carry no tokenizer
         assert model.tokenizer.chars == CHARS.chars
     idx = CHARS.encode(TEXT)[None, :16]
@@ -327,21 +328,21 @@ def test_bad_gguf_files_get_one_clear_error(tmp_path):
     }
     for message, bad in cases.items():
         with pytest.raises(ValueError, match=f"{bad.name}.*{message}|{message}.*{bad.name}"):
-            load_model(bad)
+            read_model_file(bad)
     raw = path.read_bytes()
     (tmp_path / "cut.gguf").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(ValueError, match=r"cut\.gguf is not a readable GGUF file \(truncated"):
-        load_model(tmp_path / "cut.gguf")
+        read_model_file(tmp_path / "cut.gguf")
 
 
 def test_bad_llmc_and_unknown_files(tmp_path):
     raw = save_llmc(tmp_path / "m.bin", PARAMS, CFG).read_bytes()
     (tmp_path / "cut.bin").write_bytes(raw[:-100])
     with pytest.raises(ValueError, match=r"cut\.bin: .* parameter bytes, expected .*truncated"):
-        load_model(tmp_path / "cut.bin")
+        read_model_file(tmp_path / "cut.bin")
     (tmp_path / "other.bin").write_bytes(b"\x00" * 2048)
     with pytest.raises(ValueError, match=r"other\.bin: unrecognised model file"):
-        load_model(tmp_path / "other.bin")
+        read_model_file(tmp_path / "other.bin")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -400,7 +401,7 @@ def test_cli_export_then_fine_tune_from_it(tmp_path):
                "eval_steps=1", "--no-progress", "--threads", "2")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "initialized from" in done.stdout
-    trained = load_model(run / "checkpoint.npz")
+    trained = read_model_file(run / "checkpoint.npz")
     assert trained.tokenizer.chars == CHARS.chars  # the file's tokenizer, not a new one
     for name, value in PARAMS.items():  # one step of lr 1e-12 moves no weight visibly
         np.testing.assert_allclose(trained.params[name], value, atol=1e-9, err_msg=name)

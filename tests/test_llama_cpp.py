@@ -23,7 +23,7 @@ from pyggml_train import ggml as G
 from pyggml_train.config import GPT2Config
 from pyggml_train.gpt2 import GPT2
 from pyggml_train.hf_gpt2 import init_params
-from pyggml_train.io import export_model, load_model
+from pyggml_train.io import export_model, read_model_file
 from pyggml_train.sample import KVCacheDecoder, generate
 from pyggml_train.tokenizer import CharTokenizer, GPT2Tokenizer
 
@@ -105,7 +105,7 @@ def test_llama_cpp_tokenizes_and_computes_like_us(tmp_path, trained, dtype):
     prompt = ours_ids[:PROMPT]
     got = llama_logits(llm, prompt)  # (T, V)
     ours = model.forward(np.array([prompt]))[0].astype(np.float64)  # (T, V)
-    stored = load_model(path).params  # the weights as the file holds them
+    stored = read_model_file(path).params  # the weights as the file holds them
     f64 = ref.forward(stored, np.array([prompt]), cfg)[0]  # (T, V)
     f64_ours = ref.forward(params, np.array([prompt]), cfg)[0]
     llama_vs_ours = np.abs(got - ours).max()

@@ -20,6 +20,7 @@ from pyggml_train.checkpoint import load_arrays, save_arrays
 from pyggml_train.config import GPT2Config
 from pyggml_train.gpt2 import GPT2
 from pyggml_train.model import GRAPH_CACHE_SIZE
+from pyggml_train.models import new_gpt2
 from pyggml_train.train import Trainer
 
 
@@ -31,7 +32,8 @@ def rss_bytes() -> int:
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads RSS from /proc (Linux)")
 def test_rss_flat_while_training():
     model_cfg, train_cfg = configs(max_steps=200, warmup_steps=10)
-    trainer = Trainer(model_cfg, train_cfg, small_data())
+    data = small_data()
+    trainer = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
     for _ in range(30):  # warm up: buffers, allocator arenas
         trainer.train_one_step()
     start = rss_bytes()

@@ -9,8 +9,9 @@ from test_spec_model import VOCAB, gpt2_spec
 from pyggml_train import cli
 from pyggml_train import ggml as G
 from pyggml_train.checkpoint import load_checkpoint
-from pyggml_train.gpt2 import GPT2
-from pyggml_train.spec import SpecError, as_gpt2, load_model, parse_spec, train_spec
+from pyggml_train.models import from_checkpoint, load_model
+from pyggml_train.recipes import train_spec
+from pyggml_train.spec import SpecError, as_gpt2, parse_spec
 
 FAST = {"eval_interval": 4, "eval_steps": 1, "sample_interval": 0, "threads": 2}
 T = 16
@@ -30,15 +31,15 @@ def gpt2_shaped(tmp_path_factory):
 
 @pytest.mark.parametrize("fmt, name", [("hf", "hf"), ("gguf", "model.gguf")])
 def test_gpt2_shaped_spec_exports_with_the_same_logits(tmp_path, gpt2_shaped, fmt, name):
-    """Exported f32 by `pyggml-train export`, read back by GPT2.from_pretrained: the logits
+    """Exported f32 by `pyggml-train export`, read back by models.load_model: the logits
     equal the spec model's on the same ids within 1e-5 (absolute; the same weights and ops)."""
     out = tmp_path / name
     args = ["export", "--checkpoint", str(gpt2_shaped), "--format", fmt, "--out", str(out)]
     assert cli.main(args) == 0
     ctx = G.Context("cpu", threads=2)
     ckpt = load_checkpoint(gpt2_shaped)
-    spec_model = load_model(ckpt, ctx)
-    gpt = GPT2.from_pretrained(out, ctx=ctx)
+    spec_model = from_checkpoint(ckpt, ctx)
+    gpt = load_model(out, ctx=ctx)
     assert (gpt.config.n_layer, gpt.config.n_embd, gpt.config.vocab_size) == (2, 16, VOCAB)
     assert gpt.tokenizer.to_dict() == ckpt.tokenizer
     ids = np.random.default_rng(0).integers(0, VOCAB, (2, T))

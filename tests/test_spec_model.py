@@ -11,7 +11,7 @@ from pyggml_train import ggml as G
 from pyggml_train.config import GPT2Config
 from pyggml_train.gpt2 import GPT2, GPT2Net
 from pyggml_train.sample import KVCacheDecoder
-from pyggml_train.spec import SpecNet, as_gpt2, build_model, parse_spec
+from pyggml_train.spec import NODE_TYPES, SpecNet, as_gpt2, build_model, parse_spec
 
 VOCAB = 65  # tiny shakespeare's characters
 
@@ -274,7 +274,6 @@ def _dropouts(obj: object) -> list:
 def test_every_dropout_of_a_spec_draws_its_own_stream():
     """STREAMS reserves as many streams as each node's layer has Dropout layers, so no two
     masks of one graph coincide: here positions, a GPT block and an encoder layer."""
-    from pyggml_train.spec import STREAMS
 
     data = tiny(c=16, blocks=1)
     node(data, "pos")["params"]["dropout"] = 0.1
@@ -284,7 +283,7 @@ def test_every_dropout_of_a_spec_draws_its_own_stream():
     streams = []
     for nid, layer in net.layers.items():
         own = [d.stream for d in _dropouts(layer)]
-        assert len(own) == STREAMS.get(net.spec.nodes[nid].type, 0), nid
+        assert len(own) == NODE_TYPES[net.spec.nodes[nid].type].streams, nid
         streams += own
     assert len(streams) == 1 + 2 + 4
     assert sorted(streams) == list(range(len(streams)))

@@ -15,15 +15,10 @@ from pyggml_train import cli
 from pyggml_train import ggml as G
 from pyggml_train.checkpoint import load_checkpoint
 from pyggml_train.metrics import read_metrics
+from pyggml_train.models import load_sampler
+from pyggml_train.recipes import script_for, train_spec
 from pyggml_train.sample import KVCacheDecoder, WindowDecoder, decoder_for
-from pyggml_train.spec import (
-    build_model,
-    load_sampler,
-    parse_spec,
-    script_for,
-    train_config_for,
-    train_spec,
-)
+from pyggml_train.spec import build_model, parse_spec, train_config_for
 
 FAST = {"eval_interval": 4, "eval_steps": 2, "sample_interval": 0, "sample_tokens": 8, "threads": 2}
 

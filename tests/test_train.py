@@ -15,8 +15,10 @@ from pyggml_train.checkpoint import load_checkpoint
 from pyggml_train.config import GPT2Config, TrainConfig
 from pyggml_train.gpt2 import GPT2
 from pyggml_train.metrics import MetricsWriter, plot_losses, read_metrics
+from pyggml_train.models import new_gpt2
+from pyggml_train.recipes import train_gpt2
 from pyggml_train.tokenizer import CharTokenizer
-from pyggml_train.train import TrainData, Trainer, train
+from pyggml_train.train import Run, TrainData, Trainer
 
 TEXT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "the-verdict.txt"
 
@@ -48,15 +50,19 @@ def configs(**train_kw) -> tuple[GPT2Config, TrainConfig]:
 def test_checkpoint_round_trip(tmp_path):
     model_cfg, train_cfg = configs()
     data = small_data()
-    trainer = Trainer(model_cfg, train_cfg, data)
+    trainer = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
     for _ in range(2):
         trainer.train_one_step()
     path = trainer.save(tmp_path / "ckpt.npz")
     ckpt = load_checkpoint(path)
-    assert ckpt.step == 2 and ckpt.model_config == trainer.model_config
+    assert ckpt.step == 2 and ckpt.model_config == trainer.model.config
     for name, value in trainer.model.state_dict().items():
         np.testing.assert_array_equal(ckpt.params[name], value)
-    restored = Trainer(ckpt.model_config, ckpt.train_config, data)
+    restored = Trainer(
+        new_gpt2(ckpt.model_config, ckpt.train_config, data.tokenizer.vocab_size),
+        ckpt.train_config,
+        data,
+    )
     restored.restore(ckpt)
     state, want = (
         restored.optimizer_step.optimizer.state(),
@@ -72,15 +78,19 @@ def test_checkpoint_round_trip(tmp_path):
 def test_resume_gives_identical_losses(tmp_path):
     model_cfg, train_cfg = configs()
     data = small_data()
-    straight = Trainer(model_cfg, train_cfg, data)
+    straight = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
     want = [straight.train_one_step()[0] for _ in range(6)]
 
-    first = Trainer(model_cfg, train_cfg, data)
+    first = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
     got = [first.train_one_step()[0] for _ in range(3)]
     path = first.save(tmp_path / "ckpt.npz")
     del first
     ckpt = load_checkpoint(path)
-    second = Trainer(ckpt.model_config, ckpt.train_config, data)
+    second = Trainer(
+        new_gpt2(ckpt.model_config, ckpt.train_config, data.tokenizer.vocab_size),
+        ckpt.train_config,
+        data,
+    )
     second.restore(ckpt)
     got += [second.train_one_step()[0] for _ in range(3)]
     assert got == want  # bit-identical, not merely close
@@ -93,11 +103,13 @@ def test_trainer_takes_a_ready_model_object():
     the trainer builds from the same config and seed."""
     model_cfg, train_cfg = configs()
     data = small_data()
-    from_config = Trainer(model_cfg, train_cfg, data)
+    from_config = Trainer(
+        new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data
+    )
     cfg = model_cfg.with_vocab_size(data.tokenizer.vocab_size)
     model = GPT2(cfg, ctx=G.Context(train_cfg.device, train_cfg.threads), seed=train_cfg.seed)
     given = Trainer(model, train_cfg, data)
-    assert given.model is model and given.model_config == from_config.model_config
+    assert given.model is model and given.model.config == from_config.model.config
     assert [given.train_one_step()[0] for _ in range(2)] == [
         from_config.train_one_step()[0] for _ in range(2)
     ]
@@ -110,17 +122,15 @@ def test_train_function_resumes_and_keeps_one_metrics_history(tmp_path):
     model_cfg, train_cfg = configs(max_steps=3, eval_interval=2, sample_tokens=8)
     text = tmp_path / "text.txt"
     text.write_text(TEXT.read_text(encoding="utf-8"))
-    kwargs = dict(
-        tokenizer="char",
-        data=str(text),
-        out_dir=tmp_path / "run",
-        progress=False,
-        log=lambda _: None,
-    )
-    first = train(model_cfg, train_cfg, **kwargs)
+
+    def run() -> Run:
+        return Run(tmp_path / "run", progress=False, log=lambda _: None)
+
+    first = train_gpt2(model_cfg, train_cfg, "char", str(text), run())
     assert first.steps == 3 and len(first.train_losses) == 3 and first.sample
-    more = TrainConfig(**{**train_cfg.__dict__, "max_steps": 5})
-    second = train(model_cfg, more, resume=first.checkpoint, **kwargs)
+    second = train_gpt2(
+        model_cfg, train_cfg, "char", str(text), run(), first.checkpoint, overrides={"max_steps": 5}
+    )
     assert second.steps == 5 and len(second.train_losses) == 2
     records = read_metrics(first.metrics)
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
@@ -142,8 +152,8 @@ def test_log_interval_writes_train_loss_lines(tmp_path):
     text = tmp_path / "text.txt"
     text.write_text(TEXT.read_text(encoding="utf-8"))
     lines: list[str] = []
-    train(model_cfg, train_cfg, "char", str(text), tmp_path / "run", progress=False,
-          log=lines.append)  # fmt: skip
+    train_gpt2(model_cfg, train_cfg, "char", str(text), Run(tmp_path / "run", progress=False,
+               log=lines.append))  # fmt: skip
     steps = [line.split(":")[0] for line in lines if line.startswith("step ")]
     assert steps == ["step 2", "step 4", "step 5"]  # every 2nd step, and the final evaluation
     assert "lr" in lines[[ln.startswith("step 2") for ln in lines].index(True)]
@@ -152,7 +162,8 @@ def test_log_interval_writes_train_loss_lines(tmp_path):
 def test_graph_options_come_from_the_model_config_and_its_checkpoint(tmp_path):
     model_cfg, train_cfg = configs()
     model_cfg = dataclasses.replace(model_cfg, loss_kind="dense", attention="unfused")
-    trainer = Trainer(model_cfg, train_cfg, small_data())
+    data = small_data()
+    trainer = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
     assert not trainer.model.fused_attention and trainer.train_step.head.kind == "dense"
     trainer.train_one_step()
     ckpt = load_checkpoint(trainer.save(tmp_path / "ckpt.npz"))
@@ -173,7 +184,7 @@ def test_short_run_on_real_text_beats_uniform_baseline():
         threads=2,
     )
     data = small_data()
-    trainer = Trainer(model_cfg, train_cfg, data)
+    trainer = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
     before = trainer.evaluate()
     baseline = math.log(data.tokenizer.vocab_size)
     assert before == pytest.approx(baseline, abs=0.3)  # random init is near uniform

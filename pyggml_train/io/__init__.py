@@ -1,7 +1,10 @@
-"""Models in and out of the project: GGUF (llama.cpp), Hugging Face, llm.c, our checkpoints.
+"""Model files in and out of the project: GGUF (llama.cpp), Hugging Face, llm.c, our
+checkpoints.
 
 One module per foreign format (gguf.py, hf.py, llmc.py; safetensors.py under hf.py).
 They all speak the model's ``state_dict()``: HF parameter names, numpy layout, float32.
+Formats read and write weights, configs and tokenizers; they never build a model
+(models.py does, from what :func:`read_model_file` returns).
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ _GGUF_MAGIC = b"GGUF"
 
 
 @dataclass
-class LoadedModel:
-    """Weights (HF names and layout, float32), their config, and the tokenizer the file
-    carries (None where the format has none, e.g. llm.c)."""
+class ModelFile:
+    """What a model file holds: weights (float32, numpy layout), their config, the
+    tokenizer the file carries (None where the format has none, e.g. llm.c), and for a
+    model-spec checkpoint the spec's JSON (its weights then keep the spec's names)."""
 
     params: dict[str, np.ndarray]
-    config: GPT2Config
+    config: GPT2Config | None  # None for a spec checkpoint
     tokenizer: Tokenizer | None
     format: str  # "checkpoint", "hf", "gguf" or "llmc"
+    spec: dict | None = None
 
 
 def detect_format(path: str | Path) -> str:
@@ -58,8 +63,8 @@ def detect_format(path: str | Path) -> str:
     )
 
 
-def load_model(path: str | Path) -> LoadedModel:
-    """Load GPT-2 weights from any format we read (see detect_format)."""
+def read_model_file(path: str | Path) -> ModelFile:
+    """Read the weights, config and tokenizer of any format we read (see detect_format)."""
     fmt = detect_format(path)
     if fmt == "checkpoint":
         from ..checkpoint import load_checkpoint
@@ -67,36 +72,18 @@ def load_model(path: str | Path) -> LoadedModel:
 
         ckpt = load_checkpoint(path)
         tokenizer = tokenizer_from_dict(ckpt.tokenizer)
-        if ckpt.spec is None:
-            return LoadedModel(ckpt.params, ckpt.model_config, tokenizer, fmt)
-        return LoadedModel(*_gpt2_of_spec(path, ckpt.spec, ckpt.params, tokenizer), fmt)
+        return ModelFile(ckpt.params, ckpt.model_config, tokenizer, fmt, ckpt.spec)
     if fmt == "hf":
         from .hf import load_hf
 
-        return LoadedModel(*load_hf(path), fmt)
+        return ModelFile(*load_hf(path), fmt)
     if fmt == "gguf":
         from .gguf import load_gguf
 
-        return LoadedModel(*load_gguf(path), fmt)
+        return ModelFile(*load_gguf(path), fmt)
     from .llmc import load_llmc
 
-    return LoadedModel(*load_llmc(path), None, fmt)
-
-
-def _gpt2_of_spec(
-    path: str | Path, spec: dict, params: dict[str, np.ndarray], tokenizer: Tokenizer
-) -> tuple[dict[str, np.ndarray], GPT2Config, Tokenizer]:
-    """A model-spec checkpoint's weights under GPT-2's names, if the spec is GPT-2-shaped."""
-    from ..spec import SpecError, as_gpt2, parse_spec
-
-    try:
-        config, names = as_gpt2(parse_spec(spec, vocab_size=tokenizer.vocab_size))
-    except SpecError as e:
-        raise ValueError(
-            f"{path} is a model-spec checkpoint that export and --init-from can't read as GPT-2: "
-            f"{e.message}"
-        ) from None
-    return {names[k]: v for k, v in params.items()}, config, tokenizer
+    return ModelFile(*load_llmc(path), None, fmt)
 
 
 def export_model(

@@ -36,6 +36,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import spec as S
 from ..atomic import atomic_open
+from ..recipes import script_for
 from . import worker
 from .datadir import DataDir, PathError, inside
 from .runs import Busy, NotResumable, RunManager, RunNotFound
@@ -132,7 +133,7 @@ async def script(request: Request) -> Response:
     datadir, _ = _studio(request)
     spec = await _json_object(request, "a spec")
     parsed = await asyncio.to_thread(_checked_spec, datadir, spec)
-    return PlainTextResponse(S.script_for(parsed), media_type="text/x-python")
+    return PlainTextResponse(script_for(parsed), media_type="text/x-python")
 
 
 async def list_examples(request: Request) -> Response:
@@ -274,7 +275,7 @@ async def run_script(request: Request) -> Response:
     run_dir = runs.run_dir(request.path_params["run"])
     spec = json.loads((run_dir / "spec.json").read_text())
     parsed = await asyncio.to_thread(_checked_spec, datadir, spec)
-    return PlainTextResponse(S.script_for(parsed), media_type="text/x-python")
+    return PlainTextResponse(script_for(parsed), media_type="text/x-python")
 
 
 async def export_run(request: Request) -> Response:

@@ -106,6 +106,7 @@ def train_run(run_dir: str, data_dir: str, resume: bool, stop: Any, updates: Any
     """Worker process: train RUN_DIR/spec.json (resuming from its checkpoint if asked);
     each metrics record also goes to ``updates`` with the run's max_steps."""
     from .. import spec as S
+    from ..recipes import train_spec
 
     run = Path(run_dir)
     (run / "result.json").unlink(missing_ok=True)
@@ -121,7 +122,7 @@ def train_run(run_dir: str, data_dir: str, resume: bool, stop: Any, updates: Any
     try:
         parsed = S.parse_spec(json.loads((run / "spec.json").read_text()), data_dir)
         steps = planned_steps(parsed) or DEFAULT_CADENCE_STEPS
-        S.train_spec(
+        train_spec(
             parsed,
             run,
             data_dir=data_dir,
@@ -165,13 +166,13 @@ _loaded: dict[tuple[str, int], Any] = {}  # in the generation process: (run, mti
 
 def _generate(run_dir: str, settings: dict[str, Any]) -> str:
     """In the generation process: text from RUN_DIR's checkpoint (prompt included)."""
-    from .. import spec as S
+    from ..models import load_sampler
 
     ckpt = Path(run_dir) / CHECKPOINT_NAME
     key = (run_dir, ckpt.stat().st_mtime_ns)
     if key not in _loaded:
         _loaded.clear()  # one model at a time
-        _loaded[key] = S.load_sampler(ckpt, threads=GENERATION_THREADS)
+        _loaded[key] = load_sampler(ckpt, threads=GENERATION_THREADS)
     return _loaded[key].generate(
         settings["prompt"],
         settings["max_new_tokens"],

@@ -1,0 +1,98 @@
+"""Every way to get a Model: from a config, a spec, our checkpoint, a Hugging Face
+directory, a GGUF or an llm.c file.
+
+Formats (io/) read weights, configs and tokenizers; the spec compiler (spec/) builds
+spec models; this module puts them together, so the trainer, ``sample``, ``export``,
+``--init-from`` and the studio all load models the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import ggml as G
+from .checkpoint import Checkpoint, load_checkpoint
+from .config import GPT2Config, TrainConfig
+from .gpt2 import GPT2
+from .io import ModelFile, detect_format, read_model_file
+from .model import Model
+from .sample import Sampler, decoder_for
+from .spec import SpecError, as_gpt2, build_model, parse_spec
+from .tokenizer import tokenizer_from_dict
+
+
+def new_gpt2(config: GPT2Config, train_config: TrainConfig, vocab_size: int) -> GPT2:
+    """A freshly initialised GPT-2 for a run: on its device and threads, from its seed; a
+    config that leaves the vocabulary open takes ``vocab_size`` (the tokenizer's)."""
+    if config.vocab_size is None:
+        config = config.with_vocab_size(vocab_size)
+    ctx = G.Context(train_config.device, train_config.threads)
+    return GPT2(config, ctx=ctx, seed=train_config.seed)
+
+
+def from_checkpoint(ckpt: Checkpoint, ctx: G.Context) -> Model:
+    """The model of a training checkpoint, a spec's or a GPT-2's, with its weights."""
+    tokenizer = tokenizer_from_dict(ckpt.tokenizer)
+    if ckpt.spec is None:
+        model: Model = GPT2(ckpt.model_config, params=ckpt.params, ctx=ctx)
+    else:
+        spec = parse_spec(ckpt.spec, vocab_size=tokenizer.vocab_size)
+        model = build_model(spec, ctx, params=ckpt.params)
+    model.tokenizer = tokenizer
+    return model
+
+
+def load_model(path: str | Path, ctx: G.Context | None = None, **kwargs) -> Model:
+    """The model in any file we read, with its weights: a training checkpoint (a spec's
+    too), a Hugging Face directory or .safetensors, an llm.c .bin, a GPT-2 GGUF
+    (f32/f16/q8_0, dequantized). ``model.tokenizer`` is the file's tokenizer, None where it
+    carries none. kwargs go to the GPT2 constructor (e.g. ``seed``)."""
+    ctx = ctx or G.Context("cpu")
+    loaded = read_model_file(path)
+    if loaded.spec is not None:
+        spec = parse_spec(loaded.spec, vocab_size=loaded.tokenizer.vocab_size)
+        model: Model = build_model(spec, ctx, params=loaded.params)
+    else:
+        model = GPT2(loaded.config, params=loaded.params, ctx=ctx, **kwargs)
+    model.tokenizer = loaded.tokenizer
+    return model
+
+
+def gpt2_weights(path: str | Path) -> ModelFile:
+    """A model file's weights under GPT-2's names with its GPT2Config: what export and
+    ``--init-from`` take. A model-spec checkpoint qualifies if its spec is GPT-2-shaped."""
+    loaded = read_model_file(path)
+    if loaded.spec is None:
+        return loaded
+    try:
+        config, names = as_gpt2(parse_spec(loaded.spec, vocab_size=loaded.tokenizer.vocab_size))
+    except SpecError as e:
+        raise ValueError(
+            f"{path} is a model-spec checkpoint that export and --init-from can't read as GPT-2: "
+            f"{e.message}"
+        ) from None
+    params: dict[str, np.ndarray] = {names[k]: v for k, v in loaded.params.items()}
+    return ModelFile(params, config, loaded.tokenizer, loaded.format)
+
+
+def load_sampler(
+    path: str | Path, threads: int | None = None, device: str | None = None
+) -> Sampler:
+    """A Sampler for any model file we read that carries a tokenizer. A training
+    checkpoint's device and threads are the defaults."""
+    path = Path(path)
+    if detect_format(path) == "checkpoint":
+        ckpt = load_checkpoint(path)
+        tc = ckpt.train_config
+        model = from_checkpoint(ckpt, G.Context(device or tc.device, threads or tc.threads))
+    else:
+        ctx = G.Context(device or "cpu", threads)
+        model = load_model(path, ctx)
+    if model.tokenizer is None:
+        raise ValueError(
+            f"{path} carries no tokenizer, so its text can't be encoded; sample from a file "
+            "that has one (our checkpoint, a GGUF, an HF directory with tokenizer files)"
+        )
+    return Sampler(model, model.tokenizer, decoder_for(model))

@@ -1,0 +1,190 @@
+"""Recipes: whole runs put together from a model source, data and the trainer.
+
+- :func:`train_gpt2`: a GPT-2 from a config (a preset), fine-tuned from any model file
+  (``--init-from``), or resumed from its checkpoint;
+- :func:`train_spec`: a model spec with its own data and optimizer;
+- :func:`script_for`: a Python script that reproduces a spec's run.
+
+The CLI, the studio and examples/ call these; the trainer (train.py) takes any Model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pprint
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import ggml as G
+from .checkpoint import Checkpoint, load_checkpoint
+from .config import GPT2Config, TrainConfig, resumed_config
+from .data import load_prepared, prepare, resolve_text
+from .models import from_checkpoint, gpt2_weights, new_gpt2
+from .spec import Spec, SpecError, build_model, corpus_path, parse_spec, summary
+from .spec import train_config_for as spec_train_config
+from .tokenizer import Tokenizer, tokenizer_from_dict
+from .train import Run, TrainResult, load_run_data, train
+
+
+def train_gpt2(
+    model_config: GPT2Config,
+    train_config: TrainConfig,
+    tokenizer: str = "char",
+    data: str | None = None,
+    run: Run | None = None,
+    resume: str | Path | None = None,
+    init_from: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train a GPT-2 of ``model_config`` on ``data`` (a text file or URL, a directory
+    written by ``prepare``, or None for tiny shakespeare).
+
+    resume: a checkpoint to go on from; the model, data settings and tokenizer are then
+    its own, and of ``overrides`` (the fields the user set) only those a resume may change
+    are applied (config.RESUMABLE; the others are refused by name). init_from: fine-tune
+    from the weights of any model file we read; the model's shape, and its tokenizer where
+    the file has one, come from it.
+    """
+    run = run or Run()
+    if resume is not None:
+        if init_from is not None:
+            raise ValueError("--init-from starts a run from weights; it excludes --resume")
+        ckpt = load_checkpoint(resume)
+        if ckpt.spec is not None:
+            raise ValueError(f"{resume} is a model spec's checkpoint: resume it with --model")
+        tc = _resumed(ckpt, overrides or {}, run)
+        data_set = load_run_data(data, tokenizer_from_dict(ckpt.tokenizer), run, tc.val_fraction)
+        model = from_checkpoint(ckpt, G.Context(tc.device, tc.threads))
+        return train(model, data_set, tc, run, resume=ckpt)
+    tok: Tokenizer | str = tokenizer
+    init = None
+    if init_from is not None:
+        init = gpt2_weights(init_from)
+        model_config, tok = init.config, init.tokenizer or tok
+    train_config.accum_steps(run.dist.world_size)  # an indivisible batch fails before any work
+    data_set = load_run_data(data, tok, run, train_config.val_fraction)
+    model = new_gpt2(model_config, train_config, data_set.tokenizer.vocab_size)
+    if init is not None:
+        model.load_state_dict(init.params)
+        run.log(f"initialized from {init_from} ({init.format})")
+    return train(model, data_set, train_config, run)
+
+
+def _resumed(ckpt: Checkpoint, overrides: dict[str, Any], run: Run) -> TrainConfig:
+    """The checkpoint's TrainConfig with what a resume may change, keeping its global batch
+    on any number of ranks: a run of N ranks without tokens_per_step stepped on N
+    micro-batches, so on another world size it goes on with tokens_per_step = N * B * T."""
+    tokenizer = tokenizer_from_dict(ckpt.tokenizer).name
+    tc, changes = resumed_config(
+        ckpt.model_config, ckpt.train_config, tokenizer, overrides, "the resumed run"
+    )
+    for change in changes:
+        run.log(f"resume changes {change}")
+    saved_world, world = int(ckpt.extra.get("world_size", 1)), run.dist.world_size
+    if tc.tokens_per_step is None and saved_world != world:
+        tc = dataclasses.replace(tc, tokens_per_step=saved_world * tc.tokens_per_micro_batch)
+    return tc
+
+
+def train_spec(
+    spec: Spec | dict[str, Any],
+    out_dir: str | Path = "out",
+    data_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    on_metrics: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = False,
+    metrics_path: str | Path | None = None,
+) -> TrainResult:
+    """Train (or resume) a spec with the trainer: metrics, checkpoints, samples.
+
+    The corpus is tokenized into out_dir/data. ``on_metrics`` gets each metrics record
+    (step, train_loss, val_loss, lr, grad_norm, tokens_per_s, elapsed_s) as it is
+    written; ``should_stop`` is asked after every step and ends the run early with a
+    checkpoint to resume from. A resumed run takes the spec from its checkpoint, and of
+    ``overrides`` only what a resume may change (config.RESUMABLE).
+    """
+    out = Path(out_dir)
+    run = Run(out, metrics_path, progress, log, None, on_metrics, should_stop)
+    ckpt = None
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        if ckpt.spec is None:
+            raise SpecError(None, f"{resume} is a GPT-2 checkpoint, not a spec's")
+        spec = ckpt.spec
+    raw = spec.source if isinstance(spec, Spec) else spec
+    first = parse_spec(raw, data_dir)  # the vocabulary is checked again once tokenized
+    d = first.nodes[first.data].params
+    text = corpus_path(d["source"], d["path"], data_dir, first.nodes[first.data])
+    if text is None:  # tiny shakespeare not at hand: fetched (or an offline stand-in)
+        text, source = resolve_text(None)
+        log(f"data: {source}")
+    prepared = prepare(text, out / "data", d["tokenizer"], d["val_fraction"])
+    tokenizer = load_prepared(prepared.train_path.parent)[2]
+    spec = parse_spec(raw, data_dir, vocab_size=tokenizer.vocab_size)
+    if ckpt is not None:
+        tc = _resumed(ckpt, overrides or {}, run)
+    else:
+        tc = spec_train_config(spec, prepared.train_tokens, overrides)
+    data_set = load_run_data(str(prepared.train_path.parent), tokenizer, run, tc.val_fraction)
+    model = build_model(spec, G.Context(tc.device, tc.threads), seed=tc.seed)
+    return train(model, data_set, tc, run, resume=ckpt)
+
+
+SCRIPT = """\
+#!/usr/bin/env python3
+\"\"\"Reproduce the pyggml_train run of the spec {name!r}.
+
+Written by pyggml_train.recipes.script_for. The model, one node per line (output shapes):
+{summary}
+
+    python {script} [--out-dir OUT] [--data-dir DIR] [--set max_steps=10 ...] [--resume]
+\"\"\"
+
+import argparse
+
+from pyggml_train.recipes import train_spec
+
+SPEC = {spec}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\\n")[0])
+    parser.add_argument("--out-dir", default="out", help="checkpoint, metrics, data")
+    parser.add_argument("--data-dir", help="where the corpus files are (see docs/spec.md)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config fields")
+    parser.add_argument("--resume", action="store_true", help="continue OUT_DIR/checkpoint.npz")
+    args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.set)
+    resume = f"{{args.out_dir}}/checkpoint.npz" if args.resume else None
+    result = train_spec(SPEC, args.out_dir, args.data_dir, resume=resume, overrides=overrides)
+    print(f"final val loss: {{result.val_loss:.4f}}")
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def script_name(spec: Spec | dict[str, Any]) -> str:
+    """A file name for the script of ``spec``: its name in lower case, words joined by
+    hyphens (``train-small-gpt.py``)."""
+    name = spec.name if isinstance(spec, Spec) else str(spec.get("name", ""))
+    words = "".join(c if c.isalnum() else " " for c in name.lower()).split()
+    return f"train-{'-'.join(words) or 'spec'}.py"
+
+
+def script_for(spec: Spec | dict[str, Any], data_dir: str | Path | None = None) -> str:
+    """A Python script that reproduces the run of ``spec`` through train_spec.
+
+    The spec is embedded as a literal, and its layers are listed in the docstring when the
+    spec is valid (a dict is parsed with data_dir for that).
+    """
+    if not isinstance(spec, Spec):
+        spec = parse_spec(spec, data_dir)
+    lines = "\n".join(f"    {line}" for line in summary(spec))
+    literal = pprint.pformat(spec.source, indent=1, width=100, sort_dicts=False)
+    return SCRIPT.format(name=spec.name, summary=lines, spec=literal, script=script_name(spec))
