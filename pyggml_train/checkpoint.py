@@ -22,7 +22,7 @@ from .atomic import atomic_open
 from .config import GPT2Config, TrainConfig, from_json, to_json, train_config
 
 FORMAT = "pyggml_train.checkpoint"
-VERSION = 1
+CHECKPOINT_VERSION = 1
 _META_KEY = "__metadata__"
 _GROUPS = ("params", "adam_m", "adam_v")
 
@@ -93,7 +93,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
         raise ValueError("a checkpoint needs a model_config (GPT-2) or a spec")
     metadata = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": CHECKPOINT_VERSION,
         "step": ckpt.step,
         "configs": configs,
         "tokenizer": ckpt.tokenizer,
@@ -111,9 +111,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     arrays, meta = load_arrays(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: metadata format is {meta.get('format')!r}, expected {FORMAT!r}")
-    if meta.get("version") != VERSION:
+    if meta.get("version") != CHECKPOINT_VERSION:
         raise ValueError(
-            f"{path}: checkpoint version {meta.get('version')}, this code reads {VERSION}"
+            f"{path}: checkpoint version {meta.get('version')}, "
+            f"this code reads {CHECKPOINT_VERSION}"
         )
     groups: dict[str, dict[str, np.ndarray]] = {group: {} for group in _GROUPS}
     for key, value in arrays.items():

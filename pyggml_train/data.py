@@ -24,10 +24,10 @@ import numpy as np
 from .atomic import atomic_open
 from .tokenizer import Tokenizer, get_tokenizer, tokenizer_from_dict
 
-MAGIC = 20240520
-VERSION = 1
-HEADER_INTS = 256
-HEADER_BYTES = HEADER_INTS * 4
+TOKENS_MAGIC = 20240520
+TOKENS_VERSION = 1
+TOKENS_HEADER_INTS = 256
+TOKENS_HEADER_BYTES = TOKENS_HEADER_INTS * 4
 MAX_TOKEN_ID = np.iinfo(np.uint16).max  # 65535: ids are stored as uint16
 
 TINY_SHAKESPEARE_URL = (
@@ -61,8 +61,8 @@ def write_tokens(path: str | Path, tokens: np.ndarray | list[int]) -> Path:
             f"ids must be in [0, {MAX_TOKEN_ID}] (vocab_size <= {MAX_TOKEN_ID + 1}); "
             "a larger vocabulary needs a different token file format"
         )
-    header = np.zeros(HEADER_INTS, dtype="<i4")
-    header[:3] = (MAGIC, VERSION, ids.size)
+    header = np.zeros(TOKENS_HEADER_INTS, dtype="<i4")
+    header[:3] = (TOKENS_MAGIC, TOKENS_VERSION, ids.size)
     _atomic_write(path, [header.tobytes(), ids.astype("<u2").tobytes()])
     return path
 
@@ -73,23 +73,23 @@ def read_tokens(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"token file {path} not found (run prepare() to create it)")
     size = path.stat().st_size
-    if size < HEADER_BYTES:
+    if size < TOKENS_HEADER_BYTES:
         raise ValueError(
-            f"{path} is {size} bytes, shorter than the {HEADER_BYTES}-byte llm.c header: "
+            f"{path} is {size} bytes, shorter than the {TOKENS_HEADER_BYTES}-byte llm.c header: "
             "truncated, or not a token file"
         )
-    header = np.fromfile(path, dtype="<i4", count=HEADER_INTS)
-    if header[0] != MAGIC:
+    header = np.fromfile(path, dtype="<i4", count=TOKENS_HEADER_INTS)
+    if header[0] != TOKENS_MAGIC:
         raise ValueError(
-            f"{path} is not an llm.c token file: expected magic {MAGIC} in the first int32, "
+            f"{path} is not an llm.c token file: expected magic {TOKENS_MAGIC} in the first int32, "
             f"found {header[0]}"
         )
-    if header[1] != VERSION:
+    if header[1] != TOKENS_VERSION:
         raise ValueError(
-            f"{path}: token file version {header[1]}, expected {VERSION} (uint16 tokens)"
+            f"{path}: token file version {header[1]}, expected {TOKENS_VERSION} (uint16 tokens)"
         )
     count = int(header[2])
-    expected = HEADER_BYTES + 2 * count
+    expected = TOKENS_HEADER_BYTES + 2 * count
     if size != expected:
         raise ValueError(
             f"{path}: header says {count} tokens ({expected} bytes) but the file has {size} bytes: "
@@ -97,7 +97,7 @@ def read_tokens(path: str | Path) -> np.ndarray:
         )
     if count == 0:
         return np.zeros(0, dtype=np.uint16)
-    return np.memmap(path, dtype="<u2", mode="r", offset=HEADER_BYTES, shape=(count,))
+    return np.memmap(path, dtype="<u2", mode="r", offset=TOKENS_HEADER_BYTES, shape=(count,))
 
 
 # ---- (b) text -> train.bin / val.bin ------------------------------------------------------

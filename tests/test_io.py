@@ -22,7 +22,7 @@ from pyggml_train.hf_gpt2 import init_params
 from pyggml_train.io import detect_format, export_model, read_model_file
 from pyggml_train.io.bpe import char_vocab, gpt2_from_files, gpt2_from_tiktoken, spell
 from pyggml_train.io.gguf import gguf_name, save_gguf
-from pyggml_train.io.llmc import MAGIC, save_llmc
+from pyggml_train.io.llmc import MODEL_MAGIC, save_llmc
 from pyggml_train.models import load_model
 from pyggml_train.tokenizer import CharTokenizer, GPT2Tokenizer
 
@@ -80,7 +80,7 @@ def test_llmc_layout_follows_llm_c_and_round_trips_bit_exactly(tmp_path):
     raw = path.read_bytes()
     header = np.frombuffer(raw[:1024], "<i4")
     vp = 128  # llm.c pads the vocabulary to a multiple of 128
-    assert header[:8].tolist() == [MAGIC, 3, 32, CFG.vocab_size, 2, 2, 64, vp]
+    assert header[:8].tolist() == [MODEL_MAGIC, 3, 32, CFG.vocab_size, 2, 2, 64, vp]
     floats = np.frombuffer(raw[1024:], "<f4")
     c, v = 64, CFG.vocab_size
     wte = floats[: vp * c].reshape(vp, c)
@@ -113,7 +113,7 @@ def test_llmc_bf16_is_version_5_rounded_as_torch_rounds_and_round_trips(tmp_path
     raw = path.read_bytes()
     header = np.frombuffer(raw[:1024], "<i4")
     vp, c, v = 128, 64, CFG.vocab_size
-    assert header[:8].tolist() == [MAGIC, 5, 32, v, 2, 2, 64, vp]
+    assert header[:8].tolist() == [MODEL_MAGIC, 5, 32, v, 2, 2, 64, vp]
     assert (
         len(raw) - 1024 == (save_llmc(tmp_path / "f32.bin", PARAMS, CFG).stat().st_size - 1024) // 2
     )

@@ -17,7 +17,7 @@ import numpy as np
 from ..config import GPT2Config
 from ..tokenizer import Tokenizer
 from .bpe import BPEVocab
-from .llmc import LLMC_DTYPES
+from .llmc import LLMC_DTYPES, MODEL_MAGIC
 
 FORMATS = ("gguf", "hf", "llmc")  # what export writes
 GGUF_DTYPES = ("f32", "f16", "q8_0")
@@ -40,8 +40,6 @@ class ModelFile:
 
 def detect_format(path: str | Path) -> str:
     """Which loader reads path, from its magic bytes (a directory is an HF model)."""
-    from .llmc import MAGIC
-
     path = Path(path)
     if path.is_dir():
         return "hf"
@@ -53,7 +51,7 @@ def detect_format(path: str | Path) -> str:
         return "gguf"
     if head == _ZIP_MAGIC:
         return "checkpoint"
-    if len(head) == 4 and int.from_bytes(head, "little") == MAGIC:
+    if len(head) == 4 and int.from_bytes(head, "little") == MODEL_MAGIC:
         return "llmc"
     if path.suffix == ".safetensors":
         return "hf"

@@ -19,10 +19,10 @@ from ..config import GPT2Config
 from ..hf_gpt2 import PREFIX, param_shapes
 from .bf16 import bf16_bits_to_f32, f32_to_bf16_bits
 
-MAGIC = 20240326
+MODEL_MAGIC = 20240326
 VERSIONS = {"f32": 3, "bf16": 5}  # dtype -> llm.c's header version
 LLMC_DTYPES = tuple(VERSIONS)
-HEADER_INTS = 256
+MODEL_HEADER_INTS = 256
 VOCAB_ALIGN = 128  # llm.c pads the vocabulary to a multiple of 128 (50257 -> 50304)
 # llm.c's parameter order: (our name after "transformer." with {i} per layer, transposed)
 ORDER: tuple[tuple[str, bool], ...] = (
@@ -71,8 +71,8 @@ def save_llmc(
             got = params[name].shape if name in params else "missing"
             raise ValueError(f"parameter {name}: expected shape {shape}, got {got}")
     v, vp = config.require_vocab_size(), padded_vocab(config)
-    header = np.zeros(HEADER_INTS, dtype="<i4")
-    header[:8] = [MAGIC, VERSIONS[dtype], config.block_size, v, config.n_layer, config.n_head,
+    header = np.zeros(MODEL_HEADER_INTS, dtype="<i4")
+    header[:8] = [MODEL_MAGIC, VERSIONS[dtype], config.block_size, v, config.n_layer, config.n_head,
                   config.n_embd, vp]  # fmt: skip
     with atomic_open(path) as f:
         f.write(header.tobytes())
@@ -96,11 +96,13 @@ def load_llmc(path: str | Path) -> tuple[dict[str, np.ndarray], GPT2Config]:
     if not path.is_file():
         raise FileNotFoundError(f"llm.c checkpoint {path} not found")
     raw = np.fromfile(path, dtype="<u1")
-    if raw.size < HEADER_INTS * 4:
+    if raw.size < MODEL_HEADER_INTS * 4:
         raise ValueError(f"{path}: {raw.size} bytes, shorter than llm.c's 1024-byte header")
-    header = raw[: HEADER_INTS * 4].view("<i4")
-    if header[0] != MAGIC:
-        raise ValueError(f"{path}: magic {header[0]}, expected llm.c's {MAGIC}; not an llm.c .bin")
+    header = raw[: MODEL_HEADER_INTS * 4].view("<i4")
+    if header[0] != MODEL_MAGIC:
+        raise ValueError(
+            f"{path}: magic {header[0]}, expected llm.c's {MODEL_MAGIC}; not an llm.c .bin"
+        )
     dtypes = {version: dtype for dtype, version in VERSIONS.items()}
     if header[1] not in dtypes:
         raise ValueError(
@@ -116,7 +118,7 @@ def load_llmc(path: str | Path) -> tuple[dict[str, np.ndarray], GPT2Config]:
         padded_vocab_size=vp if vp != v else None,
     )  # fmt: skip
     shapes = param_shapes(config)
-    data = raw[HEADER_INTS * 4 :]
+    data = raw[MODEL_HEADER_INTS * 4 :]
     expected = itemsize * (sum(int(np.prod(s)) for s in shapes.values()) + (vp - v) * c)
     if data.size != expected:
         raise ValueError(

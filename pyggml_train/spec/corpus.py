@@ -48,7 +48,7 @@ def _char_vocab_cached(path: str, mtime_ns: int, size: int) -> int:
     return len(set(Path(path).read_text(encoding="utf-8")))
 
 
-def char_vocab(path: Path) -> int:
+def char_vocab_size(path: Path) -> int:
     """Distinct characters of a text file (the char tokenizer's vocabulary), cached."""
     st = path.stat()
     return _char_vocab_cached(str(path), st.st_mtime_ns, st.st_size)

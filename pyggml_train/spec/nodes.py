@@ -15,7 +15,7 @@ from .. import ggml as G
 from .. import layers as L
 from ..config import OPTIMIZERS, TOKENIZERS
 from ..tokenizer import GPT2_VOCAB_SIZE
-from .corpus import CORPORA, char_vocab, corpus_path
+from .corpus import CORPORA, char_vocab_size, corpus_path
 from .schema import (
     PORT_KINDS,
     SPEC_VERSION,
@@ -55,7 +55,7 @@ def _infer_data(node: Node, ins: list[Shape], state: InferState) -> list[Shape]:
             state.vocab_size = GPT2_VOCAB_SIZE
         else:
             path = corpus_path(p["source"], p["path"], state.data_dir, node)
-            state.vocab_size = char_vocab(path) if path is not None else None
+            state.vocab_size = char_vocab_size(path) if path is not None else None
     bt = (p["batch_size"], p["block_size"])
     return [bt, bt]
 
