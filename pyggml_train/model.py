@@ -33,7 +33,7 @@ from .recompute import RecomputeStep
 from .step import accumulate
 from .tokenizer import Tokenizer
 
-GRAPH_CACHE_SIZE = 8  # graphs (their compute buffers) a model keeps, most recently used
+GRAPH_CACHE_SIZE = 8  # graphs a model keeps built, most recently used (buffers: the arena)
 
 
 class Net(Protocol):
@@ -140,6 +140,10 @@ class Model:
             for p, value in init_values(self.layout.values(), seed):  # one tensor at a time
                 self.params[p.name].set(p.to_device(value))
         self._graphs: OrderedDict[tuple[str, int, int], StepGraph | RecomputeStep] = OrderedDict()
+        # every graph of the model (train, validation, logits, decoding) runs one at a time,
+        # so they share one set of compute buffers: a run peaks at its largest graph, not at
+        # the sum of its train, validation and sampling graphs
+        self.arena = G.Arena()
         self.dropout_rng = DropoutRNG(seed)
         self.tokenizer: Tokenizer | None = None
 
@@ -188,20 +192,21 @@ class Model:
         logits = G.reshape(logits, (batch * seq, logits.shape[-1]))  # (N, Vp)
         if mode == "logits":
             logits = vocab_logits(logits, self.vocab_size)  # (N, V)
-            return StepGraph(self.ctx.graph(logits), idx, logits, None)
+            return StepGraph(self.ctx.graph(logits, arena=self.arena), idx, logits, None)
         head = LossHead(self.ctx, logits, self.vocab_size, self.loss_kind)
         if mode == "loss":
-            return StepGraph(self.ctx.graph(head.loss), idx, logits, head)
+            return StepGraph(self.ctx.graph(head.loss, arena=self.arena), idx, logits, head)
         if mode == "train":
             head.loss.set_loss()
-            graph = self.ctx.graph(head.loss, backward=True)
+            graph = self.ctx.graph(head.loss, backward=True, arena=self.arena)
             return StepGraph(graph, idx, logits, head, state, self.dropout_rng)
         raise ValueError(f"mode must be 'logits', 'loss' or 'train', got {mode!r}")
 
     def graph(self, batch: int, seq: int, mode: str) -> StepGraph | RecomputeStep:
         """The cached graph for (mode, B, T), built on first use. The cache keeps the
-        GRAPH_CACHE_SIZE most recently used graphs: each holds compute buffers, and callers
-        such as sampling with a growing prompt ask for a new (B, T) at every token."""
+        GRAPH_CACHE_SIZE most recently used graphs (their compute buffers are the model's
+        one arena; callers such as sampling with a growing prompt ask for a new (B, T) at
+        every token). An output is valid until another graph of the model computes."""
         key = (mode, batch, seq)
         if key in self._graphs:
             self._graphs.move_to_end(key)

@@ -42,6 +42,7 @@ class Recomputable(Protocol):
     matmul_dtype: str
     fused_attention: bool
     dropout_rng: Any
+    arena: G.Arena
     vocab_size: int
     loss_kind: str
 
@@ -63,7 +64,7 @@ class RecomputeStep:
         self.idx = ctx.input((batch, seq), dtype="i32", name="idx")  # (B, T)
         self.dropout_state = ctx.input((2,), "i32", name="dropout_state")
         g = Build(ctx, model.params, model.matmul_dtype, model.fused_attention, self.dropout_state)
-        arena = G.Arena()
+        arena = model.arena
         self.params = model.params
         self.accs = {p: ctx.tensor(p.shape, name=f"grad_acc:{n}") for n, p in model.params.items()}
         blocks = net.blocks

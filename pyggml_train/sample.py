@@ -89,7 +89,7 @@ class KVCacheDecoder:
         logits = net(g, self.token, positions, caches)  # (1, 1, Vp)
         self.logits = vocab_logits(G.reshape(logits, (1, logits.shape[-1])), model.vocab_size)
         # self.logits (1, V)
-        self.graph = ctx.graph(self.logits)
+        self.graph = ctx.graph(self.logits, arena=model.arena)  # the model's buffers
         self.length = 0  # positions filled in the caches
 
     def reset(self) -> None:

@@ -90,3 +90,50 @@ def test_full_disk_keeps_the_old_checkpoint(tmp_path):
     assert path.read_bytes() == old
     assert load_arrays(path)[1] == {"version": 1}
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left
+
+
+PHASE_PEAK = textwrap.dedent(
+    """
+    import resource, sys
+    import numpy as np
+    from pyggml_train.config import GPT2Config, TrainConfig
+    from pyggml_train.models import new_gpt2
+    from pyggml_train.tokenizer import CharTokenizer
+    from pyggml_train.train import TrainData, Trainer
+
+    vocab = 4096  # a wide LM head: the logits are the largest buffers, as in GPT-2
+    tok = CharTokenizer([chr(0x4E00 + i) for i in range(vocab)])
+    ids = np.random.default_rng(0).integers(0, vocab, 200_000)
+    data = TrainData(ids[:180_000], ids[180_000:], tok, "random ids")
+    cfg = GPT2Config(vocab_size=vocab, block_size=256, n_layer=2, n_head=2, n_embd=64,
+                     recompute=sys.argv[2])
+    tc = TrainConfig(batch_size=8, block_size=256, max_steps=10, warmup_steps=1,
+                     eval_steps=2, sample_tokens=4, threads=1)
+    trainer = Trainer(new_gpt2(cfg, tc, vocab), tc, data)
+    trainer.train_one_step()
+    if sys.argv[1] == "run":  # what a run adds after its steps: validation and a sample
+        trainer.evaluate()
+        trainer.sample()
+        trainer.train_one_step()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recompute", ["none", "blocks"])
+def test_a_run_peaks_at_its_training_steps_peak(recompute):
+    """Validation and sampling reuse the training graph's compute buffers (the model's
+    arena): a run that validates and samples peaks within 3% of one that only steps.
+    Before the arena, the validation graph's logits alone added a step's logits again."""
+
+    def peak(phases: str) -> int:
+        done = subprocess.run(
+            [sys.executable, "-c", PHASE_PEAK, phases, recompute],
+            capture_output=True, text=True, env=child_env(), timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.split()[-1])
+
+    step, run = peak("step"), peak("run")
+    assert run <= step * 1.03, f"step alone {step / 2**20:.0f} MiB, whole run {run / 2**20:.0f} MiB"
