@@ -36,7 +36,7 @@ from typing import Protocol
 import numpy as np
 
 from . import ggml as G
-from .config import OPTIMIZERS
+from .config import OPTIMIZERS, TrainConfig
 from .optim import SGD, AdamW
 
 
@@ -173,6 +173,20 @@ class OptimizerStep:
         else:
             decay = 0.0 if optimizer == "adam" else weight_decay
             self.optimizer = AdamW(ctx, mine, my_grads, beta1, beta2, eps, decay)
+
+    @classmethod
+    def for_run(
+        cls,
+        ctx: G.Context,
+        params: dict[str, G.Tensor],
+        train: TrainGraph,
+        config: TrainConfig,
+        sync: GradientSync | None = None,
+    ) -> OptimizerStep:
+        """The step a TrainConfig describes (optimizer, its hyperparameters, clipping, ZeRO)."""
+        c = config
+        return cls(ctx, params, train, c.beta1, c.beta2, c.eps, c.weight_decay, c.grad_clip,
+                   sync, c.optimizer, c.zero)  # fmt: skip
 
     @property
     def optimizer_state_bytes(self) -> int:

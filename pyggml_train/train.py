@@ -121,18 +121,8 @@ class Trainer:
         b, t = tc.batch_size, tc.block_size
         self.train_step = self.model.graph(b, t, "train")
         self.eval_step = self.model.graph(b, t, "loss")
-        self.optimizer_step = OptimizerStep(
-            self.ctx,
-            self.model.params,
-            self.train_step,
-            tc.beta1,
-            tc.beta2,
-            tc.eps,
-            tc.weight_decay,
-            tc.grad_clip,
-            optimizer=tc.optimizer,
-            sync=self.dist,
-            zero=tc.zero,
+        self.optimizer_step = OptimizerStep.for_run(
+            self.ctx, self.model.params, self.train_step, tc, self.dist
         )
         self.loader = BatchLoader(data.train, b, t, tc.data_mode, tc.seed, rank, world)
         self.sample_rng = np.random.default_rng(tc.seed + 1)
