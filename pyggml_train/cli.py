@@ -101,13 +101,15 @@ def run_train(args: argparse.Namespace) -> int:
             raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key] = value
     resume = _resume_path(args)
-    preset_overrides = dict(overrides)
-    if resume is None and args.max_steps is not None and "warmup_steps" not in overrides:
-        # a short run keeps the preset's warmup fraction instead of failing validation
-        _, preset_train, _ = load_preset(args.preset)
-        if preset_train.warmup_steps > args.max_steps:
-            preset_overrides["warmup_steps"] = args.max_steps // 10
-    model_cfg, train_cfg, tokenizer = load_preset(args.preset, **preset_overrides)
+    model_cfg, train_cfg, tokenizer = None, None, "char"  # a resumed run's are its checkpoint's
+    if resume is None:
+        preset_overrides = dict(overrides)
+        if args.max_steps is not None and "warmup_steps" not in overrides:
+            # a short run keeps the preset's warmup fraction instead of failing validation
+            _, preset_train, _ = load_preset(args.preset)
+            if preset_train.warmup_steps > args.max_steps:
+                preset_overrides["warmup_steps"] = args.max_steps // 10
+        model_cfg, train_cfg, tokenizer = load_preset(args.preset, **preset_overrides)
     dist = Distributed.from_environment()
     run = Run(args.out_dir, args.metrics, not args.no_progress, dist=dist)
     result = train_gpt2(

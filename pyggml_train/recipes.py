@@ -28,8 +28,8 @@ from .train import Run, TrainResult, load_run_data, train
 
 
 def train_gpt2(
-    model_config: GPT2Config,
-    train_config: TrainConfig,
+    model_config: GPT2Config | None,
+    train_config: TrainConfig | None,
     tokenizer: str = "char",
     data: str | None = None,
     run: Run | None = None,
@@ -40,8 +40,8 @@ def train_gpt2(
     """Train a GPT-2 of ``model_config`` on ``data`` (a text file or URL, a directory
     written by ``prepare``, or None for tiny shakespeare).
 
-    resume: a checkpoint to go on from; the model, data settings and tokenizer are then
-    its own, and of ``overrides`` (the fields the user set) only those a resume may change
+    resume: a checkpoint to go on from; the model, the train config and the tokenizer are
+    then its own (model_config and train_config may be None), and of ``overrides`` (the fields the user set) only those a resume may change
     are applied (config.RESUMABLE; the others are refused by name). init_from: fine-tune
     from the weights of any model file we read; the model's shape, and its tokenizer where
     the file has one, come from it.
@@ -57,6 +57,8 @@ def train_gpt2(
         data_set = load_run_data(data, tokenizer_from_dict(ckpt.tokenizer), run, tc.val_fraction)
         model = from_checkpoint(ckpt, G.Context(tc.device, tc.threads))
         return train(model, data_set, tc, run, resume=ckpt)
+    if model_config is None or train_config is None:
+        raise ValueError("a new run needs a model config and a train config (e.g. a preset)")
     tok: Tokenizer | str = tokenizer
     init = None
     if init_from is not None:
