@@ -16,7 +16,7 @@ into one set of gradient accumulators and sharing one set of compute buffers (G.
 Each graph holds one block's activations, so the peak is the largest of the head's and
 one block's instead of all blocks', for one extra forward pass of the blocks. The ops and
 the order in which gradient contributions add up are those of the whole-model graph, so
-on the CPU the gradients are bit-identical to it (tests/test_recompute.py), bf16 matmuls
+on the CPU the gradients are bit-identical to it (tests/model/test_recompute.py), bf16 matmuls
 included.
 Dropout masks are the same in the forward and the recomputation: every graph reads one
 dropout state.

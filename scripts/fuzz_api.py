@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""The full API fuzz run (>= 10,000 random calls in worker processes); see tests/fuzz_api.py.
+"""The full API fuzz run (>= 10,000 random calls in worker processes); see
+tests/helpers/fuzz_api.py.
 
     scripts/fuzz_api.py [--calls 10000] [--procs 2] [--seed 0] [--json out.json]
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import fuzz_api  # noqa: E402
+from helpers import fuzz_api  # noqa: E402
 
 if __name__ == "__main__":
     fuzz_api.main()

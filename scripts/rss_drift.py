@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from test_train import configs, small_data  # noqa: E402
+from helpers.training import configs, small_data  # noqa: E402
 
 from pyggml_train.models import new_gpt2
 from pyggml_train.train import Trainer  # noqa: E402

@@ -2,7 +2,7 @@
 
 The yardstick for the ggml model: written independently of it, one forward/backward
 pair per layer, every buffer's shape in a comment (B batch, T time, C channels,
-nh heads, hs head size, V vocab). tests/test_gpt2_reference.py proves the backward
+nh heads, hs head size, V vocab). tests/model/test_gpt2_reference.py proves the backward
 functions against central finite differences.
 """
 
