@@ -41,8 +41,9 @@ def train_gpt2(
     written by ``prepare``, or None for tiny shakespeare).
 
     resume: a checkpoint to go on from; the model, the train config and the tokenizer are
-    then its own (model_config and train_config may be None), and of ``overrides`` (the fields the user set) only those a resume may change
-    are applied (config.RESUMABLE; the others are refused by name). init_from: fine-tune
+    then its own (model_config and train_config may be None), and of ``overrides`` (the
+    fields the user set) only those a resume may change are applied (config.RESUMABLE;
+    the others are refused by name). init_from: fine-tune
     from the weights of any model file we read; the model's shape, and its tokenizer where
     the file has one, come from it.
     """

@@ -110,7 +110,7 @@ def test_example_sample_and_export_agree_on_the_run_directory(tmp_path):
     export find its checkpoint there with no flags; sample reads every format export
     writes (GGUF, HF) and a run directory."""
     env = child_env()
-    example = [sys.executable, str(REPO / "examples" / "train_gpt2.py"), "--data", str(TEXT),
+    example = [sys.executable, str(REPO_ROOT / "examples" / "train_gpt2.py"), "--data", str(TEXT),
                "--max-steps", "2", *TINY]  # fmt: skip
     done = subprocess.run(
         example, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
