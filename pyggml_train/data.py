@@ -8,6 +8,7 @@ then zeros) followed by the tokens as little-endian uint16.
 from __future__ import annotations
 
 import ast
+import codecs
 import json
 import os
 import shutil
@@ -101,6 +102,48 @@ def read_tokens(path: str | Path) -> np.ndarray:
 
 
 # ---- (b) text -> train.bin / val.bin ------------------------------------------------------
+LOSSY = "lossy"  # --encoding lossy: UTF-8 with undecodable bytes replaced by U+FFFD
+# byte-order marks, longest first: UTF-32 LE begins with UTF-16 LE's mark
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def read_corpus(path: str | Path, encoding: str | None = None) -> str:
+    """The text of a corpus file, decoded so that a wrong guess is an error that helps.
+
+    Without ``encoding``, a byte-order mark picks UTF-8/16/32 (Windows Notepad writes
+    one), else the text must be UTF-8. ``encoding`` names any Python codec, or
+    :data:`LOSSY`. An undecodable byte is a ValueError naming the file, the byte, its
+    offset and the two ways out, instead of a bare codec message.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    if encoding == LOSSY:
+        return raw.decode("utf-8-sig", errors="replace")
+    codec = encoding or next((c for bom, c in _BOMS if raw.startswith(bom)), "utf-8")
+    try:
+        return raw.decode(codec)
+    except LookupError:
+        raise ValueError(
+            f"unknown encoding {encoding!r} for {path}; give a Python codec name such as "
+            f"utf-8, latin-1 or cp1252, or {LOSSY!r}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        byte = raw[exc.start]
+        how = f"a byte-order mark says {codec}" if encoding is None and codec != "utf-8" else codec
+        raise ValueError(
+            f"{path} is not valid {codec.upper()} ({how}): byte 0x{byte:02x} at offset "
+            f"{exc.start} ({exc.reason}); if it is in another encoding pass --encoding NAME "
+            f"(e.g. latin-1 or cp1252), or --encoding {LOSSY} to replace undecodable bytes "
+            "with U+FFFD"
+        ) from None
+
+
 @dataclass
 class PreparedData:
     """Where prepare() put things and how many tokens each split holds."""
@@ -117,15 +160,17 @@ def prepare(
     out_dir: str | Path,
     tokenizer: Tokenizer | str,
     val_fraction: float = 0.1,
+    encoding: str | None = None,
 ) -> PreparedData:
     """Tokenize a text file and split it: the tail val_fraction of tokens validates.
 
     tokenizer may be a name ('char' builds its vocabulary from this text). The tokenizer
-    is saved as tokenizer.json so the token ids can be decoded later.
+    is saved as tokenizer.json so the token ids can be decoded later. ``encoding``: see
+    :func:`read_corpus`.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    text = Path(text_path).read_text(encoding="utf-8")
+    text = read_corpus(text_path, encoding)
     if isinstance(tokenizer, str):
         tokenizer = get_tokenizer(tokenizer, text)
     ids = tokenizer.encode(text)  # (N,)
