@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .config import follow_given, list_presets, load_preset, settings_help
-from .data import prepare, resolve_text
+from .data import prepare, resolve_text, tiny_shakespeare
 from .distributed import Distributed
 from .io import FORMATS, GGUF_DTYPES, LLMC_DTYPES, export_model, load_model
 from .io.bpe import gpt2_from_files
@@ -220,6 +220,8 @@ def run_train_spec(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag} does not apply with --model: {why}")
     overrides = _set_overrides(args, skip=("tokenizer",))
     spec = load_spec(args.model, args.data_dir)
+    if spec.nodes[spec.data].params["source"] == "tinyshakespeare":
+        tiny_shakespeare(args.data_dir)  # a spec that names it never trains on a stand-in
     try:
         spec_train = train_config_for(spec)
     except SpecError:  # a schedule in epochs: its steps depend on the corpus

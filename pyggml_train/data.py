@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import sysconfig
+import time
 import urllib.request
 import warnings
 from dataclasses import dataclass
@@ -386,6 +387,49 @@ def python_docs_corpus(target_chars: int = FALLBACK_TARGET_CHARS) -> str:
     return "\n".join(parts)
 
 
+TINY_SHAKESPEARE_FILE = "tinyshakespeare.txt"
+FETCH_RETRY_S = 60.0  # a failed download is not retried sooner (a studio checks on every edit)
+_fetch_failures: dict[str, tuple[float, str]] = {}  # source -> (monotonic time, reason)
+
+
+def tiny_shakespeare(
+    data_dir: str | Path | None = None, source: str | None = None
+) -> tuple[Path, str]:
+    """Tiny shakespeare for a run that names it: (path, where it came from).
+
+    Looked for in data_dir, the local copies (:data:`LOCAL_TINY_SHAKESPEARE`) and the
+    cache, else fetched (from ``source``, default :data:`TINY_SHAKESPEARE_URL`) into the
+    cache. Never another corpus: when none of these works
+    (offline), FileNotFoundError says where to put the file and how to provide it.
+    """
+    dirs = [Path(data_dir)] if data_dir is not None else []
+    candidates = [d / TINY_SHAKESPEARE_FILE for d in dirs] + list(map(Path, LOCAL_TINY_SHAKESPEARE))
+    for path in [*candidates, cache_dir() / TINY_SHAKESPEARE_FILE]:
+        if path.is_file():
+            return path, f"tiny shakespeare ({path})"
+    cached = cache_dir() / TINY_SHAKESPEARE_FILE
+    source = source or TINY_SHAKESPEARE_URL
+    failed = _fetch_failures.get(source)
+    if failed is not None and time.monotonic() - failed[0] < FETCH_RETRY_S:
+        reason = failed[1]
+    else:
+        try:
+            fetch_text(source, cached)
+            _fetch_failures.pop(source, None)
+            return cached, f"tiny shakespeare (fetched from {source} into {cached})"
+        except (OSError, UnicodeDecodeError) as exc:  # URLError and timeouts are OSErrors
+            reason = f"{type(exc).__name__}: {exc}"
+            _fetch_failures[source] = (time.monotonic(), reason)
+    where = dirs[0] if dirs else cache_dir()
+    raise FileNotFoundError(
+        f"tiny shakespeare ({TINY_SHAKESPEARE_FILE}) is not at hand and could not be "
+        f"downloaded ({reason}); put {TINY_SHAKESPEARE_FILE} in {where} (the data folder: "
+        "pyggml-train train --data-dir DIR reads DIR, pyggml-train studio --data-dir DIR "
+        "reads DIR/data), or train on a text of your own: a TextDataset with source 'file' "
+        "and its path, or a text uploaded in the studio"
+    )
+
+
 def resolve_text(data: str | None = None, source: str = TINY_SHAKESPEARE_URL) -> tuple[Path, str]:
     """Find the training text: (path, one-line description of where it came from).
 
@@ -393,7 +437,9 @@ def resolve_text(data: str | None = None, source: str = TINY_SHAKESPEARE_URL) ->
     $PYGGML_DATA (same forms), then a local copy of tiny shakespeare
     (:data:`LOCAL_TINY_SHAKESPEARE`), then the cached one, then fetching ``source`` (the
     URL, or a local file) into the cache; if that fails (offline), a corpus built from the
-    Python installation's own documentation, cached too.
+    Python installation's own documentation, cached too, and said so on stderr. That
+    stand-in is for a run that named no corpus: one that names tiny shakespeare (a spec's
+    TextDataset) uses :func:`tiny_shakespeare`, which never substitutes.
     """
     for given, origin in ((data, "--data"), (os.environ.get(DATA_ENV) or None, f"${DATA_ENV}")):
         if given is None:
