@@ -29,7 +29,16 @@ def _unbuilt_checkout(err: ImportError) -> ImportError | None:
     )
 
 
+# ggml's CPU threads meet at an OpenMP barrier after every graph node. libgomp's default
+# spins there before sleeping, which on a busy machine keeps a core from the thread that
+# has the work: sampling 200 tokens on 2 threads took 12-51 s spinning and 1.0 s sleeping
+# (docs/benchmarks.md, "Threads on a busy machine"). A value the user set is kept.
+OMP_WAIT_POLICY = "passive"
+
+
 def load_extension() -> ModuleType:
+    # read by libgomp when the extension loads it, so before the import
+    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
     try:
         return importlib.import_module("pyggml_train._C")
     except ImportError as err:
