@@ -9,9 +9,18 @@ execute_process(
           "import scipy_openblas32 as s; print(s.get_include_dir()); print(s.get_lib_dir())"
   OUTPUT_VARIABLE _sob OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _rc ERROR_QUIET)
 if(NOT _rc EQUAL 0)
-  message(FATAL_ERROR
-    "PYGGML_CPU_BLAS=ON (the default) needs the scipy-openblas32 wheel for ${Python3_EXECUTABLE}: "
-    "pip install scipy-openblas32, or configure with -DPYGGML_CPU_BLAS=OFF to use ggml's own sgemm")
+  if(PYGGML_BUILD_PYTHON)  # a pip build has the wheel as a build requirement: a real error
+    message(FATAL_ERROR
+      "PYGGML_CPU_BLAS=ON (the default) needs the scipy-openblas32 wheel for ${Python3_EXECUTABLE}: "
+      "pip install scipy-openblas32, or configure with -DPYGGML_CPU_BLAS=OFF to use ggml's own sgemm")
+  endif()
+  # a plain CMake build (the C++ demos, docs/demos.md) works on a fresh machine without it
+  message(NOTICE
+    "pyggml: no scipy-openblas32 wheel for ${Python3_EXECUTABLE}, so the CPU's f32 matmuls run on "
+    "ggml's own sgemm. For OpenBLAS: ${Python3_EXECUTABLE} -m pip install scipy-openblas32, then "
+    "configure again")
+  set(PYGGML_CPU_BLAS OFF)
+  return()
 endif()
 string(REPLACE "\n" ";" _sob "${_sob}")
 list(GET _sob 0 PYGGML_OPENBLAS_INCLUDE)
