@@ -57,7 +57,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        unset = action.default in (None, False, [], argparse.SUPPRESS)
+        default = action.default
+        unset = default is None or default is False or default == [] or default == argparse.SUPPRESS
         if "default" in text or unset or not action.option_strings:
             return text
         return f"{text} (default: %(default)s)"
@@ -330,10 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyggml-train", description=__doc__, formatter_class=_HelpFormatter
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="one of the commands above"
+    )
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=help, formatter_class=_HelpFormatter)
+    def command(name: str, purpose: str) -> argparse.ArgumentParser:
+        # the purpose is listed once, in the description's table with an example
+        return sub.add_parser(name, description=purpose, formatter_class=_HelpFormatter)
 
     add_train_arguments(command("train", "train or resume a GPT-2 on a text file"))
 

@@ -39,8 +39,8 @@ def test_sample_help_describes_every_flag(capsys):
 
 @pytest.mark.parametrize(
     ("command", "default"),
-    [("sample", "(default: 200)"), ("prepare", "(default: 0.1)"), ("train", "(default: out)"),
-     ("studio", "(default: 8000)"), ("export", "(default: f32)")],
+    [("sample", "(default: 200)"), ("sample", "(default: 0)"), ("prepare", "(default: 0.1)"),
+     ("train", "(default: out)"), ("studio", "(default: 8000)"), ("export", "(default: f32)")],
 )  # fmt: skip
 def test_every_subcommand_shows_its_defaults(command, default, capsys):
     assert default in " ".join(help_of(command, capsys=capsys).split())
