@@ -30,6 +30,19 @@ if(NOT EXISTS "${PYGGML_OPENBLAS_LIBRARY}")
   message(FATAL_ERROR "scipy-openblas32 has no ${PYGGML_OPENBLAS_LIBRARY}; configure with -DPYGGML_CPU_BLAS=OFF")
 endif()
 message(STATUS "pyggml: CPU matmuls on the OpenBLAS of scipy-openblas32 (${PYGGML_OPENBLAS_LIBDIR})")
+# pip builds in a fresh environment every time (a reinstall, an extra such as .[studio]), so
+# the wheel's path changes with each build; compiled against that path, every ggml-cpu
+# object would be out of date. Headers and library are copied into the build tree instead,
+# rewritten only when their content changes, so the previous build's objects stay valid.
+set(_pyggml_openblas_copy "${CMAKE_BINARY_DIR}/scipy-openblas32")
+file(GLOB _pyggml_openblas_headers "${PYGGML_OPENBLAS_INCLUDE}/*.h")
+foreach(_header ${_pyggml_openblas_headers})
+  get_filename_component(_name "${_header}" NAME)
+  configure_file("${_header}" "${_pyggml_openblas_copy}/include/${_name}" COPYONLY)
+endforeach()
+configure_file("${PYGGML_OPENBLAS_LIBRARY}" "${_pyggml_openblas_copy}/lib/libscipy_openblas.so" COPYONLY)
+set(PYGGML_OPENBLAS_INCLUDE "${_pyggml_openblas_copy}/include")
+set(PYGGML_OPENBLAS_LIBRARY "${_pyggml_openblas_copy}/lib/libscipy_openblas.so")
 
 # After add_subdirectory(ggml): compile the patch's sgemm path into ggml-cpu, and let the
 # MUL_MAT backward in ggml-base use out_prod, which then needs no transposed copies.
