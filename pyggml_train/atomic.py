@@ -9,7 +9,6 @@ temporaries of writers that are no longer alive, so they do not pile up. A full 
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import tempfile
@@ -46,16 +45,15 @@ def _temporary_beside(path: Path) -> tuple[int, str]:
     error about ``path``, not about a temporary name the caller never chose."""
     if not path.parent.is_dir():
         raise FileNotFoundError(
-            errno.ENOENT,
             f"cannot write {path}: the folder {path.parent} does not exist; create it first "
-            "or choose another path",
+            "or choose another path"
         )
     try:
         return tempfile.mkstemp(
             dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
         )
     except OSError as exc:
-        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from None
+        raise OSError(f"cannot write {path}: {exc.strerror}") from None
 
 
 @contextmanager

@@ -245,6 +245,10 @@ def run_train_spec(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    if args.max_new_tokens < 0:
+        raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     sampler = load_sampler(args.checkpoint, args.threads, args.device)
     text = sampler.generate(
         args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed

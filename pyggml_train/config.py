@@ -255,7 +255,7 @@ def follow_given(base: TrainConfig, given: dict[str, Any], source: str = "preset
             given["warmup_steps"] = warmup = min(steps, int(steps * fraction))
             notes.append(
                 f"warmup_steps {warmup} (the {source}'s {base.warmup_steps} exceeds max_steps "
-                f"{steps}; keeps its fraction {fraction:g}; --set warmup_steps=N to choose it)"
+                f"{steps}; keeps its {fraction:.0%} share; --set warmup_steps=N to choose it)"
             )
     return notes
 

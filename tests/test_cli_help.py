@@ -116,3 +116,14 @@ def test_a_second_studio_on_a_taken_port_says_so_before_announcing(tmp_path, cap
     out, err = capsys.readouterr()
     assert "open http" not in out
     assert f"port {port} on 127.0.0.1 is taken" in err and f"--port {port + 1}" in err
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [(["--max-new-tokens", "-3"], "--max-new-tokens must be >= 0, got -3"),
+     (["--threads", "0"], "--threads must be >= 1, got 0")],
+)  # fmt: skip
+def test_sample_refuses_values_it_used_to_ignore(flag, message, capsys):
+    """-3 tokens printed nothing and --threads 0 fell back to the default, both silently."""
+    assert main(["sample", "--checkpoint", "unused.npz", *flag]) == 2
+    assert capsys.readouterr().err.strip() == f"pyggml-train sample: error: {message}"
