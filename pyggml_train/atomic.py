@@ -40,14 +40,28 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     return removed
 
 
+def _temporary_beside(path: Path) -> tuple[int, str]:
+    """A private temporary file in ``path``'s folder; a missing or unwritable folder is an
+    error about ``path``, not about a temporary name the caller never chose."""
+    if not path.parent.is_dir():
+        raise FileNotFoundError(
+            f"cannot write {path}: the folder {path.parent} does not exist; create it first "
+            "or choose another path"
+        )
+    try:
+        return tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+        )
+    except OSError as exc:
+        raise OSError(f"cannot write {path}: {exc.strerror}") from None
+
+
 @contextmanager
 def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     """A binary file to write; it replaces ``path`` (by rename) only if the block succeeds."""
     path = Path(path)
     remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
-    )
+    fd, tmp = _temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -98,9 +112,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     ``path`` (by rename) only if the block succeeds, and is removed otherwise."""
     path = Path(path)
     remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
-    )
+    fd, tmp = _temporary_beside(path)
     os.close(fd)
     try:
         yield Path(tmp)

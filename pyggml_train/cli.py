@@ -1,21 +1,40 @@
-"""``pyggml-train train|sample|prepare|export|studio``: a thin argparse layer over train.py,
-sample.py, io/ and the studio."""
+"""pyggml-train: train a GPT-2 on your text, sample from it, export it.
+
+commands:
+  train    train (or resume) a model on a text file
+             pyggml-train train --data input.txt --max-steps 300
+  sample   continue a prompt with a trained checkpoint
+             pyggml-train sample --checkpoint out/checkpoint.npz --prompt "ROMEO:"
+  prepare  tokenize a text once into train.bin / val.bin for repeated runs
+             pyggml-train prepare --data input.txt --out-dir data
+  export   write a checkpoint for llama.cpp (GGUF), Hugging Face or llm.c
+             pyggml-train export --format gguf --out model.gguf
+  config   list the settings --set accepts, with the preset's values
+             pyggml-train config --preset char-tiny
+  studio   compose, train and sample model specs in the browser
+             pyggml-train studio --data-dir studio-data
+
+`pyggml-train COMMAND --help` describes a command's flags.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .config import list_presets, load_preset
-from .data import prepare, resolve_text
+from .config import follow_given, list_presets, load_preset, settings_help
+from .data import prepare, resolve_text, tiny_shakespeare
 from .distributed import Distributed
 from .io import FORMATS, GGUF_DTYPES, LLMC_DTYPES, export_model
 from .io.bpe import gpt2_from_files
+from .memory import check_training_fits
 from .models import gpt2_weights, load_sampler
 from .recipes import train_gpt2, train_spec
-from .spec import load_spec
+from .spec import SpecError, load_spec, train_config_for
 from .tokenizer import GPT2Tokenizer
 from .train import CHECKPOINT_NAME, NonFiniteError, Run
 
@@ -35,15 +54,33 @@ _OVERRIDES = {
 }
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's layout and shows every flag's default that has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        unset = default is None or default is False or default == [] or default == argparse.SUPPRESS
+        if "default" in text or unset or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -> None:
     """The train flags; examples/train_gpt2.py reuses them with its own defaults."""
     p.add_argument(
-        "--preset", default=preset, help=f"one of {', '.join(list_presets())} or a .json path"
+        "--preset",
+        help=f"one of {', '.join(list_presets())} or a .json path (default: {preset}); "
+        "the flags below default to the preset's values (pyggml-train config --preset P)",
     )
+    p.set_defaults(default_preset=preset)
     p.add_argument(
-        "--data", help="text file, URL or prepared directory (default: tiny shakespeare)"
+        "--data",
+        help="text file, URL or prepared directory (default: tiny shakespeare: a local copy, "
+        "the cache or a download; offline, Python's own docs)",
     )
     p.add_argument("--tokenizer", choices=["char", "gpt2"], help="override the preset's tokenizer")
+    add_encoding_argument(p)
     p.add_argument("--model", metavar="SPEC.json", help="train a model spec (docs/spec.md)")
     p.add_argument("--data-dir", help="where a spec's corpus files are (default: the cache)")
     p.add_argument("--max-steps", type=int, help="optimizer steps")
@@ -54,9 +91,11 @@ def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -
         help="global batch in tokens, all ranks together; sets gradient accumulation",
     )
     p.add_argument("--block-size", type=int, help="tokens per sequence (also the model context)")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--device", help="cpu, cuda or metal")
-    p.add_argument("--threads", type=int, help="CPU threads")
+    p.add_argument(
+        "--lr", type=float, help="peak learning rate (min_lr follows it unless --set min_lr=X)"
+    )
+    p.add_argument("--device", help="cpu, cuda or metal (default: cpu)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the preset's, 2)")
     p.add_argument("--seed", type=int, help="seed of init, batches and sampling")
     p.add_argument(
         "--skip-nonfinite",
@@ -77,46 +116,86 @@ def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -
         help="fine-tune from weights: a checkpoint, HF directory/.safetensors, llm.c .bin or GGUF",
     )
     p.add_argument("--metrics", help="metrics JSONL path (default: OUT_DIR/metrics.jsonl)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="other config fields")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other model or train setting, e.g. --set n_layer=2 dropout=0.1; "
+        "--set help (or pyggml-train config) lists them with defaults and meanings",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--zero",
         type=int,
         choices=[0, 1],
-        help="under mpirun: 1 shards the AdamW moments across ranks (ZeRO-1)",
+        help="under mpirun: 1 shards the AdamW moments across ranks (ZeRO-1) (default: 0)",
     )
 
 
-def run_train(args: argparse.Namespace) -> int:
-    if args.model is not None:
-        return run_train_spec(args)
-    overrides = {
+def add_encoding_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--encoding",
+        metavar="NAME",
+        help="text encoding of --data: a Python codec (latin-1, cp1252, ...) or 'lossy' (UTF-8, "
+        "undecodable bytes become U+FFFD) (default: UTF-8, or what a byte-order mark says)",
+    )
+
+
+def _note(name: str, message: str) -> None:
+    print(f"{name}: {message}", file=sys.stderr)
+
+
+def _set_overrides(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, object]:
+    """The config fields the flags and --set name, as given (strings parsed later)."""
+    overrides: dict[str, object] = {
         name: getattr(args, flag)
         for flag, name in _OVERRIDES.items()
-        if getattr(args, flag, None) is not None
+        if flag not in skip and getattr(args, flag, None) is not None
     }
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}; --set help lists the keys")
         overrides[key] = value
+    return overrides
+
+
+def run_train(args: argparse.Namespace) -> int:
+    preset = args.preset or args.default_preset
+    if "help" in args.set:
+        print(settings_help(preset))
+        return 0
+    if args.model is not None:
+        return run_train_spec(args)
+    overrides = _set_overrides(args)
+    dist = Distributed.from_environment()
     resume = _resume_path(args)
     model_cfg, train_cfg, tokenizer = None, None, "char"  # a resumed run's are its checkpoint's
     if resume is None:
-        preset_overrides = dict(overrides)
-        if args.max_steps is not None and "warmup_steps" not in overrides:
-            # a short run keeps the preset's warmup fraction instead of failing validation
-            _, preset_train, _ = load_preset(args.preset)
-            if preset_train.warmup_steps > args.max_steps:
-                preset_overrides["warmup_steps"] = args.max_steps // 10
-        model_cfg, train_cfg, tokenizer = load_preset(args.preset, **preset_overrides)
-    dist = Distributed.from_environment()
+        _, preset_train, _ = load_preset(preset)
+        for note in follow_given(preset_train, overrides):
+            if dist.is_master:
+                _note("pyggml-train train", note)
+        model_cfg, train_cfg, tokenizer = load_preset(preset, **overrides)
+        check_training_fits(model_cfg, train_cfg)
+    data = args.data
+    if args.encoding is not None:
+        if resume is not None or args.init_from is not None:
+            raise ValueError(
+                "--encoding tokenizes a new corpus; a resumed or fine-tuned run keeps its "
+                "tokenizer: prepare the text with it first (pyggml-train prepare --encoding)"
+            )
+        data = str(Path(args.out_dir) / "data")
+        if dist.is_master:  # the other ranks read what the master prepares (train's barrier)
+            path, _ = resolve_text(args.data)
+            prepare(path, data, tokenizer, train_cfg.val_fraction, args.encoding)
     run = Run(args.out_dir, args.metrics, not args.no_progress, dist=dist)
     result = train_gpt2(
         model_cfg,
         train_cfg,
         tokenizer,
-        data=args.data,
+        data=data,
         run=run,
         resume=resume,
         init_from=args.init_from,
@@ -129,29 +208,34 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_train_spec(args: argparse.Namespace) -> int:
     """``train --model SPEC.json``: the spec sets model, data and optimizer; flags and --set
-    override TrainConfig fields."""
-    if args.init_from is not None:
-        raise ValueError("--init-from loads GPT-2 weights; it does not apply to --model specs")
-    if args.data is not None or args.tokenizer is not None:
-        raise ValueError(
-            "with --model, the spec's TextDataset node chooses the corpus and the tokenizer; "
-            "edit it (source, path, tokenizer) or pass --data-dir"
-        )
-    overrides = {
-        name: getattr(args, flag)
-        for flag, name in _OVERRIDES.items()
-        if flag != "tokenizer" and getattr(args, flag, None) is not None
+    override TrainConfig fields. A flag the spec replaces is refused, saying why."""
+    refused = {
+        "--init-from": (args.init_from, "it loads GPT-2 weights, a spec builds its own model"),
+        "--preset": (args.preset, "the spec is the model and the optimizer"),
+        "--data": (args.data, "the spec's TextDataset node names the corpus (or --data-dir)"),
+        "--tokenizer": (args.tokenizer, "the spec's TextDataset node names the tokenizer"),
+        "--encoding": (args.encoding, "a spec's text files are read as UTF-8 (or by their BOM)"),
     }
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key] = value
+    for flag, (value, why) in refused.items():
+        if value is not None:
+            raise ValueError(f"{flag} does not apply with --model: {why}")
+    overrides = _set_overrides(args, skip=("tokenizer",))
+    spec = load_spec(args.model, args.data_dir)
+    if spec.nodes[spec.data].params["source"] == "tinyshakespeare":
+        tiny_shakespeare(args.data_dir)  # a spec that names it never trains on a stand-in
+    try:
+        spec_train = train_config_for(spec)
+    except SpecError:  # a schedule in epochs: its steps depend on the corpus
+        spec_train = None
+    resume = _resume_path(args)
+    if resume is None and spec_train is not None:  # a resume follows its checkpoint's
+        for note in follow_given(spec_train, overrides, "spec"):
+            _note("pyggml-train train", note)
     result = train_spec(
-        load_spec(args.model, args.data_dir),
+        spec,
         args.out_dir,
         args.data_dir,
-        resume=_resume_path(args),
+        resume=resume,
         overrides=overrides,
         progress=not args.no_progress,
         metrics_path=args.metrics,
@@ -168,6 +252,10 @@ def _resume_path(args: argparse.Namespace) -> Path | None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    if args.max_new_tokens < 0:
+        raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     sampler = load_sampler(_model_path(args.checkpoint), args.threads, args.device)
     text = sampler.generate(
         args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed
@@ -206,14 +294,34 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_config(args: argparse.Namespace) -> int:
+    print(settings_help(args.preset))
+    return 0
+
+
 def run_prepare(args: argparse.Namespace) -> int:
     path, source = resolve_text(args.data)
-    prepared = prepare(path, args.out_dir, args.tokenizer, args.val_fraction)
+    prepared = prepare(path, args.out_dir, args.tokenizer, args.val_fraction, args.encoding)
     print(
         f"{source}: {prepared.train_tokens} train / {prepared.val_tokens} val tokens in "
         f"{Path(args.out_dir)} (use --data {args.out_dir} to train on them)"
     )
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a taken port before announcing the address: the server would fail after."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise OSError(
+                f"port {port} on {host} is taken (another studio, or another server); "
+                f"choose another with --port {port + 1}, or stop the one using it"
+            ) from None
 
 
 def run_studio(args: argparse.Namespace) -> int:
@@ -229,6 +337,7 @@ def run_studio(args: argparse.Namespace) -> int:
         ) from None
     from .studio import assets
 
+    _check_port_free(args.host, args.port)
     if assets.missing():
         raise SystemExit(f"pyggml-train studio: {assets.how_to_fetch()}")
     data_dir = Path(args.data_dir).resolve()
@@ -238,24 +347,57 @@ def run_studio(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyggml-train", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_train_arguments(sub.add_parser("train", help="train or resume a GPT-2"))
+    parser = argparse.ArgumentParser(
+        prog="pyggml-train", description=__doc__, formatter_class=_HelpFormatter
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="one of the commands above"
+    )
 
-    s = sub.add_parser("sample", help="generate text from a checkpoint")
-    s.add_argument("--checkpoint", default=f"out/{CHECKPOINT_NAME}")
+    def command(name: str, purpose: str) -> argparse.ArgumentParser:
+        # the purpose is listed once, in the description's table with an example
+        return sub.add_parser(name, description=purpose, formatter_class=_HelpFormatter)
+
+    add_train_arguments(command("train", "train or resume a GPT-2 on a text file"))
+
+    s = command("sample", "generate text from a checkpoint")
+    s.add_argument(
+        "--checkpoint",
+        default=f"out/{CHECKPOINT_NAME}",
+        help="a checkpoint written by train (its tokenizer and config come with it)",
+    )
     s.add_argument("--prompt", default="", help="text to continue (default: token 0)")
-    s.add_argument("--max-new-tokens", type=int, default=200)
+    s.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate")
     s.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    s.add_argument("--top-k", type=int)
-    s.add_argument("--top-p", type=float)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device")
-    s.add_argument("--threads", type=int)
+    s.add_argument(
+        "--top-k", type=int, help="sample among the k most likely tokens only (default: all)"
+    )
+    s.add_argument(
+        "--top-p",
+        type=float,
+        help="sample among the most likely tokens whose probabilities sum to p (default: 1)",
+    )
+    s.add_argument(
+        "--seed", type=int, default=0, help="seed of the sampling (same seed, same text)"
+    )
+    s.add_argument(
+        "--device", help="cpu, cuda or metal (default: the device the checkpoint trained on)"
+    )
+    s.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads (default: those the checkpoint trained with; a model under 16M "
+        "parameters decodes on one, which is faster)",
+    )
 
-    e = sub.add_parser("export", help="write a model for llama.cpp (GGUF), Hugging Face or llm.c")
+    e = command("export", "write a model for llama.cpp (GGUF), Hugging Face or llm.c")
     e.add_argument("--checkpoint", default=f"out/{CHECKPOINT_NAME}", help="any model file we read")
-    e.add_argument("--format", choices=FORMATS, required=True)
+    e.add_argument(
+        "--format",
+        choices=FORMATS,
+        required=True,
+        help="gguf: llama.cpp and friends; hf: a transformers directory; llmc: llm.c's .bin",
+    )
     e.add_argument("--out", required=True, help="output file (a directory for --format hf)")
     e.add_argument(
         "--dtype",
@@ -273,15 +415,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="GPT-2's vocab.bpe and encoder.json (default: tiktoken's cached GPT-2 files)",
     )
 
-    p = sub.add_parser("prepare", help="tokenize a text into train.bin / val.bin")
+    p = command("prepare", "tokenize a text into train.bin / val.bin")
     p.add_argument("--data", help="text file or URL (default: tiny shakespeare)")
-    p.add_argument("--tokenizer", choices=["char", "gpt2"], default="char")
-    p.add_argument("--out-dir", default="data")
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument(
+        "--tokenizer",
+        choices=["char", "gpt2"],
+        default="char",
+        help="char: one token per character of this text; gpt2: GPT-2's BPE",
+    )
+    p.add_argument("--out-dir", default="data", help="where train.bin, val.bin go")
+    p.add_argument(
+        "--val-fraction", type=float, default=0.1, help="tail of the tokens held out to validate"
+    )
+    add_encoding_argument(p)
 
-    w = sub.add_parser("studio", help="the workbench: build, train and sample specs in a browser")
+    c = command("config", "list every setting (--set KEY=VALUE) with its value and meaning")
+    c.add_argument(
+        "--preset", default="char-tiny", help=f"one of {', '.join(list_presets())} or a .json path"
+    )
+
+    w = command("studio", "the workbench: build, train and sample specs in a browser")
     w.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    w.add_argument("--port", type=int, default=8000)
+    w.add_argument("--port", type=int, default=8000, help="TCP port to serve on")
     w.add_argument(
         "--data-dir", default="studio-data", help="specs, text files (data/) and runs live here"
     )
@@ -296,6 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "prepare": run_prepare,
         "studio": run_studio,
         "export": run_export,
+        "config": run_config,
     }
     return run_command(f"pyggml-train {args.command}", handlers[args.command], args)
 
@@ -309,8 +465,8 @@ def run_command(
         # under mpirun an error on one rank ends them all, naming the rank
         with Distributed.from_environment().abort_on_error(name):
             return handler(args)
-    except (ValueError, OSError, NonFiniteError) as exc:  # OSError: e.g. a full disk
-        print(f"{name}: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, NonFiniteError, MemoryError) as exc:  # OSError: a full disk
+        print(f"{name}: error: {exc or type(exc).__name__}", file=sys.stderr)
         return 2
 
 

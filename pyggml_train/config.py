@@ -9,7 +9,9 @@ with a message naming the valid fields instead of surfacing mid-training.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -164,11 +166,13 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
             raise ValueError(
-                f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}"
+                f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}; "
+                f"set the floor of the decay with --set min_lr=X (e.g. {self.lr / 10:g}, lr/10)"
             )
         if self.warmup_steps > self.max_steps:
             raise ValueError(
-                f"warmup_steps ({self.warmup_steps}) must be <= max_steps ({self.max_steps})"
+                f"warmup_steps ({self.warmup_steps}) must be <= max_steps ({self.max_steps}); "
+                f"lower it with --set warmup_steps=N (e.g. {self.max_steps // 10})"
             )
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
@@ -226,6 +230,66 @@ class TrainConfig:
                 f"{_round_to(self.tokens_per_step, per_pass)}, or a batch_size that divides it"
             )
         return self.tokens_per_step // per_pass
+
+
+def follow_given(base: TrainConfig, given: dict[str, Any], source: str = "preset") -> list[str]:
+    """Fill in the schedule settings that follow the ones the user gave, and say how.
+
+    A peak ``lr`` given alone takes ``min_lr`` along (same ratio as in ``base``), and a
+    ``max_steps`` given alone below ``base``'s warmup keeps the warmup's fraction; a value
+    the user gave is never changed (a contradiction fails validation, naming the fix).
+    Updates ``given`` in place; returns one note per value filled in.
+    """
+    notes = []
+    if "lr" in given and "min_lr" not in given and base.lr > 0:
+        lr = _coerce(TrainConfig, "lr", given["lr"])
+        given["min_lr"] = min_lr = lr * base.min_lr / base.lr
+        notes.append(
+            f"min_lr {min_lr:g} (keeps the {source}'s min_lr/lr ratio {base.min_lr / base.lr:g}; "
+            "--set min_lr=X to choose it)"
+        )
+    if "max_steps" in given and "warmup_steps" not in given:
+        steps = _coerce(TrainConfig, "max_steps", given["max_steps"])
+        if base.warmup_steps > steps > 0:
+            fraction = base.warmup_steps / base.max_steps
+            given["warmup_steps"] = warmup = min(steps, int(steps * fraction))
+            notes.append(
+                f"warmup_steps {warmup} (the {source}'s {base.warmup_steps} exceeds max_steps "
+                f"{steps}; keeps its {fraction:.0%} share; --set warmup_steps=N to choose it)"
+            )
+    return notes
+
+
+def field_meanings(cls: type) -> dict[str, str]:
+    """The comment beside each dataclass field in its source: the one place a field's
+    meaning is written, so help text and code cannot drift apart."""
+    meanings: dict[str, str] = {}
+    current = None
+    for line in inspect.getsource(cls).splitlines():
+        field = re.match(r"    (\w+): ", line)
+        if field:
+            current = field.group(1)
+        comment = line.partition("  # ")[2].strip()
+        if current and comment and current not in meanings:
+            meanings[current] = comment
+    return meanings
+
+
+def settings_help(preset: str | Path) -> str:
+    """Every key ``--set`` takes, with the preset's value and a one-line meaning."""
+    model, train, tokenizer = load_preset(preset)
+    lines = [f"settings of preset {preset} (pyggml-train train --set KEY=VALUE ...):"]
+    for section, obj in (("model", model), ("train", train)):
+        lines.append(f"{section}:")
+        meanings = field_meanings(type(obj))
+        for f in dataclasses.fields(obj):
+            value = repr(getattr(obj, f.name))
+            lines.append(f"  {f.name:<20} {value:<10} {meanings.get(f.name, '')}")
+    lines.append(f"tokenizer: {tokenizer!r} ('char' or 'gpt2')")
+    lines.append(
+        "A key in both sections (block_size) sets both; prefix model. or train. to set one."
+    )
+    return "\n".join(lines)
 
 
 def _round_to(value: int, multiple: int) -> int:

@@ -8,11 +8,13 @@ then zeros) followed by the tokens as little-endian uint16.
 from __future__ import annotations
 
 import ast
+import codecs
 import json
 import os
 import shutil
 import sys
 import sysconfig
+import time
 import urllib.request
 import warnings
 from dataclasses import dataclass
@@ -101,6 +103,48 @@ def read_tokens(path: str | Path) -> np.ndarray:
 
 
 # ---- (b) text -> train.bin / val.bin ------------------------------------------------------
+LOSSY = "lossy"  # --encoding lossy: UTF-8 with undecodable bytes replaced by U+FFFD
+# byte-order marks, longest first: UTF-32 LE begins with UTF-16 LE's mark
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def read_corpus(path: str | Path, encoding: str | None = None) -> str:
+    """The text of a corpus file, decoded so that a wrong guess is an error that helps.
+
+    Without ``encoding``, a byte-order mark picks UTF-8/16/32 (Windows Notepad writes
+    one), else the text must be UTF-8. ``encoding`` names any Python codec, or
+    :data:`LOSSY`. An undecodable byte is a ValueError naming the file, the byte, its
+    offset and the two ways out, instead of a bare codec message.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    if encoding == LOSSY:
+        return raw.decode("utf-8-sig", errors="replace")
+    codec = encoding or next((c for bom, c in _BOMS if raw.startswith(bom)), "utf-8")
+    try:
+        return raw.decode(codec)
+    except LookupError:
+        raise ValueError(
+            f"unknown encoding {encoding!r} for {path}; give a Python codec name such as "
+            f"utf-8, latin-1 or cp1252, or {LOSSY!r}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        byte = raw[exc.start]
+        how = f"a byte-order mark says {codec}" if encoding is None and codec != "utf-8" else codec
+        raise ValueError(
+            f"{path} is not valid {codec.upper()} ({how}): byte 0x{byte:02x} at offset "
+            f"{exc.start} ({exc.reason}); if it is in another encoding pass --encoding NAME "
+            f"(e.g. latin-1 or cp1252), or --encoding {LOSSY} to replace undecodable bytes "
+            "with U+FFFD"
+        ) from None
+
+
 @dataclass
 class PreparedData:
     """Where prepare() put things and how many tokens each split holds."""
@@ -117,15 +161,17 @@ def prepare(
     out_dir: str | Path,
     tokenizer: Tokenizer | str,
     val_fraction: float = 0.1,
+    encoding: str | None = None,
 ) -> PreparedData:
     """Tokenize a text file and split it: the tail val_fraction of tokens validates.
 
     tokenizer may be a name ('char' builds its vocabulary from this text). The tokenizer
-    is saved as tokenizer.json so the token ids can be decoded later.
+    is saved as tokenizer.json so the token ids can be decoded later. ``encoding``: see
+    :func:`read_corpus`.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    text = Path(text_path).read_text(encoding="utf-8")
+    text = read_corpus(text_path, encoding)
     if isinstance(tokenizer, str):
         tokenizer = get_tokenizer(tokenizer, text)
     ids = tokenizer.encode(text)  # (N,)
@@ -341,6 +387,49 @@ def python_docs_corpus(target_chars: int = FALLBACK_TARGET_CHARS) -> str:
     return "\n".join(parts)
 
 
+TINY_SHAKESPEARE_FILE = "tinyshakespeare.txt"
+FETCH_RETRY_S = 60.0  # a failed download is not retried sooner (a studio checks on every edit)
+_fetch_failures: dict[str, tuple[float, str]] = {}  # source -> (monotonic time, reason)
+
+
+def tiny_shakespeare(
+    data_dir: str | Path | None = None, source: str | None = None
+) -> tuple[Path, str]:
+    """Tiny shakespeare for a run that names it: (path, where it came from).
+
+    Looked for in data_dir, the local copies (:data:`LOCAL_TINY_SHAKESPEARE`) and the
+    cache, else fetched (from ``source``, default :data:`TINY_SHAKESPEARE_URL`) into the
+    cache. Never another corpus: when none of these works
+    (offline), FileNotFoundError says where to put the file and how to provide it.
+    """
+    dirs = [Path(data_dir)] if data_dir is not None else []
+    candidates = [d / TINY_SHAKESPEARE_FILE for d in dirs] + list(map(Path, LOCAL_TINY_SHAKESPEARE))
+    for path in [*candidates, cache_dir() / TINY_SHAKESPEARE_FILE]:
+        if path.is_file():
+            return path, f"tiny shakespeare ({path})"
+    cached = cache_dir() / TINY_SHAKESPEARE_FILE
+    source = source or TINY_SHAKESPEARE_URL
+    failed = _fetch_failures.get(source)
+    if failed is not None and time.monotonic() - failed[0] < FETCH_RETRY_S:
+        reason = failed[1]
+    else:
+        try:
+            fetch_text(source, cached)
+            _fetch_failures.pop(source, None)
+            return cached, f"tiny shakespeare (fetched from {source} into {cached})"
+        except (OSError, UnicodeDecodeError) as exc:  # URLError and timeouts are OSErrors
+            reason = f"{type(exc).__name__}: {exc}"
+            _fetch_failures[source] = (time.monotonic(), reason)
+    where = dirs[0] if dirs else cache_dir()
+    raise FileNotFoundError(
+        f"tiny shakespeare ({TINY_SHAKESPEARE_FILE}) is not at hand and could not be "
+        f"downloaded ({reason}); put {TINY_SHAKESPEARE_FILE} in {where} (the data folder: "
+        "pyggml-train train --data-dir DIR reads DIR, pyggml-train studio --data-dir DIR "
+        "reads DIR/data), or train on a text of your own: a TextDataset with source 'file' "
+        "and its path, or a text uploaded in the studio"
+    )
+
+
 def resolve_text(data: str | None = None, source: str = TINY_SHAKESPEARE_URL) -> tuple[Path, str]:
     """Find the training text: (path, one-line description of where it came from).
 
@@ -348,7 +437,9 @@ def resolve_text(data: str | None = None, source: str = TINY_SHAKESPEARE_URL) ->
     $PYGGML_DATA (same forms), then a local copy of tiny shakespeare
     (:data:`LOCAL_TINY_SHAKESPEARE`), then the cached one, then fetching ``source`` (the
     URL, or a local file) into the cache; if that fails (offline), a corpus built from the
-    Python installation's own documentation, cached too.
+    Python installation's own documentation, cached too, and said so on stderr. That
+    stand-in is for a run that named no corpus: one that names tiny shakespeare (a spec's
+    TextDataset) uses :func:`tiny_shakespeare`, which never substitutes.
     """
     for given, origin in ((data, "--data"), (os.environ.get(DATA_ENV) or None, f"${DATA_ENV}")):
         if given is None:

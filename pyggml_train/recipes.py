@@ -18,8 +18,8 @@ from typing import Any
 
 from . import ggml as G
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import GPT2Config, TrainConfig, resumed_config
-from .data import load_prepared, prepare, resolve_text
+from .config import GPT2Config, TrainConfig, follow_given, resumed_config
+from .data import load_prepared, prepare, tiny_shakespeare
 from .models import from_checkpoint, gpt2_weights, new_gpt2
 from .spec import Spec, SpecError, build_model, corpus_path, parse_spec, summary
 from .spec import train_config_for as spec_train_config
@@ -79,6 +79,9 @@ def _resumed(ckpt: Checkpoint, overrides: dict[str, Any], run: Run) -> TrainConf
     on any number of ranks: a run of N ranks without tokens_per_step stepped on N
     micro-batches, so on another world size it goes on with tokens_per_step = N * B * T."""
     tokenizer = tokenizer_from_dict(ckpt.tokenizer).name
+    overrides = dict(overrides)
+    for note in follow_given(ckpt.train_config, overrides, "checkpoint"):
+        run.log(f"resume: {note}")
     tc, changes = resumed_config(
         ckpt.model_config, ckpt.train_config, tokenizer, overrides, "the resumed run"
     )
@@ -122,8 +125,8 @@ def train_spec(
     first = parse_spec(raw, data_dir)  # the vocabulary is checked again once tokenized
     d = first.nodes[first.data].params
     text = corpus_path(d["source"], d["path"], data_dir, first.nodes[first.data])
-    if text is None:  # tiny shakespeare not at hand: fetched (or an offline stand-in)
-        text, source = resolve_text(None)
+    if text is None:  # tiny shakespeare not at hand: fetched, never another corpus
+        text, source = tiny_shakespeare(data_dir)
         log(f"data: {source}")
     prepared = prepare(text, out / "data", d["tokenizer"], d["val_fraction"])
     tokenizer = load_prepared(prepared.train_path.parent)[2]
@@ -173,11 +176,11 @@ if __name__ == "__main__":
 
 
 def script_name(spec: Spec | dict[str, Any]) -> str:
-    """A file name for the script of ``spec``: its name in lower case, words joined by
-    hyphens (``train-small-gpt.py``)."""
+    """A file name for the script of ``spec``: its name in lower case, runs of other
+    characters as one hyphen (``small-gpt.py``), as the studio names its download."""
     name = spec.name if isinstance(spec, Spec) else str(spec.get("name", ""))
-    words = "".join(c if c.isalnum() else " " for c in name.lower()).split()
-    return f"train-{'-'.join(words) or 'spec'}.py"
+    words = "".join(c if c.isascii() and c.isalnum() else " " for c in name.lower()).split()
+    return f"{'-'.join(words) or 'untitled'}.py"
 
 
 def script_for(spec: Spec | dict[str, Any], data_dir: str | Path | None = None) -> str:

@@ -57,6 +57,18 @@ def pick_token(
     return int(rng.choice(probs.size, p=probs))
 
 
+# One-token graphs of models below this many parameters decode on one thread: their
+# matmuls take about a millisecond, less than waking a second thread at each of the graph's
+# node barriers costs (char-tiny, 0.8M parameters: 0.55 s for 200 tokens on 1 thread,
+# 1.0 s on 2; docs/benchmarks.md, "Threads on a busy machine").
+ONE_THREAD_DECODE_PARAMS = 16_000_000
+
+
+def decode_threads(model: Model) -> int:
+    """Threads for one-token decoding: one for a small model, else the context's."""
+    return 1 if model.num_params() < ONE_THREAD_DECODE_PARAMS else model.ctx.threads
+
+
 class KVCacheDecoder:
     """Decoding one token per compute against per-layer K/V caches (batch 1), through the
     model's own layers. The model's net lists its causal attention layers with
@@ -90,6 +102,7 @@ class KVCacheDecoder:
         self.logits = vocab_logits(G.reshape(logits, (1, logits.shape[-1])), model.vocab_size)
         # self.logits (1, V)
         self.graph = ctx.graph(self.logits, arena=model.arena)  # the model's buffers
+        self.threads = decode_threads(model)
         self.length = 0  # positions filled in the caches
 
     def reset(self) -> None:
@@ -106,7 +119,10 @@ class KVCacheDecoder:
         mask = np.full((1, self.max_len), -np.inf, dtype=np.float32)  # (1, Tmax)
         mask[0, : pos + 1] = 0.0
         self.mask.set(mask)
-        self.graph.compute()
+        ctx = self.model.ctx
+        shared = ctx.threads  # compute(threads=) sets the context's count: give it back
+        self.graph.compute(self.threads)
+        ctx.threads = shared
         self.length = pos + 1
         return self.logits.numpy()[0]
 

@@ -37,8 +37,17 @@ struct TypeMismatch : std::invalid_argument {
     using std::invalid_argument::invalid_argument;
 };
 
+// Raised as MemoryError: a buffer could not be allocated on a device.
+struct OutOfMemory : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 [[noreturn]] void fail(const std::string & message);
 [[noreturn]] void fail_type(const std::string & message);
+// Throws OutOfMemory saying what needed `bytes` on `backend`'s device, how much that
+// device has available, and `lower`: the setting that makes it smaller.
+[[noreturn]] void fail_memory(const std::string & what, size_t bytes, ggml_backend_t backend,
+                              const std::string & lower);
 
 // "(2, 3)" for ne = [3, 2, 1, 1]: numpy order, leading ones dropped.
 std::string shape_str(const ggml_tensor * t);

@@ -1,5 +1,7 @@
 // Context, backends and tensor data transfer.
 #include <cstring>
+#include <fstream>
+#include <iomanip>
 #include <sstream>
 
 #include "common.h"
@@ -154,7 +156,50 @@ void fill(TensorRef & r, float value) {
     ggml_backend_tensor_set(t, values.data(), 0, ggml_nbytes(t));
 }
 
+// Bytes the kernel could give this process now without swapping (MemAvailable), 0 if unknown.
+size_t host_available_bytes() {
+    std::ifstream meminfo("/proc/meminfo");
+    std::string key;
+    size_t kib = 0;
+    while (meminfo >> key >> kib) {
+        if (key == "MemAvailable:") return kib * 1024;
+        meminfo.ignore(256, '\n');
+    }
+    return 0;
+}
+
+std::string megabytes(size_t bytes) {
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(1) << bytes / 1e6 << " MB";
+    return s.str();
+}
+
+constexpr const char * kLowerParams =
+    "the parameters and optimizer state grow with the model: lower n_layer, n_embd or the "
+    "vocabulary (pyggml-train: --set n_layer=N n_embd=N, or a smaller --preset)";
+
 }  // namespace
+
+[[noreturn]] void fail_memory(const std::string & what, size_t bytes, ggml_backend_t backend,
+                              const std::string & lower) {
+    ggml_backend_dev_t dev = ggml_backend_get_device(backend);
+    std::string name = dev ? ggml_backend_dev_name(dev) : "CPU";
+    size_t available = 0;
+    std::string source = "MemAvailable in /proc/meminfo";
+    if (dev && ggml_backend_dev_type(dev) != GGML_BACKEND_DEVICE_TYPE_CPU) {
+        size_t free = 0, total = 0;
+        ggml_backend_dev_memory(dev, &free, &total);
+        available = free;
+        source = "free device memory";
+    } else {
+        available = host_available_bytes();
+    }
+    std::ostringstream msg;
+    msg << "out of " << name << " memory: " << what << " need " << megabytes(bytes);
+    if (available) msg << ", and " << megabytes(available) << " are available (" << source << ")";
+    msg << "; " << lower;
+    throw OutOfMemory(msg.str());
+}
 
 [[noreturn]] void fail(const std::string & message) { throw InvalidArgument(message); }
 [[noreturn]] void fail_type(const std::string & message) { throw TypeMismatch(message); }
@@ -240,16 +285,29 @@ ggml_context * Context::op_ctx() {
 void Context::allocate() {
     if (!pending_) return;
     for (size_t i = first_unallocated_; i < persistent_ctxs_.size(); ++i) {
-        ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors(persistent_ctxs_[i].get(), backend_.get());
+        ggml_context * ctx = persistent_ctxs_[i].get();
+        ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors(ctx, backend_.get());
         if (!buf) {
-            // NULL means either "nothing to allocate" or "out of memory".
-            ggml_context * ctx = persistent_ctxs_[i].get();
+            // NULL means either "nothing to allocate" or "out of memory"; in the second case
+            // the tensors of the ranges placed before the failure point into freed buffers.
+            ggml_backend_buffer_type_t buft = ggml_backend_get_default_buffer_type(backend_.get());
+            size_t needed = 0;
             for (ggml_tensor * t = ggml_get_first_tensor(ctx); t; t = ggml_get_next_tensor(ctx, t)) {
-                if (!t->data) {
-                    throw std::runtime_error("out of " + device_ + " memory allocating " + describe(t));
-                }
+                if (!t->view_src) needed += ggml_backend_buft_get_alloc_size(buft, t);
             }
-            continue;
+            bool any_missing = false;
+            for (ggml_tensor * t = ggml_get_first_tensor(ctx); t; t = ggml_get_next_tensor(ctx, t)) {
+                any_missing |= t->data == nullptr;
+            }
+            if (!any_missing) continue;
+            for (ggml_tensor * t = ggml_get_first_tensor(ctx); t; t = ggml_get_next_tensor(ctx, t)) {
+                t->data = nullptr;
+                t->buffer = nullptr;
+            }
+            first_unallocated_ = i;
+            fail_memory("the tensors created since the last allocation (parameters, inputs, "
+                        "optimizer state)",
+                        needed, backend_.get(), kLowerParams);
         }
         ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
         buffers_.emplace_back(buf);

@@ -206,6 +206,7 @@ class Graph {
             /*.no_alloc   =*/true,
         };
         gctx_.reset(ggml_init(params));
+        if (!gctx_) fail_memory("the graph's metadata", params.mem_size, ctx_->backend(), "build a smaller graph");
         cg_ = ggml_new_graph_custom(gctx_.get(), size_, true);
         for (const auto & o : outputs) {
             mark_output(o.t);
@@ -484,8 +485,20 @@ class Graph {
         ggml_backend_sched_reset(a.sched.get());
         a.current = nullptr;
         release_nodes();
-        if (!ggml_backend_sched_alloc_graph(a.sched.get(), cg_)) {
-            throw std::runtime_error("could not allocate the compute buffers of the graph (out of memory?)");
+        // Reserve first: when its buffer allocation fails, ggml_backend_sched_alloc_graph goes
+        // on to place the tensors in the missing buffer and crashes (ggml v0.15.3); reserve
+        // reports the failure, and a reserved graph allocates without growing the buffers.
+        if (!ggml_backend_sched_reserve(a.sched.get(), cg_) || !ggml_backend_sched_alloc_graph(a.sched.get(), cg_)) {
+            std::vector<size_t> sizes(ggml_backend_sched_get_n_backends(a.sched.get()), 0);
+            ggml_backend_sched_reserve_size(a.sched.get(), cg_, sizes.data());
+            size_t needed = 0;
+            for (size_t s : sizes) needed += s;
+            fail_memory("the compute buffers of a graph of " + std::to_string(ggml_graph_n_nodes(cg_)) +
+                            " nodes (activations and gradients)",
+                        needed, ctx_->backend(),
+                        "activations grow with batch x sequence length (attention with its square): "
+                        "lower them (pyggml-train: --batch-size, --block-size), or recompute them "
+                        "(--set recompute=blocks)");
         }
         a.current = this;
         allocated_ = true;

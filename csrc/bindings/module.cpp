@@ -1,4 +1,6 @@
 // pyggml_train._C: the raw binding. pyggml_train/ggml.py is the user-facing layer.
+#include <cstring>
+
 #include "common.h"
 
 namespace pyggml {
@@ -90,8 +92,12 @@ std::vector<py::tuple> cpu_matmul_stats() {
     return out;
 }
 
+// Errors and warnings reach stderr, except a failed allocation: the binding raises a
+// MemoryError that says what needed how much, and ggml's lines would only repeat it.
 void quiet_log(ggml_log_level level, const char * text, void *) {
-    if (level == GGML_LOG_LEVEL_ERROR || level == GGML_LOG_LEVEL_WARN) fputs(text, stderr);
+    if (level != GGML_LOG_LEVEL_ERROR && level != GGML_LOG_LEVEL_WARN) return;
+    if (std::strstr(text, "failed to allocate") || std::strstr(text, "insufficient memory")) return;
+    fputs(text, stderr);
 }
 
 }  // namespace
@@ -105,6 +111,7 @@ PYBIND11_MODULE(_C, m) {
 
     py::register_exception<TypeMismatch>(m, "GgmlTypeError", PyExc_TypeError);
     py::register_exception<InvalidArgument>(m, "GgmlValueError", PyExc_ValueError);
+    py::register_exception<OutOfMemory>(m, "GgmlMemoryError", PyExc_MemoryError);
 
     m.attr("GGML_COMMIT") = PYGGML_GGML_COMMIT;
     m.attr("GGML_PATCHES") = split_csv(PYGGML_GGML_PATCHES);

@@ -16,7 +16,13 @@ import numpy as np
 from ..atomic import atomic_dir
 from ..config import GPT2Config
 from ..hf_gpt2 import PREFIX, infer_config, param_shapes
-from ..tokenizer import GPT2_VOCAB_SIZE, GPT2Tokenizer, Tokenizer, tokenizer_from_dict
+from ..tokenizer import (
+    GPT2_VOCAB_SIZE,
+    CharTokenizer,
+    GPT2Tokenizer,
+    Tokenizer,
+    tokenizer_from_dict,
+)
 from .bpe import gpt2_from_tiktoken
 from .safetensors import load_safetensors, save_safetensors
 
@@ -45,8 +51,13 @@ def _config_from_json(path: Path) -> GPT2Config:
     )
 
 
-def _hf_config_dict(config: GPT2Config) -> dict[str, object]:
+def _hf_config_dict(config: GPT2Config, tokenizer: Tokenizer | None) -> dict[str, object]:
+    # GPT-2's <|endoftext|> is the BOS/EOS of GPT-2 BPE only; transformers assumes 50256
+    # when the keys are absent and warns on every load of a smaller vocabulary
+    special = GPT2_VOCAB_SIZE - 1 if isinstance(tokenizer, GPT2Tokenizer) else None
     return {
+        "bos_token_id": special,
+        "eos_token_id": special,
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
         "activation_function": "gelu_new",
@@ -134,6 +145,44 @@ def _tokenizer(file: Path, metadata: dict[str, str], config: GPT2Config) -> Toke
     return tokenizer
 
 
+def _char_tokenizer_files(tokenizer: CharTokenizer, block_size: int) -> dict[str, str]:
+    """tokenizer.json (the Hugging Face ``tokenizers`` format) that encodes as ours: a BPE
+    with no merges splits text into characters and maps each to its id; the Fuse decoder
+    joins them back without spaces. No normalizer, no pre-tokenizer, no special tokens."""
+    model = {
+        "type": "BPE",
+        "dropout": None,
+        "unk_token": None,
+        "continuing_subword_prefix": None,
+        "end_of_word_suffix": None,
+        "fuse_unk": False,
+        "byte_fallback": False,
+        "ignore_merges": False,
+        "vocab": {c: i for i, c in enumerate(tokenizer.chars)},
+        "merges": [],
+    }
+    spec = {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [],
+        "normalizer": None,
+        "pre_tokenizer": None,
+        "post_processor": None,
+        "decoder": {"type": "Fuse"},
+        "model": model,
+    }
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": block_size,
+        "clean_up_tokenization_spaces": False,
+    }
+    return {
+        "tokenizer.json": json.dumps(spec, ensure_ascii=False),
+        "tokenizer_config.json": json.dumps(config, indent=2),
+    }
+
+
 def save_hf_checkpoint(
     path: str | Path,
     params: dict[str, np.ndarray],
@@ -166,7 +215,9 @@ def save_hf_checkpoint(
     if path.suffix == ".safetensors":
         save_safetensors(path, tensors, metadata)
         return path
-    files = {"config.json": json.dumps(_hf_config_dict(config), indent=2)}
+    files = {"config.json": json.dumps(_hf_config_dict(config, tokenizer), indent=2)}
+    if isinstance(tokenizer, CharTokenizer):
+        files.update(_char_tokenizer_files(tokenizer, config.block_size))
     if isinstance(tokenizer, GPT2Tokenizer):
         vocab = gpt2_from_tiktoken()
         files["vocab.json"] = json.dumps({t: i for i, t in enumerate(vocab.tokens)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from ..data import cache_dir
+from ..data import cache_dir, read_corpus
 from .schema import Node, SpecError
 
 CORPORA = {"tinyshakespeare": "tinyshakespeare.txt", "the-verdict": "the-verdict.txt"}
@@ -45,7 +45,7 @@ def corpus_path(
 
 @functools.lru_cache(maxsize=16)
 def _char_vocab_cached(path: str, mtime_ns: int, size: int) -> int:
-    return len(set(Path(path).read_text(encoding="utf-8")))
+    return len(set(read_corpus(path)))  # as prepare() decodes it (a BOM, UTF-16)
 
 
 def char_vocab_size(path: Path) -> int:

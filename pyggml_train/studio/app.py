@@ -36,6 +36,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import spec as S
 from ..atomic import atomic_open
+from ..data import tiny_shakespeare
 from ..recipes import script_for
 from . import worker
 from .datadir import DataDir, PathError, inside
@@ -96,11 +97,34 @@ def _studio(request: Request) -> tuple[DataDir, RunManager]:
 
 
 def _check(datadir: DataDir, spec: Any) -> dict[str, Any]:
-    """check_spec, plus the data-dir confinement of file paths named in the spec."""
+    """check_spec, plus the data-dir confinement of file paths named in the spec, plus
+    that a named corpus is at hand: a run never trains on a stand-in."""
     path_errors = datadir.spec_path_errors(spec)
     if path_errors:  # never let shape inference read a file outside the data dir
         return {"ok": False, "errors": path_errors, "shapes": {}}
-    return S.check_spec(spec, datadir.data)
+    result = S.check_spec(spec, datadir.data)
+    missing = _missing_corpora(datadir, spec)
+    if missing:
+        result = {**result, "ok": False, "errors": [*result["errors"], *missing]}
+    return result
+
+
+def _missing_corpora(datadir: DataDir, spec: Any) -> list[dict[str, Any]]:
+    """An error on each TextDataset that names tiny shakespeare when it can be neither
+    found nor fetched (offline), saying where to put it and how else to provide it."""
+    nodes = spec.get("nodes") if isinstance(spec, dict) else None
+    errors = []
+    for node in nodes if isinstance(nodes, list) else []:
+        params = node.get("params") if isinstance(node, dict) else None
+        if node.get("type") != "TextDataset" or not isinstance(params, dict):
+            continue
+        if params.get("source", "tinyshakespeare") != "tinyshakespeare":
+            continue
+        try:
+            tiny_shakespeare(datadir.data)
+        except FileNotFoundError as exc:
+            errors.append({"node": node.get("id"), "message": str(exc)})
+    return errors
 
 
 def _checked_spec(datadir: DataDir, spec: Any) -> S.Spec:

@@ -233,7 +233,9 @@ def test_gguf_gpt2_vocabulary_comes_back_as_gpt2(tmp_path):
 # ---- Hugging Face ----------------------------------------------------------------------------
 def test_hf_export_carries_the_tokenizer(tmp_path):
     out = export_model(tmp_path / "char", "hf", PARAMS, CFG, CHARS)
-    assert files_in(out) == ["config.json", "model.safetensors"]
+    assert files_in(out) == [
+        "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"
+    ]  # fmt: skip
     assert read_model_file(out).tokenizer.chars == CHARS.chars
     cfg = GPT2Config(vocab_size=50257, block_size=8, n_layer=1, n_head=1, n_embd=32)
     bpe = export_model(tmp_path / "bpe", "hf", init_params(cfg), cfg, GPT2Tokenizer())

@@ -56,6 +56,13 @@ function fileStem() {
   return ($("spec-name").value.trim() || "untitled").replace(/[^A-Za-z0-9._ -]+/g, "_");
 }
 
+// A script's name is typed on a command line: lower case and dashes, no spaces or brackets
+// ("small GPT (128 wide)" -> "small-gpt-128-wide.py").
+function scriptName() {
+  const slug = fileStem().toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "");
+  return `${slug || "untitled"}.py`;
+}
+
 // ---- specs --------------------------------------------------------------------------------
 function currentSpec() {
   return editor.toSpec($("spec-name").value.trim() || "untitled");
@@ -268,7 +275,7 @@ function wireToolbar() {
     const script = state.shown
       ? await api("GET", `/api/runs/${state.shown}/script`)
       : await api("POST", "/api/script", currentSpec());
-    download(`${fileStem()}.py`, script, "text/x-python");
+    download(scriptName(), script, "text/x-python");
   });
   for (const fmt of ["gguf", "hf"]) {
     bind(`export-${fmt}`, async () => {
