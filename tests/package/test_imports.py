@@ -81,7 +81,7 @@ def layer_of(name: str) -> int:
     for i, layer in enumerate(LAYERS):
         if any(name == m or name.startswith(m + ".") for m in layer):
             return i
-    raise AssertionError(f"pyggml_train.{name} is in no layer of tests/package/test_imports.py: add it")
+    raise AssertionError(f"pyggml_train.{name} is in no layer of test_imports.LAYERS: add it")
 
 
 def test_no_import_cycle():
