@@ -17,8 +17,8 @@
 #       upstream files). Checks first that the new series applies in order to the upstream
 #       commit and, with the new csrc/ggml-ext, gives exactly DIR's tree.
 #
-# Edit in DIR with ordinary git: commit, `git rebase -i upstream` to amend an earlier
-# patch, reorder or split. One logical change per commit; the commit message becomes the
+# Edit in DIR with ordinary git: commit, `git rebase -i ext` to amend an earlier
+# patch, reorder or split. One final change per commit; the commit message becomes the
 # patch description, so say why. The pin (commit and fallback sdist) is read from
 # cmake/GgmlPin.cmake.
 
@@ -72,7 +72,9 @@ cmd_init() {
 
     git -C "$dir" init -q
     git_ws "$dir" add -A
-    git_ws "$dir" commit -q -m "upstream ggml ${GGML_COMMIT:0:12} ($GGML_VERSION)"
+    local what="ggml ${GGML_COMMIT:0:12} ($GGML_VERSION, cmake/GgmlPin.cmake)"
+    [[ -z "${2:-}" ]] || what="ggml from $src"
+    git_ws "$dir" commit -q -m "upstream $what"
     git -C "$dir" tag upstream
 
     while read -r f; do
