@@ -1,5 +1,5 @@
 # The CPU backend's f32 MUL_MAT / OUT_PROD on the sgemm of the scipy-openblas32 wheel
-# (patch 0010): a current OpenBLAS (AVX2 and AVX-512 kernels), installed from the package
+# (patch 0011): a current OpenBLAS (AVX2 and AVX-512 kernels), installed from the package
 # registry like any other dependency. Its symbols carry a scipy_ prefix, mapped here to the
 # plain CBLAS names the patch calls. Each ggml thread calls the sgemm single-threaded on
 # its share of the output, so there is one thread pool, ggml's.

@@ -3,16 +3,14 @@
 # Sources, in order:
 #   1. PYGGML_GGML_SOURCE_DIR, if set (a pristine checkout of the pinned commit);
 #   2. the ggml/ submodule, if it is checked out;
-#   3. a cache of the tree from the PyPI sdist ggml-python==0.0.45, which ships the
-#      identical tree under vendor/ggml/; fetched with pip on first use and verified
-#      by sha256.
+#   3. a cache of the tree from the PyPI sdist PYGGML_SDIST_SPEC (cmake/GgmlPin.cmake),
+#      which ships the identical tree under vendor/ggml/; fetched with pip on first use
+#      and verified by sha256.
 # The patched copy is rebuilt only when the source or the patch series changes, so
-# re-configuring is idempotent.
+# re-configuring is idempotent. Our own source files (csrc/ggml-ext/) are then copied in
+# beside ggml's, where the patches hook them into ggml's code and CMake lists.
 
-set(PYGGML_GGML_COMMIT "eced84c86f8b012c752c016f7fe789adea168e1e")
-set(PYGGML_SDIST_SPEC "ggml-python==0.0.45")
-set(PYGGML_SDIST_FILE "ggml_python-0.0.45.tar.gz")
-set(PYGGML_SDIST_SHA256 "10aac52075cf3c7ef2b00d6c35b1c23f7b018dbeff8ae8df67339b4be1166f05")
+include("${CMAKE_CURRENT_LIST_DIR}/GgmlPin.cmake")
 
 function(_pyggml_default_cache_dir out_var)
   if(DEFINED ENV{PYGGML_CACHE_DIR})
@@ -156,4 +154,24 @@ function(pyggml_patch_ggml pristine dest)
     file(APPEND "${dest}/.pyggml-patches" "${n}\n")
   endforeach()
   file(WRITE "${stamp}" "${fingerprint}")
+endfunction()
+
+# Copies our own sources into the patched tree: csrc/ggml-ext/<name>/<path> becomes
+# src/ggml-<name>/<path> (cpu/amx-bf16.c -> src/ggml-cpu/amx-bf16.c). They are whole files
+# of ours, so they live here as ordinary sources rather than as patches that carry their
+# text; the patches only hook them in (an #include, a CMake source list entry; ggml-cuda
+# and the Vulkan shaders are globbed). configure_file rewrites a copy only when its
+# content changed, so an edit rebuilds that file alone, and re-configuring is free.
+function(pyggml_copy_ggml_ext pristine dest)
+  set(ext_root "${PROJECT_SOURCE_DIR}/csrc/ggml-ext")
+  file(GLOB_RECURSE ext_files RELATIVE "${ext_root}" CONFIGURE_DEPENDS "${ext_root}/*")
+  list(FILTER ext_files INCLUDE REGEX "/")  # csrc/ggml-ext/README.md stays behind
+  foreach(rel IN LISTS ext_files)
+    string(REGEX REPLACE "^([^/]+)/" "src/ggml-\\1/" target "${rel}")
+    if(EXISTS "${pristine}/${target}")
+      message(FATAL_ERROR "pyggml: csrc/ggml-ext/${rel} would replace ggml's own ${target}; "
+                          "change an upstream file with a patch in csrc/patches instead.")
+    endif()
+    configure_file("${ext_root}/${rel}" "${dest}/${target}" COPYONLY)
+  endforeach()
 endfunction()

@@ -421,7 +421,7 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 def out_prod(a: Tensor, b: Tensor, allow_bf16: bool = False) -> Tensor:
     """``a (..., K, M)``, ``b (..., K, P)`` -> ``b^T @ a`` of shape ``(..., P, M)``.
     ``allow_bf16``: the backend may round both operands to bf16 (sums stay f32) where its
-    bf16 product is faster, as the backward of a bf16 matmul does (AMX tiles, patch 0023)."""
+    bf16 product is faster, as the backward of a bf16 matmul does (AMX tiles, patch 0021)."""
     nd = max(a.ndim, b.ndim, 2)
     pa, pb = _pad_shape(a.shape, nd), _pad_shape(b.shape, nd)
     out = tuple(pb[:-2]) + (pb[-1], pa[-1])
@@ -567,7 +567,7 @@ def soft_max(a: Tensor, mask: Tensor | None = None, scale: float = 1.0) -> Tenso
 def attn_causal(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
     """Causal self-attention ``softmax(scale * q @ k^T + causal mask) @ v`` over the last
     two axes, q, k, v of one shape (..., T, head_size), e.g. (B, H, T, hs) views of a fused
-    QKV projection. One op (patch 0015): its backward recomputes the probabilities, so no
+    QKV projection. One op (patch 0016): its backward recomputes the probabilities, so no
     (..., T, T) tensor is kept between forward and backward. CPU kernels only."""
     if not (q.shape == k.shape == v.shape) or q.ndim < 2:
         raise ValueError(

@@ -1,8 +1,8 @@
 """Which kernel runs our CPU matrix products, chosen from the CPU's features at run time.
 
-Two things decide it. OpenBLAS (f32 products, patch 0010) picks its sgemm kernel for the
+Two things decide it. OpenBLAS (f32 products, patch 0011) picks its sgemm kernel for the
 CPU it runs on. ggml's bf16 products, and the backward products of a bf16 matmul, run on
-our packed bf16 GEMM (patches 0021, 0023, 0024): on AMX tiles where the CPU has AMX-BF16
+our packed bf16 GEMM (patch 0021): on AMX tiles where the CPU has AMX-BF16
 (compiled into every x86-64 Linux build, taken at run time), else on AVX512-BF16
 registers (``vdpbf16ps``) where the build targets them. Products the GEMM does not take
 (a side under 32, batched weights) and CPUs without either engine use llamafile's

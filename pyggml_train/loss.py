@@ -21,7 +21,7 @@ class LossHead:
     """Mean cross-entropy of the padded logits (N, Vp) over the first V columns against
     next-token targets.
 
-    ``sparse``: ggml_cross_entropy_loss_sparse (patch 0006) with the targets (N,) i32; the
+    ``sparse``: ggml_cross_entropy_loss_sparse (patch 0007) with the targets (N,) i32; the
     padded columns stay out of its softmax, so the logits need no cut-off copy.
     ``dense``: ggml's cross_entropy_loss with a one-hot (N, V) f32 label input, as large
     as the logits. ``gather``: -mean(log(softmax(logits)[n, target_n])) via get_rows on

@@ -18,7 +18,7 @@ F32 = 4
 # f32 values a training graph's compute buffers hold per token and per layer, in units of
 # n_embd, after ggml's allocator reuses what it can: measured 19-20 on the CPU (fused
 # attention), 18 for the one block a recomputing run holds; 16 is a floor below both
-# (tests/test_memory.py checks the estimate against measured buffers).
+# (tests/reliability/test_memory.py checks the estimate against measured buffers).
 ACTIVATIONS_PER_LAYER = 16
 # per token, over the vocabulary: the logits (measured 1.06 with the sparse loss)
 LOGITS_PER_TOKEN = 1

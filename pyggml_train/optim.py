@@ -4,7 +4,7 @@ The backward graph leaves each parameter's gradient in a persistent accumulator;
 module never copies it to the host. A norm graph sums the squares of all accumulators
 (one scalar comes back; pyggml_train/step.py turns it into the global-norm clip factor),
 and an optimizer graph applies ggml's opt_step_adamw in place, with that factor as the
-step's 8th hyperparameter (patch 0011: the step scales the gradient itself, so no scaled
+step's 8th hyperparameter (patch 0012: the step scales the gradient itself, so no scaled
 copy is made). Both graphs are built once; a step only writes the two hyperparameter tensors.
 
 ggml's step (ops.cpp, ggml_compute_forward_opt_step_adamw_f32), with t = steps done + 1::

@@ -70,15 +70,20 @@ EOF
 CUBLAS_INC=$(find_cublas_headers)
 
 # --- files to compile ------------------------------------------------------------------
-# Every .cu file of ggml-cuda that csrc/patches changes, plus the ones the series is known
-# to touch (in case the patches are not found next to this script).
-PATCH_DIR=$(cd "$(dirname "$0")/.." && pwd)/csrc/patches
+# Every .cu file of ggml-cuda that csrc/patches changes, our own ones (csrc/ggml-ext/cuda/,
+# which the build copies into src/ggml-cuda/), plus the ones the series is known to touch
+# (in case the patches are not found next to this script).
+REPO_ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PATCH_DIR=$REPO_ROOT/csrc/patches
 FILES=(src/ggml-cuda/ggml-cuda.cu src/ggml-cuda/norm.cu src/ggml-cuda/unary.cu)
 if compgen -G "$PATCH_DIR/*.patch" > /dev/null; then
     while read -r f; do
         [[ " ${FILES[*]} " == *" $f "* ]] || FILES+=("$f")
     done < <(grep -h '^+++ b/src/ggml-cuda/.*\.cu$' "$PATCH_DIR"/*.patch | sed 's|^+++ b/||' | sort -u)
 fi
+for f in "$REPO_ROOT"/csrc/ggml-ext/cuda/*.cu; do
+    [[ -e "$f" ]] && FILES+=("src/ggml-cuda/$(basename "$f")")
+done
 
 # In a workspace made by scripts/ggml_patch_workspace.sh, also everything changed since the
 # upstream tag (commits not exported yet, uncommitted edits).

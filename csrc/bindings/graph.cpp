@@ -450,7 +450,7 @@ class Graph {
                     break;
                 case GGML_OP_CROSS_ENTROPY_LOSS_SPARSE: {
                     int32_t n_classes;
-                    std::memcpy(&n_classes, n->op_params, sizeof n_classes);  // op_params[0], patch 0006
+                    std::memcpy(&n_classes, n->op_params, sizeof n_classes);  // op_params[0], patch 0007
                     index_checks_.push_back({n->src[1], INT64_MIN, n_classes,
                                              "cross_entropy_loss_sparse: the logits " + describe(n->src[0]) + " have " +
                                                  std::to_string(n_classes) + " classes"});

@@ -39,7 +39,7 @@ extern "C" char * scipy_openblas_get_config(void);
 extern "C" char * scipy_openblas_get_corename(void);
 #endif
 
-// The BLAS library behind the CPU backend's large f32 matmuls (patch 0010), with the
+// The BLAS library behind the CPU backend's large f32 matmuls (patch 0011), with the
 // kernel it picked for this CPU; empty when built with ggml's own sgemm only.
 std::string cpu_blas() {
 #ifdef PYGGML_CPU_BLAS

@@ -18,7 +18,7 @@ def as_gpt2(spec: Spec) -> tuple[GPT2Config, dict[str, str]]:
     GPT-2-shaped: a chain data -> Embedding -> learned PositionalEncoding -> GPTBlock x N
     (dim_feedforward 4 C, GPT2Config has no MLP width) -> LayerNorm (eps 1e-5, the blocks')
     -> Linear tied to the embedding, no bias -> Loss. Such a spec computes GPT2's math with
-    GPT2's parameters (tests/test_spec_model.py), so its weights export as a GPT-2's.
+    GPT2's parameters (tests/spec/test_spec_model.py), so its weights export as a GPT-2's.
     Raises SpecError naming the node that differs.
     """
     nodes = list(spec.nodes.values())

@@ -1,4 +1,4 @@
-// Checks the AMX bf16 GEMM of patch 0021 (ggml's src/ggml-cpu/amx-bf16.c) on any CPU: the
+// Checks the AMX bf16 GEMM (csrc/ggml-ext/cpu/amx-bf16.c, hooked in by patch 0021) on any CPU: the
 // kernel source is compiled into this test with -DGGML_AMX_BF16_EMULATE, which turns its
 // tile instructions (LDTILECFG, TILEZERO, TILELOADD, TDPBF16PS, TILESTORED, TILERELEASE)
 // into C on eight emulated 1 KiB tile registers. The packing, blocking and edges are the
@@ -16,11 +16,11 @@
 //   - no element outside (M, N) of C is written;
 //   - adding into C (acc, as OUT_PROD into a gradient accumulator) equals, bit for bit, the
 //     ascending-k f32 sum that starts from C's old value.
-// The packers (patch 0023) take any strides: A read down its columns and W read from an
+// The packers (patch 0021) take any strides: A read down its columns and W read from an
 // f32 (K, N) matrix (OUT_PROD's operands) pack to the same A' and B' as their contiguous
 // bf16 copies, whatever the rows each thread packs.
 // Plus the emulator's own rules: bf16 rounding to nearest even, denormal inputs as zero.
-// Where this build targets AVX512-BF16 (patch 0024's register engine: VDPBF16PS on the same
+// Where this build targets AVX512-BF16 (patch 0021's register engine: VDPBF16PS on the same
 // packed A' and B'), every shape and acc case runs on it too: within the same f32 bound,
 // bit-identical across splits, nothing written outside (M, N). Not bit for bit against the
 // ascending-k sum: VDPBF16PS adds each pair's two products in an order of its own.

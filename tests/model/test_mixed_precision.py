@@ -1,6 +1,6 @@
 """bf16 mixed precision (GPT2Config.matmul_dtype='bf16'): Linear and LM-head matmuls on bf16
 casts of f32 master weights; their backward products on bf16-rounded operands where the
-packed bf16 GEMM runs (AMX tiles or AVX512-BF16, patches 0023/0024), else in f32; gradient
+packed bf16 GEMM runs (AMX tiles or AVX512-BF16, patch 0021), else in f32; gradient
 accumulators, optimizer and everything else in f32.
 
 Stated distance: over a 120-step training run the bf16 loss curve stays within
@@ -73,7 +73,7 @@ def test_matmul_dtype_is_checked() -> None:
 
 
 def test_weight_gradients_go_straight_into_the_master_accumulators() -> None:
-    """A bf16 train graph is the f32 one plus one cast per matmul weight (patch 0022): each
+    """A bf16 train graph is the f32 one plus one cast per matmul weight (patch 0015): each
     cast weight's gradient is added into its f32 master's accumulator by the product itself,
     with no weight-sized temporary and no extra ADD per weight."""
     ops = {}

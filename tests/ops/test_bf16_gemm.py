@@ -1,6 +1,6 @@
 """The packed bf16 GEMM against float64 numpy: bf16 MUL_MAT (patch 0021) and the backward's
-OUT_PROD (patch 0023), on AMX tiles where the CPU has them, else on AVX512-BF16 registers
-(patch 0024) where the build targets them.
+OUT_PROD (patch 0021), on AMX tiles where the CPU has them, else on AVX512-BF16 registers
+(patch 0021) where the build targets them.
 
 Where neither engine runs (e.g. AMD Zen 3: no AVX512-BF16, no AMX), these tests skip,
 naming the CPU. The tile algorithm is checked on every CPU by
@@ -189,7 +189,7 @@ def test_small_model_gradients_on_the_gemm_match_the_f32_reference() -> None:
     K.reset_matmul_stats()
     loss, grads = model.loss_and_grads(idx[:, :-1], idx[:, 1:])
     summary = K.kernel_summary(K.matmul_stats(), K.this_cpu())
-    # every weight product on the GEMM: the forward's, and the backward's (patch 0023)
+    # every weight product on the GEMM: the forward's, and the backward's (patch 0021)
     name = K.kernel_name(engine, "bf16", K.this_cpu())
     assert f"mul_mat bf16: {name} 100%" in summary, summary
     assert f"out_prod f32: {name} 100%" in summary, summary

@@ -13,12 +13,7 @@ import pyggml_train
 import pyggml_train as pg
 from pyggml_train import ggml as G
 
-PINNED_GGML_COMMIT = "eced84c86f8b012c752c016f7fe789adea168e1e"
-
-
-def test_pinned_commit() -> None:
-    commit, _ = pg.ggml_version()
-    assert commit == PINNED_GGML_COMMIT
+# The commit against the pin (cmake/GgmlPin.cmake): tests/ops/test_patch_series.py
 
 
 def test_patch_list_matches_csrc_patches() -> None:

@@ -1,6 +1,6 @@
 """The CPU's large f32 products against float64 numpy, on 1, 2 and 3 threads.
 
-Patch 0010 runs MUL_MAT and OUT_PROD with every side >= 16 on a BLAS sgemm, each ggml thread
+Patch 0011 runs MUL_MAT and OUT_PROD with every side >= 16 on a BLAS sgemm, each ggml thread
 taking whole batches when they divide evenly among the threads and a band of rows of every
 batch otherwise. The product tests in test_ops_*.py use small shapes that stay on ggml's own
 kernels; the shapes here take the sgemm path on up to 3 threads (at least 32^3
@@ -143,7 +143,7 @@ def test_row_bands_bit_identical_for_any_thread_count(
     name: str, build, sa: tuple, sb: tuple
 ) -> None:
     """A product split into row bands sums every element in the same order as the unsplit
-    one (patch 0016 puts band edges on the sgemm kernel's tile grain), so the thread count
+    one (patch 0011 puts band edges on the sgemm kernel's tile grain), so the thread count
     cannot change a single bit."""
     a, b = randn(*sa, seed=14), randn(*sb, seed=15)
     one = forward(build, [a, b], 1)

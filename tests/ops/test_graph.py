@@ -76,7 +76,7 @@ def test_optimizer_graph_reads_the_persistent_gradient() -> None:
 
 def test_softmax_gradient_through_a_reshape_of_its_output() -> None:
     # The allocator runs SOFT_MAX_BACK in place over the softmax output when the incoming
-    # gradient is a view; patch 0009 makes the CPU kernel safe for that.
+    # gradient is a view; patch 0010 makes the CPU kernel safe for that.
     rng = np.random.default_rng(0)
     n, v = 6, 7
     wv = rng.standard_normal((n, v)).astype(np.float32)

@@ -513,7 +513,7 @@ def test_gradcheck_rejects_a_wrong_ggml_gradient() -> None:
         )
 
 
-# ---- fused causal attention (patch 0015) ------
+# ---- fused causal attention (patch 0016) ------
 def _attn_causal_ref(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float) -> np.ndarray:
     s = scale * (q @ np.swapaxes(k, -1, -2))
     t = s.shape[-1]

@@ -284,7 +284,7 @@ def test_sum_sum_rows_mean() -> None:
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("shape", [(1001, 37), (2, 5, 7, 3), (5000,)])
 def test_sum_on_threads(shape: tuple, threads: int) -> None:
-    """Patch 0012 splits the rows of an f32 sum among the threads (uneven row counts, a
+    """Patch 0013 splits the rows of an f32 sum among the threads (uneven row counts, a
     single long row) and adds the per-thread partial sums."""
     x = randn(*shape, seed=29) + 0.25
     got = forward(G.sum, [x], threads)
@@ -441,7 +441,7 @@ def test_gradients_through_a_bf16_weight(threads: int) -> None:
     """mul_mat(cast(w, 'bf16'), x) with an f32 master weight w: the forward and the input
     gradient run on bf16 operands, so they carry bf16's ~3 significant digits. The weight
     gradient is computed in f32 (exact to f32 rounding), or, where the packed bf16 GEMM runs
-    (patches 0023/0024: AMX tiles or AVX512-BF16), from x and the output gradient rounded to
+    (patch 0021: AMX tiles or AVX512-BF16), from x and the output gradient rounded to
     bf16 with f32 sums, as PyTorch's autocast does."""
     w0, x0, r0 = randn(48, 64, seed=61), randn(40, 64, seed=62), randn(40, 48, seed=63)
     ctx = pg.Context(threads=threads)
