@@ -89,7 +89,7 @@ def test_a_short_run_keeps_the_warmup_fraction_and_says_so():
 @pytest.mark.parametrize(
     ("flag", "why"),
     [(["--preset", "bpe-small"], "the spec is the model"),
-     (["--metrics", "m.jsonl"], "OUT_DIR/metrics.jsonl")],
+     (["--tokenizer", "gpt2"], "names the tokenizer")],
 )  # fmt: skip
 def test_a_flag_that_does_not_apply_to_a_spec_is_refused(flag, why, tmp_path, capsys):
     code = main(["train", "--model", str(SPEC), "--out-dir", str(tmp_path), *flag])
