@@ -53,7 +53,7 @@ def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -
     )
     p.add_argument("--block-size", type=int, help="tokens per sequence (also the model context)")
     p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--device", help="cpu, cuda or metal")
+    p.add_argument("--device", help="cpu, cuda, vulkan or metal (docs/devices.md)")
     p.add_argument("--threads", type=int, help="CPU threads")
     p.add_argument("--seed", type=int, help="seed of init, batches and sampling")
     p.add_argument(
