@@ -325,3 +325,38 @@ def test_training_on_the_device_follows_the_cpu_and_checkpoints_cross_over(devic
         resumed.restore(ckpt)
         assert resumed.model.ctx.device == dst
         assert abs(resumed.train_one_step()[0] - next_loss) <= RUN_RTOL * next_loss
+
+
+# ---- bad input on a device: the CPU's errors, and the interpreter lives ----------------
+
+
+def test_an_out_of_range_token_id_is_the_cpus_error(device):
+    ctx = pg.Context(device)
+    idx = ctx.input((40,), "i32")
+    graph = ctx.graph(G.norm(G.get_rows(ctx.param((5, 8), init=np.ones((5, 8))), idx)))
+    ids = np.zeros(40, np.int32)
+    ids[12] = 7
+    idx.set(ids)
+    with pytest.raises(ValueError, match=r"index 7 at position \(12,\).*\[0, 5\)"):
+        graph.compute()
+
+
+def test_an_out_of_range_target_is_the_cpus_error(device):
+    ctx = pg.Context(device)
+    logits, targets = ctx.input((4, 5)), ctx.input((4,), "i32")
+    graph = ctx.graph(G.cross_entropy_loss_sparse(logits, targets))
+    logits.set(np.zeros((4, 5), np.float32))
+    targets.set(np.array([0, -1, 9, 2], np.int32))
+    with pytest.raises(ValueError, match=r"index 9 at position \(2,\)"):
+        graph.compute()
+
+
+def test_a_tensor_larger_than_the_device_is_an_error_not_an_abort(device):
+    """2**40 floats (4 TiB): more than any device here holds."""
+    ctx = pg.Context(device)
+    ctx.input((1 << 20, 1 << 20))
+    with pytest.raises((MemoryError, RuntimeError), match="memory"):
+        ctx.allocate()
+    small = pg.Context(device).input((3,))  # the device still works
+    small.set(np.ones(3, np.float32))
+    np.testing.assert_array_equal(small.numpy(), np.ones(3))
