@@ -254,8 +254,7 @@ class Graph {
         }
         node_backends_.clear();
         for (int i = 0; i < ggml_graph_n_nodes(cg_); ++i) {
-            ggml_backend_t b = ggml_backend_sched_get_tensor_backend(arena_->sched.get(), ggml_graph_node(cg_, i));
-            node_backends_.emplace_back(b ? ggml_backend_name(b) : "");
+            node_backends_.push_back(ggml_backend_sched_get_tensor_backend(arena_->sched.get(), ggml_graph_node(cg_, i)));
         }
     }
 
@@ -312,7 +311,11 @@ class Graph {
     // The backend the scheduler ran each node on at the last compute (aligned with
     // op_names; empty before the first): a device graph whose nodes fell back to the CPU
     // shows it here. Recorded at compute because an arena's next graph reuses the scheduler.
-    const std::vector<std::string> & node_backends() const { return node_backends_; }
+    std::vector<std::string> node_backends() const {
+        std::vector<std::string> out;
+        for (ggml_backend_t b : node_backends_) out.emplace_back(b ? ggml_backend_name(b) : "");
+        return out;
+    }
     std::vector<std::string> op_names() const {
         std::vector<std::string> out;
         for (int i = 0; i < ggml_graph_n_nodes(cg_); ++i) out.push_back(op_name(ggml_graph_node(cg_, i)));
@@ -533,7 +536,7 @@ class Graph {
     std::unordered_map<ggml_tensor *, ggml_tensor *> given_accs_;  // param -> accumulator shared with other graphs
     std::vector<ggml_tensor *> param_order_;
     std::vector<IndexCheck> index_checks_;
-    std::vector<std::string> node_backends_;
+    std::vector<ggml_backend_t> node_backends_;  // the Context's backends, which outlive us
 };
 
 void init_graph(py::module_ & m) {
