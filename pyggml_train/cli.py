@@ -94,7 +94,7 @@ def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -
     p.add_argument(
         "--lr", type=float, help="peak learning rate (min_lr follows it unless --set min_lr=X)"
     )
-    p.add_argument("--device", help="cpu, cuda or metal (default: cpu)")
+    p.add_argument("--device", help="cpu, cuda, vulkan or metal (default: cpu; docs/devices.md)")
     p.add_argument("--threads", type=int, help="CPU threads (default: the preset's, 2)")
     p.add_argument("--seed", type=int, help="seed of init, batches and sampling")
     p.add_argument(

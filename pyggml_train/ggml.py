@@ -323,6 +323,19 @@ class Graph:
     def op_names(self) -> list[str]:
         return list(self._g.op_names)
 
+    @property
+    def node_backends(self) -> list[str]:
+        """The backend each node ran on at the last compute, aligned with :attr:`op_names`
+        (empty before the first compute): a node the device cannot run falls back to the CPU."""
+        return list(self._g.node_backends)
+
+    def backend_counts(self) -> dict[str, int]:
+        """How many nodes ran on each backend at the last compute, e.g. ``{'Vulkan0': 812}``."""
+        counts: dict[str, int] = {}
+        for name in self.node_backends:
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
 
 # ---- op helpers -------------------------------------------------------------------
 

@@ -141,9 +141,11 @@ class Model:
                 self.params[p.name].set(p.to_device(value))
         self._graphs: OrderedDict[tuple[str, int, int], StepGraph | RecomputeStep] = OrderedDict()
         # every graph of the model (train, validation, logits, decoding) runs one at a time,
-        # so they share one set of compute buffers: a run peaks at its largest graph, not at
-        # the sum of its train, validation and sampling graphs
-        self.arena = G.Arena()
+        # so on the CPU they share one set of compute buffers: a run peaks at its largest
+        # graph, not at the sum of its train, validation and sampling graphs. On Vulkan two
+        # graphs alternating in one arena corrupt the heap (docs/devices.md), so there each
+        # graph keeps its own buffers (None: an arena of its own)
+        self.arena: G.Arena | None = G.Arena() if ctx.device == "cpu" else None
         self.dropout_rng = DropoutRNG(seed)
         self.tokenizer: Tokenizer | None = None
 

@@ -42,7 +42,7 @@ class Recomputable(Protocol):
     matmul_dtype: str
     fused_attention: bool
     dropout_rng: Any
-    arena: G.Arena
+    arena: G.Arena | None  # None: every graph its own buffers
     vocab_size: int
     loss_kind: str
 

@@ -57,6 +57,12 @@ ggml_backend_dev_t find_device(const std::string & device) {
         msg << ". Rebuild with CUDA: CMAKE_ARGS=\"-DGGML_CUDA=ON\" pip install .";
     } else if (want == "metal") {
         msg << ". Metal is built on macOS only.";
+    } else if (want == "vulkan" && ggml_backend_reg_by_name("Vulkan")) {
+        msg << ". This build has Vulkan but found no Vulkan GPU; a CPU-type Vulkan device (Mesa's "
+               "lavapipe) is used only when GGML_VK_VISIBLE_DEVICES names it, e.g. "
+               "GGML_VK_VISIBLE_DEVICES=0, set before pyggml_train is imported (docs/devices.md)";
+    } else if (want == "vulkan") {
+        msg << ". Rebuild with Vulkan: CMAKE_ARGS=\"-DGGML_VULKAN=ON\" pip install . (docs/devices.md)";
     }
     fail(msg.str());
 }

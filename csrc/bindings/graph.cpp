@@ -253,6 +253,10 @@ class Graph {
         if (status != GGML_STATUS_SUCCESS) {
             throw std::runtime_error(std::string("graph compute failed: ") + ggml_status_to_string(status));
         }
+        node_backends_.clear();
+        for (int i = 0; i < ggml_graph_n_nodes(cg_); ++i) {
+            node_backends_.push_back(ggml_backend_sched_get_tensor_backend(arena_->sched.get(), ggml_graph_node(cg_, i)));
+        }
     }
 
     // Zero the gradient accumulators and set the loss gradient to loss_scale.
@@ -304,6 +308,14 @@ class Graph {
             total += ggml_backend_sched_get_buffer_size(sched, ggml_backend_sched_get_backend(sched, i));
         }
         return total;
+    }
+    // The backend the scheduler ran each node on at the last compute (aligned with
+    // op_names; empty before the first): a device graph whose nodes fell back to the CPU
+    // shows it here. Recorded at compute because an arena's next graph reuses the scheduler.
+    std::vector<std::string> node_backends() const {
+        std::vector<std::string> out;
+        for (ggml_backend_t b : node_backends_) out.emplace_back(b ? ggml_backend_name(b) : "");
+        return out;
     }
     std::vector<std::string> op_names() const {
         std::vector<std::string> out;
@@ -537,6 +549,7 @@ class Graph {
     std::unordered_map<ggml_tensor *, ggml_tensor *> given_accs_;  // param -> accumulator shared with other graphs
     std::vector<ggml_tensor *> param_order_;
     std::vector<IndexCheck> index_checks_;
+    std::vector<ggml_backend_t> node_backends_;  // the Context's backends, which outlive us
 };
 
 void init_graph(py::module_ & m) {
@@ -560,7 +573,8 @@ void init_graph(py::module_ & m) {
         .def_property_readonly("n_nodes", &Graph::n_nodes)
         .def_property_readonly("size", &Graph::size)
         .def_property_readonly("compute_buffer_bytes", &Graph::compute_buffer_bytes)
-        .def_property_readonly("op_names", &Graph::op_names);
+        .def_property_readonly("op_names", &Graph::op_names)
+        .def_property_readonly("node_backends", &Graph::node_backends);
 }
 
 }  // namespace pyggml

@@ -1,5 +1,6 @@
 // pyggml_train._C: the raw binding. pyggml_train/ggml.py is the user-facing layer.
 #include <cstring>
+#include <cstdlib>
 
 #include "common.h"
 
@@ -92,6 +93,23 @@ std::vector<py::tuple> cpu_matmul_stats() {
     return out;
 }
 
+// ggml-vulkan keeps the tiles of its matmul shaders in f16 wherever the device has f16
+// arithmetic or cooperative matrices, f32 operands included: products then differ from
+// f32 by ~5e-4 relative, too much for f32 training (gradients are checked to 1e-4). Its
+// own switches select the f32 shaders; set them before the first device is enumerated
+// (docs/devices.md). A user's setting is kept.
+void f32_products_on_vulkan() {
+    for (const char * name : {"GGML_VK_DISABLE_F16", "GGML_VK_DISABLE_COOPMAT", "GGML_VK_DISABLE_COOPMAT2"}) {
+        if (!std::getenv(name)) {
+#ifdef _WIN32
+            _putenv_s(name, "1");
+#else
+            setenv(name, "1", 0);
+#endif
+        }
+    }
+}
+
 // Errors and warnings reach stderr, except a failed allocation: the binding raises a
 // MemoryError that says what needed how much, and ggml's lines would only repeat it.
 void quiet_log(ggml_log_level level, const char * text, void *) {
@@ -106,6 +124,7 @@ void quiet_log(ggml_log_level level, const char * text, void *) {
 PYBIND11_MODULE(_C, m) {
     using namespace pyggml;
     m.doc() = "Raw bindings of the patched ggml used by pyggml_train (ne order; see pyggml_train.ggml)";
+    f32_products_on_vulkan();
     ggml_set_abort_callback(&throw_on_abort);
     ggml_log_set(&quiet_log, nullptr);
 

@@ -79,9 +79,11 @@ def _readable(out: G.Tensor) -> G.Tensor:
     return out
 
 
-def forward(build: Builder, inputs: Sequence[np.ndarray], threads: int = 1) -> np.ndarray:
+def forward(
+    build: Builder, inputs: Sequence[np.ndarray], threads: int = 1, device: str = "cpu"
+) -> np.ndarray:
     """Run ``build`` on ggml leaves holding ``inputs`` and return its result as numpy."""
-    ctx = pg.Context(threads=threads)
+    ctx = pg.Context(device, threads=threads)
     leaves = [_leaf(ctx, np.asarray(x), False) for x in inputs]
     out = _readable(build(*leaves))
     graph = ctx.graph(out)
@@ -99,6 +101,7 @@ class GradResult:
     grads: dict[int, np.ndarray]
     ref_grads: dict[int, np.ndarray]
     errors: dict[int, float] = field(default_factory=dict)
+    backends: dict[str, int] = field(default_factory=dict)  # nodes per backend (Graph)
 
 
 def ggml_grads(
@@ -107,9 +110,12 @@ def ggml_grads(
     wrt: Sequence[int],
     weights: np.ndarray,
     threads: int = 1,
+    device: str = "cpu",
+    backends: dict[str, int] | None = None,
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """Forward value and ggml's gradients of ``sum(weights * build(*inputs))`` w.r.t. ``wrt``."""
-    ctx = pg.Context(threads=threads)
+    """Forward value and ggml's gradients of ``sum(weights * build(*inputs))`` w.r.t. ``wrt``;
+    ``backends``, if given, receives how many nodes ran on each backend."""
+    ctx = pg.Context(device, threads=threads)
     leaves = [_leaf(ctx, np.asarray(x), i in wrt) for i, x in enumerate(inputs)]
     out = _readable(build(*leaves))
     r = ctx.input(out.shape)
@@ -119,6 +125,8 @@ def ggml_grads(
         leaf.set(x)
     r.set(weights)
     graph.compute()
+    if backends is not None:
+        backends.update(graph.backend_counts())
     return out.numpy(), {i: graph.grad(leaves[i]) for i in wrt}
 
 
@@ -132,6 +140,7 @@ def gradcheck(
     fwd_rtol: float = FWD_RTOL,
     threads: int = 1,
     seed: int = 0,
+    device: str = "cpu",
 ) -> GradResult:
     """Check ggml's forward and gradients of ``build`` against the float64 ``reference``.
 
@@ -139,6 +148,7 @@ def gradcheck(
     differentiated); ``wrt`` picks the operands that become parameters (default: every
     float operand). ``ref_grad(dout, *inputs)`` returns the analytic gradients of the
     ``wrt`` operands in order; without it the finite differences are the only reference.
+    ``device``: the ggml device the graph runs on (the references stay float64 numpy).
     """
     inputs = [np.asarray(x) for x in inputs]
     if wrt is None:
@@ -152,7 +162,8 @@ def gradcheck(
     weights = rng.standard_normal(y_ref.shape)
 
     x32 = [x.astype(np.float32) if x.dtype.kind == "f" else x for x in inputs]
-    out, grads = ggml_grads(build, x32, wrt, weights.astype(np.float32), threads)
+    backends: dict[str, int] = {}
+    out, grads = ggml_grads(build, x32, wrt, weights.astype(np.float32), threads, device, backends)
     assert_close(out, y_ref, fwd_rtol, "forward")
 
     def loss_of(i: int) -> Callable[[np.ndarray], float]:
@@ -164,7 +175,7 @@ def gradcheck(
         return f
 
     analytic = list(ref_grad(weights, *x64)) if ref_grad is not None else None
-    result = GradResult(out=out, grads=grads, ref_grads={})
+    result = GradResult(out=out, grads=grads, ref_grads={}, backends=backends)
     for k, i in enumerate(wrt):
         x = x64[i]
         idx = None
