@@ -20,7 +20,7 @@ from . import ggml as G
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import GPT2Config, TrainConfig, resumed_config
 from .data import load_prepared, prepare, resolve_text
-from .models import from_checkpoint, gpt2_weights, new_gpt2
+from .models import from_checkpoint, gpt2_weights, new_model
 from .spec import Spec, SpecError, build_model, corpus_path, parse_spec, summary
 from .spec import train_config_for as spec_train_config
 from .tokenizer import Tokenizer, tokenizer_from_dict
@@ -64,7 +64,7 @@ def train_gpt2(
         model_config, tok = init.config, init.tokenizer or tok
     train_config.accum_steps(run.dist.world_size)  # an indivisible batch fails before any work
     data_set = load_run_data(data, tok, run, train_config.val_fraction)
-    model = new_gpt2(model_config, train_config, data_set.tokenizer.vocab_size)
+    model = new_model(model_config, train_config, data_set.tokenizer.vocab_size)
     if init is not None:
         model.load_state_dict(init.params)
         run.log(f"initialized from {init_from} ({init.format})")

@@ -1,0 +1,178 @@
+"""Llama and Qwen2 against transformers: small random models that the tests write with
+transformers from a config (GQA in both; Llama untied, Qwen2 tied with Q/K/V biases),
+read through models.load_model.
+
+- logits within 1e-4 (absolute) of transformers' f32 forward;
+- every gradient within 2e-4 relative (max |ours - torch| / max |torch| per tensor) of
+  float64 PyTorch's, fused and unfused attention;
+- bf16 and f16 safetensors widen to the same f32 weights transformers computes with;
+- KV-cache decoding equals the full forward; export to an HF directory that
+  transformers' AutoModelForCausalLM and AutoTokenizer load (weights bit-exact, same ids).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+from pyggml_train import ggml as G  # noqa: E402
+from pyggml_train.config import LlamaConfig  # noqa: E402
+from pyggml_train.io import export_model  # noqa: E402
+from pyggml_train.models import load_model  # noqa: E402
+from pyggml_train.sample import KVCacheDecoder  # noqa: E402
+
+LOGITS_ATOL = 1e-4
+GRAD_RTOL = 2e-4
+TEXT = (
+    "First Citizen: Before we proceed any further, hear me speak.\n"
+    "All: Speak, speak.\tcafé naïve 東京 🙂   three spaces\n"
+) * 4
+
+CASES = {
+    # name: (HF config class, config kwargs, our attention path)
+    "llama": (
+        "LlamaConfig",
+        dict(num_key_value_heads=2, tie_word_embeddings=False, rope_theta=5000.0),
+        "fused",
+    ),
+    "qwen2": ("Qwen2Config", dict(num_key_value_heads=1, tie_word_embeddings=True), "unfused"),
+}
+
+
+def train_tokenizer() -> tokenizers.Tokenizer:
+    """A byte-level BPE tokenizer trained on TEXT (what SmolLM2 and Qwen2 use)."""
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator([TEXT], trainer)
+    return tok
+
+
+def write_hf_model(path, case: str, dtype=torch.float32):
+    """An HF directory (config.json, model.safetensors, tokenizer.json) of a random model
+    whose every weight (norms included) is away from its init; returns the f32 model."""
+    cls_name, kwargs, _ = CASES[case]
+    tok = train_tokenizer()
+    config = getattr(transformers, cls_name)(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=128,
+        rms_norm_eps=1e-5,
+        **kwargs,
+    )
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).float().eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            base = 1.0 if "norm" in name else 0.0
+            p.copy_(base + 0.2 * torch.randn_like(p))
+    model.to(dtype).save_pretrained(path)
+    tok.save(str(path / "tokenizer.json"))
+    return model.float()
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def case(request, tmp_path_factory):
+    path = tmp_path_factory.mktemp(request.param)
+    hf = write_hf_model(path, request.param)
+    ours = load_model(path, G.Context(threads=2))
+    ours.fused_attention = CASES[request.param][2] == "fused"
+    return request.param, path, hf, ours
+
+
+def tokens(seed: int, shape: tuple[int, ...], vocab: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, vocab, size=shape).astype(np.int32)
+
+
+def test_config_and_names_are_hf(case):
+    name, _, hf, ours = case
+    assert isinstance(ours.config, LlamaConfig) and ours.config.model_type == name
+    assert ours.config.n_kv_head == hf.config.num_key_value_heads < ours.config.n_head
+    hf_names = {n for n, _ in hf.named_parameters()}
+    assert set(ours.state_dict()) == hf_names
+
+
+def test_logits_match_transformers(case):
+    _, _, hf, ours = case
+    idx = tokens(1, (2, 24), ours.vocab_size)
+    with torch.no_grad():
+        want = hf(torch.from_numpy(idx).long()).logits.numpy()
+    got = ours.forward(idx)
+    assert np.abs(got - want).max() <= LOGITS_ATOL, np.abs(got - want).max()
+
+
+def test_every_gradient_matches_float64_torch(case):
+    _, _, hf, ours = case
+    idx = tokens(2, (2, 16), ours.vocab_size)
+    targets = tokens(3, (2, 16), ours.vocab_size)
+    ref = hf.double()
+    try:
+        ref.zero_grad()
+        logits = ref(torch.from_numpy(idx).long()).logits
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), torch.from_numpy(targets).long().reshape(-1)
+        )
+        loss.backward()
+        want = {n: p.grad.numpy() for n, p in ref.named_parameters()}
+        want_loss = loss.item()
+    finally:
+        hf.float()
+    got_loss, got = ours.loss_and_grads(idx, targets)
+    assert abs(got_loss - want_loss) <= 1e-5 * abs(want_loss)
+    assert set(got) == set(want)
+    for name, w in want.items():
+        err = np.abs(got[name] - w).max() / np.abs(w).max()
+        assert err <= GRAD_RTOL, f"{name}: relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_files_widen_to_the_weights_transformers_uses(tmp_path, dtype):
+    write_hf_model(tmp_path, "llama", getattr(torch, dtype))
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32)
+    ours = load_model(tmp_path, G.Context(threads=2))
+    for name, p in hf.named_parameters():
+        assert np.array_equal(ours.state_dict()[name], p.detach().numpy()), name
+    idx = tokens(4, (1, 20), ours.vocab_size)
+    with torch.no_grad():
+        want = hf(torch.from_numpy(idx).long()).logits.numpy()
+    assert np.abs(ours.forward(idx) - want).max() <= LOGITS_ATOL
+
+
+def test_kv_cache_decoding_equals_the_full_forward(case):
+    _, _, _, ours = case
+    idx = tokens(5, (1, 12), ours.vocab_size)
+    want = ours.forward(idx)[0]  # (T, V)
+    decoder = KVCacheDecoder(ours)
+    got = np.stack([decoder.step(int(t)) for t in idx[0]])
+    assert np.abs(got - want).max() <= 1e-4
+
+
+def test_hf_export_loads_in_transformers_bit_exact(case, tmp_path):
+    name, path, hf, ours = case
+    out = tmp_path / "export"
+    export_model(out, "hf", ours.state_dict(), ours.config, ours.tokenizer)
+    back = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    assert type(back) is type(hf)
+    state = ours.state_dict()
+    for n, p in back.named_parameters():
+        assert np.array_equal(p.detach().numpy(), state[n]), n
+    again = load_model(out)
+    for n, value in again.state_dict().items():
+        assert np.array_equal(value, state[n]), n
+    auto = transformers.AutoTokenizer.from_pretrained(out)
+    assert auto(TEXT, add_special_tokens=False)["input_ids"] == ours.tokenizer.encode(TEXT).tolist()
+    assert ours.tokenizer.decode(ours.tokenizer.encode(TEXT)) == TEXT
