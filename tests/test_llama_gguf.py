@@ -78,3 +78,29 @@ def test_llama_cpp_greedy_generation_equals_ours(model, tmp_path):
         theirs.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
         llm.eval([theirs[-1]])
     assert theirs == ours
+
+
+def test_round_trip_hf_ours_gguf_ours_hf_is_bit_exact(model, tmp_path):
+    """f32: HF -> ours -> GGUF -> ours -> HF keeps every weight, the config and the ids."""
+    gguf_path = export_model(
+        tmp_path / "m.gguf", "gguf", model.state_dict(), model.config, model.tokenizer, "f32"
+    )
+    back = load_model(gguf_path)
+    assert back.config == model.config
+    hf_dir = export_model(tmp_path / "hf", "hf", back.state_dict(), back.config, back.tokenizer)
+    again = load_model(hf_dir)
+    want = model.state_dict()
+    for name, value in again.state_dict().items():
+        assert np.array_equal(value, want[name]), name
+    assert back.tokenizer.encode(TEXT).tolist() == model.tokenizer.encode(TEXT).tolist()
+    assert back.tokenizer.decode(back.tokenizer.encode(TEXT)) == TEXT
+
+
+@pytest.mark.parametrize("dtype", ["f16", "bf16", "q8_0"])
+def test_rounded_gguf_imports_within_its_rounding(model, tmp_path, dtype):
+    path = export_model(
+        tmp_path / "m.gguf", "gguf", model.state_dict(), model.config, model.tokenizer, dtype
+    )
+    back = load_model(path)
+    idx = np.array([model.tokenizer.encode(TEXT).tolist()[:PROMPT]])
+    assert np.abs(back.forward(idx) - model.forward(idx)).max() < LOGIT_TOL[dtype]

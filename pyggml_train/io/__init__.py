@@ -80,6 +80,10 @@ def read_model_file(path: str | Path) -> ModelFile:
 
         return ModelFile(*load_hf(path), fmt)
     if fmt == "gguf":
+        from .gguf_llama import is_llama_gguf, load_gguf_llama
+
+        if is_llama_gguf(path):
+            return ModelFile(*load_gguf_llama(path), fmt)
         from .gguf import load_gguf
 
         return ModelFile(*load_gguf(path), fmt)

@@ -51,6 +51,30 @@ QWEN2_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
+_BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True}
+# llama.cpp's pre-tokenizer name -> the tokenizer.json pre_tokenizer that splits the same way
+PRE_TOKENIZERS: dict[str, dict] = {
+    "gpt-2": {**_BYTE_LEVEL, "use_regex": True},
+    "smollm": {
+        "type": "Sequence",
+        "pretokenizers": [
+            {"type": "Digits", "individual_digits": True},
+            {**_BYTE_LEVEL, "use_regex": True},
+        ],
+    },
+    "qwen2": {
+        "type": "Sequence",
+        "pretokenizers": [
+            {
+                "type": "Split",
+                "pattern": {"Regex": QWEN2_SPLIT},
+                "behavior": "Isolated",
+                "invert": False,
+            },
+            {**_BYTE_LEVEL, "trim_offsets": False, "use_regex": False},
+        ],
+    },
+}
 
 
 def gguf_name(name: str) -> str:
@@ -62,6 +86,13 @@ def gguf_name(name: str) -> str:
     if m := _BLOCK.fullmatch(stem):
         bid, stem = int(m.group(1)), "layers.{bid}." + m.group(2)
     return f"{gguf.TENSOR_NAMES[TENSORS[stem]].format(bid=bid)}.{suffix}"
+
+
+def split_rows(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Inverse of :func:`pair_rows`: llama.cpp's adjacent pairs back to HF's half split."""
+    hs = w.shape[0] // n_head
+    heads = w.reshape(n_head, hs // 2, 2, *w.shape[1:])  # (nh, i, half, ...)
+    return np.ascontiguousarray(heads.swapaxes(1, 2).reshape(w.shape))
 
 
 def pair_rows(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -175,3 +206,124 @@ def save_gguf_llama(
         w.write_tensors_to_file()
         w.close()
     return path
+
+
+def is_llama_gguf(path: str | Path) -> bool:
+    """Whether a GGUF file's general.architecture is llama or qwen2."""
+    field = gguf.GGUFReader(path).get_field(gguf.Keys.General.ARCHITECTURE)
+    names = {gguf.MODEL_ARCH_NAMES[a] for a in ARCHS.values()}
+    return field is not None and field.contents() in names
+
+
+def _field(reader: gguf.GGUFReader, path: Path, key: str, default=None):
+    field = reader.get_field(key)
+    if field is None:
+        if default is None:
+            raise ValueError(f"{path}: GGUF key {key!r} is missing")
+        return default
+    return field.contents()
+
+
+def _f32_decimal(value: float) -> float:
+    """A float stored as f32 back to its shortest decimal (1e-5, not 9.99999974e-06)."""
+    return float(str(np.float32(value)))
+
+
+def load_gguf_llama(path: str | Path) -> tuple[dict[str, np.ndarray], LlamaConfig, Tokenizer]:
+    """Weights (f32, dequantized from f32/f16/bf16/q8_0, HF names and row order), config and
+    tokenizer of a llama or qwen2 GGUF (ours, or llama.cpp's converter's)."""
+    path = Path(path)
+    reader = gguf.GGUFReader(path)
+    arch = _field(reader, path, gguf.Keys.General.ARCHITECTURE)
+    model_type = next((t for t, a in ARCHS.items() if gguf.MODEL_ARCH_NAMES[a] == arch), None)
+    if model_type is None:
+        raise ValueError(f"{path}: architecture {arch!r} is not llama or qwen2")
+
+    def key(k: str, default=None):
+        return _field(reader, path, k.format(arch=arch), default)
+
+    stored = {t.name: t for t in reader.tensors}
+    tokens = _field(reader, path, gguf.Keys.Tokenizer.LIST)
+    n_head = int(key(gguf.Keys.Attention.HEAD_COUNT))
+    config = LlamaConfig(
+        vocab_size=len(tokens),
+        block_size=int(key(gguf.Keys.LLM.CONTEXT_LENGTH)),
+        n_layer=int(key(gguf.Keys.LLM.BLOCK_COUNT)),
+        n_head=n_head,
+        n_kv_head=int(key(gguf.Keys.Attention.HEAD_COUNT_KV, n_head)),
+        n_embd=int(key(gguf.Keys.LLM.EMBEDDING_LENGTH)),
+        d_ff=int(key(gguf.Keys.LLM.FEED_FORWARD_LENGTH)),
+        rope_theta=_f32_decimal(key(gguf.Keys.Rope.FREQ_BASE, 10000.0)),
+        norm_eps=_f32_decimal(key(gguf.Keys.Attention.LAYERNORM_RMS_EPS)),
+        tie_embeddings=f"{gguf.TENSOR_NAMES[T.OUTPUT]}.weight" not in stored,
+        qkv_bias=model_type == "qwen2",
+        model_type=model_type,
+    )
+    params: dict[str, np.ndarray] = {}
+    for p in LlamaNet(config).params():
+        name = gguf_name(p.name)
+        if name not in stored:
+            raise ValueError(f"{path}: tensor {name!r} (our {p.name}) is missing")
+        t = stored[name]
+        value = gguf.quants.dequantize(t.data, t.tensor_type)
+        value = np.asarray(value, dtype=np.float32).reshape(tuple(int(d) for d in t.shape[::-1]))
+        if value.shape != p.shape:
+            raise ValueError(f"{path}: {name} has shape {value.shape}, expected {p.shape}")
+        if model_type == "llama" and ".q_proj." in p.name:
+            value = split_rows(value, config.n_head)
+        elif model_type == "llama" and ".k_proj." in p.name:
+            value = split_rows(value, config.n_kv_head)
+        params[p.name] = value
+    return params, config, _tokenizer(reader, path, tokens)
+
+
+def _tokenizer(reader: gguf.GGUFReader, path: Path, tokens: list[str]) -> HFTokenizer:
+    """A tokenizer.json rebuilt from GGUF metadata: byte-level BPE (tokenizer.ggml.model
+    gpt2) with one of the pre-tokenizers in PRE_TOKENIZERS."""
+    model = _field(reader, path, gguf.Keys.Tokenizer.MODEL)
+    pre = _field(reader, path, gguf.Keys.Tokenizer.PRE, "default")
+    if model != "gpt2":
+        raise ValueError(
+            f"{path}: tokenizer.ggml.model {model!r} is not read from GGUF metadata (only "
+            "byte-level BPE, 'gpt2'); load the model's HF directory, whose tokenizer.json "
+            "(or tokenizer.model) holds the tokenizer"
+        )
+    if pre not in PRE_TOKENIZERS:
+        raise ValueError(
+            f"{path}: pre-tokenizer {pre!r} is not one of {sorted(PRE_TOKENIZERS)}; load the "
+            "model's HF directory (its tokenizer.json) instead"
+        )
+    types = _field(reader, path, gguf.Keys.Tokenizer.TOKEN_TYPE)
+    special = [i for i, t in enumerate(types) if t == gguf.TokenType.CONTROL]
+    spec = {
+        "version": "1.0",
+        "added_tokens": [
+            {
+                "id": i,
+                "content": tokens[i],
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            }
+            for i in special
+        ],
+        "normalizer": None,
+        "pre_tokenizer": PRE_TOKENIZERS[pre],
+        "post_processor": None,
+        "decoder": {**_BYTE_LEVEL, "use_regex": True},
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": None,
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": False,
+            "byte_fallback": False,
+            "ignore_merges": False,
+            "vocab": {t: i for i, t in enumerate(tokens)},
+            "merges": list(_field(reader, path, gguf.Keys.Tokenizer.MERGES)),
+        },
+    }
+    return HFTokenizer(json.dumps(spec, ensure_ascii=False))
