@@ -26,6 +26,9 @@ from .spec import train_config_for as spec_train_config
 from .tokenizer import Tokenizer, tokenizer_from_dict
 from .train import Run, TrainResult, load_run_data, train
 
+# config fields that say how a model computes, not what it is (see _graph_options)
+GRAPH_OPTIONS = ("matmul_dtype", "attention", "loss_kind", "recompute")
+
 
 def train_gpt2(
     model_config: GPT2Config,
@@ -61,7 +64,7 @@ def train_gpt2(
     init = None
     if init_from is not None:
         init = gpt2_weights(init_from)
-        model_config, tok = init.config, init.tokenizer or tok
+        model_config, tok = _graph_options(init.config, overrides or {}), init.tokenizer or tok
     train_config.accum_steps(run.dist.world_size)  # an indivisible batch fails before any work
     data_set = load_run_data(data, tok, run, train_config.val_fraction)
     model = new_model(model_config, train_config, data_set.tokenizer.vocab_size)
@@ -69,6 +72,18 @@ def train_gpt2(
         model.load_state_dict(init.params)
         run.log(f"initialized from {init_from} ({init.format})")
     return train(model, data_set, train_config, run)
+
+
+def _graph_options(config: Any, overrides: dict[str, Any]) -> Any:
+    """A model file's config with the graph options the user set (``matmul_dtype``,
+    ``attention``, ``loss_kind``, ``recompute``): they change how it computes, not its
+    shape, so a fine-tune may pick them (e.g. bf16 mixed precision)."""
+    chosen = {}
+    for key, value in overrides.items():
+        name = key.removeprefix("model.")
+        if name in GRAPH_OPTIONS:
+            chosen[name] = value
+    return dataclasses.replace(config, **chosen) if chosen else config
 
 
 def _resumed(ckpt: Checkpoint, overrides: dict[str, Any], run: Run) -> TrainConfig:

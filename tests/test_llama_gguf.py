@@ -6,14 +6,25 @@ written with transformers, as tests/test_llama.py's) as it runs a converted HF m
 - its logits on a 64-token prompt lie within 1e-2 of ours for an f32 file (this proves
   the Q/K row order of the ``llama`` architecture, whose rope pairs adjacent elements);
 - greedy decoding of 32 tokens gives our tokens;
-- f16, bf16 and q8_0 files load and stay within the rounding of their weights.
+- f16, bf16 and q8_0 files load and stay within the rounding of their weights;
+- a GGUF written by llama.cpp's own convert_hf_to_gguf.py (the llama-cpp-python sdist
+  ships it: point PYGGML_LLAMA_CPP_CONVERTER at the script) imports with logits within
+  1e-4 of transformers.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
-from test_llama import CASES, TEXT, write_hf_model
+import torch
+import transformers
+from conftest import child_env, require
+from test_llama import CASES, LOGITS_ATOL, TEXT, write_hf_model
 from test_llama_cpp import llama, llama_logits
 
 from pyggml_train import ggml as G
@@ -104,3 +115,51 @@ def test_rounded_gguf_imports_within_its_rounding(model, tmp_path, dtype):
     back = load_model(path)
     idx = np.array([model.tokenizer.encode(TEXT).tolist()[:PROMPT]])
     assert np.abs(back.forward(idx) - model.forward(idx)).max() < LOGIT_TOL[dtype]
+
+
+# the converter names the pre-tokenizer from a hash of a known model's tokens; the tests'
+# tokenizer is trained here, so the run tells it the pre-tokenizer (GPT-2's regex)
+CONVERT = """
+import sys
+script, model, out = sys.argv[1:]
+root = __import__("pathlib").Path(script).parent
+sys.path[:0] = [str(root), str(root / "gguf-py")]
+import conversion.base
+conversion.base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
+sys.argv = [script, model, "--outfile", out, "--outtype", "f32"]
+import convert_hf_to_gguf
+convert_hf_to_gguf.main()
+"""
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_llama_cpp_converter_output_imports(tmp_path, case):
+    script = os.environ.get("PYGGML_LLAMA_CPP_CONVERTER", "")
+    require(
+        Path(script).is_file(),
+        "llama.cpp's convert_hf_to_gguf.py: set PYGGML_LLAMA_CPP_CONVERTER to it (from the "
+        "llama-cpp-python sdist: pip download --no-deps --no-binary :all: llama-cpp-python)",
+    )
+    hf = write_hf_model(tmp_path / "hf", case)
+    out = tmp_path / "converted.gguf"
+    done = subprocess.run(
+        [sys.executable, "-c", CONVERT, script, str(tmp_path / "hf"), str(out)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    ours = load_model(out)
+    assert ours.config.model_type == case
+    idx = np.array([ours.tokenizer.encode(TEXT).tolist()[:PROMPT]])
+    assert idx.tolist() == [hf_ids(tmp_path / "hf")[:PROMPT]]
+    with torch.no_grad():
+        want = hf(torch.from_numpy(idx).long()).logits.numpy()
+    assert np.abs(ours.forward(idx) - want).max() <= LOGITS_ATOL
+
+
+def hf_ids(path: Path) -> list[int]:
+    return transformers.PreTrainedTokenizerFast(tokenizer_file=str(path / "tokenizer.json"))(
+        TEXT, add_special_tokens=False
+    )["input_ids"]
