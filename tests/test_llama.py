@@ -176,3 +176,18 @@ def test_hf_export_loads_in_transformers_bit_exact(case, tmp_path):
     auto = transformers.AutoTokenizer.from_pretrained(out)
     assert auto(TEXT, add_special_tokens=False)["input_ids"] == ours.tokenizer.encode(TEXT).tolist()
     assert ours.tokenizer.decode(ours.tokenizer.encode(TEXT)) == TEXT
+
+
+def test_checkpoint_keeps_the_family_config_and_tokenizer(case, tmp_path):
+    from pyggml_train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from pyggml_train.config import TrainConfig
+    from pyggml_train.models import from_checkpoint
+
+    _, _, _, ours = case
+    train = TrainConfig(block_size=64)
+    ckpt = Checkpoint(0, ours.config, train, ours.tokenizer.to_dict(), ours.state_dict())
+    back = from_checkpoint(load_checkpoint(save_checkpoint(tmp_path / "c.npz", ckpt)), G.Context())
+    assert type(back) is type(ours) and back.config == ours.config
+    for name, value in back.state_dict().items():
+        assert np.array_equal(value, ours.state_dict()[name]), name
+    assert back.tokenizer.encode(TEXT).tolist() == ours.tokenizer.encode(TEXT).tolist()
