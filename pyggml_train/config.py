@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Union
 
 PRESET_DIR = Path(__file__).parent / "presets"
-TOKENIZERS = ("char", "gpt2", "hf")  # hf: a tokenizer.json the model file carries
+TOKENIZERS = ("char", "gpt2")  # what a run builds by name
+FILE_TOKENIZERS = ("hf",)  # what a model file carries (a tokenizer.json), named in checkpoints
 DATA_MODES = ("random", "sequential")
 LOSS_KINDS = ("sparse", "dense", "gather")  # cross-entropy formulations (docs/training.md)
 ATTENTION_KINDS = ("auto", "fused", "unfused")  # auto: fused on the CPU, unfused elsewhere
@@ -461,7 +462,7 @@ def _from_dict(
     model = _build(family, model_values, source)
     train = _build(TrainConfig, {**data.get("train", {}), **train_over}, source)
     tokenizer = tok_over if tok_over is not None else data.get("tokenizer", "gpt2")
-    if tokenizer not in TOKENIZERS:
+    if tokenizer not in TOKENIZERS + FILE_TOKENIZERS:
         raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r} in {source}")
     if train.block_size > model.block_size:
         raise ValueError(
