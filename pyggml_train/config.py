@@ -184,6 +184,9 @@ class Qwen2Config(LlamaConfig):
     model_type: str = "qwen2"
 
 
+LLAMA_CONFIGS: dict[str, type[LlamaConfig]] = {"llama": LlamaConfig, "qwen2": Qwen2Config}
+
+
 @dataclass
 class TrainConfig:
     """Optimisation, evaluation and runtime settings for one training run."""
@@ -458,7 +461,8 @@ def _from_dict(
     model_over, train_over, tok_over = _split_overrides(overrides)
     model_values = {**data.get("model", {}), **model_over}
     # a Llama-family config names its model_type; GPT-2's has no such field
-    family = LlamaConfig if "model_type" in model_values else GPT2Config
+    family = LLAMA_CONFIGS.get(model_values.get("model_type"), LlamaConfig)
+    family = family if "model_type" in model_values else GPT2Config
     model = _build(family, model_values, source)
     train = _build(TrainConfig, {**data.get("train", {}), **train_over}, source)
     tokenizer = tok_over if tok_over is not None else data.get("tokenizer", "gpt2")

@@ -70,8 +70,9 @@ class LlamaNet:
         positions: G.Tensor | None = None,
         caches: list[KVCache] | None = None,
     ) -> G.Tensor:
-        """Logits (B, T, V) for i32 ids ``idx`` (B, T); with one KV cache per block at the
-        cache's positions (decoding, sample.py)."""
+        """Logits (B, T, V) for i32 ids ``idx`` (B, T); with one KV cache per block,
+        rotated at the caches' positions (decoding, sample.py; ``positions`` is the same
+        tensor, taken for the decoder's protocol)."""
         x = self.embed(g, idx)  # (B, T, C)
         for i, block in enumerate(self.layers):
             x = block(g, x, caches[i] if caches is not None else None)  # (B, T, C)

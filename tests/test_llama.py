@@ -20,7 +20,7 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from pyggml_train import ggml as G  # noqa: E402
-from pyggml_train.config import LlamaConfig  # noqa: E402
+from pyggml_train.config import LlamaConfig, Qwen2Config  # noqa: E402
 from pyggml_train.io import export_model  # noqa: E402
 from pyggml_train.models import load_model  # noqa: E402
 from pyggml_train.sample import KVCacheDecoder  # noqa: E402
@@ -100,7 +100,8 @@ def tokens(seed: int, shape: tuple[int, ...], vocab: int) -> np.ndarray:
 
 def test_config_and_names_are_hf(case):
     name, _, hf, ours = case
-    assert isinstance(ours.config, LlamaConfig) and ours.config.model_type == name
+    family = Qwen2Config if name == "qwen2" else LlamaConfig
+    assert type(ours.config) is family and ours.config.model_type == name
     assert ours.config.n_kv_head == hf.config.num_key_value_heads < ours.config.n_head
     hf_names = {n for n, _ in hf.named_parameters()}
     assert set(ours.state_dict()) == hf_names

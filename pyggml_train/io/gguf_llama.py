@@ -18,7 +18,7 @@ import gguf
 import numpy as np
 
 from ..atomic import atomic_path
-from ..config import LlamaConfig
+from ..config import LLAMA_CONFIGS, LlamaConfig
 from ..llama import LlamaNet
 from ..tokenizer import HFTokenizer, Tokenizer
 from .bpe import BPEVocab
@@ -245,7 +245,7 @@ def load_gguf_llama(path: str | Path) -> tuple[dict[str, np.ndarray], LlamaConfi
     stored = {t.name: t for t in reader.tensors}
     tokens = _field(reader, path, gguf.Keys.Tokenizer.LIST)
     n_head = int(key(gguf.Keys.Attention.HEAD_COUNT))
-    config = LlamaConfig(
+    config = LLAMA_CONFIGS[model_type](
         vocab_size=len(tokens),
         block_size=int(key(gguf.Keys.LLM.CONTEXT_LENGTH)),
         n_layer=int(key(gguf.Keys.LLM.BLOCK_COUNT)),

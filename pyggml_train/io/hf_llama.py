@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_dir
-from ..config import LLAMA_TYPES, LlamaConfig
+from ..config import LLAMA_CONFIGS, LLAMA_TYPES, LlamaConfig
 from ..llama import LlamaNet
 from ..tokenizer import HFTokenizer, Tokenizer
 from .safetensors import load_safetensors, save_safetensors
@@ -47,7 +47,7 @@ def config_from_hf(hf: dict, source: str) -> LlamaConfig:
         raise ValueError(f"{source}: attention_bias/mlp_bias (biases on o_proj, MLP) unsupported")
     if model_type == "qwen2" and hf.get("use_sliding_window"):
         raise ValueError(f"{source}: sliding-window attention is not supported")
-    return LlamaConfig(
+    return LLAMA_CONFIGS[model_type](
         vocab_size=hf["vocab_size"],
         block_size=hf.get("max_position_embeddings", 2048),
         n_layer=hf["num_hidden_layers"],
