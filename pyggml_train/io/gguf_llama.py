@@ -209,8 +209,12 @@ def save_gguf_llama(
 
 
 def is_llama_gguf(path: str | Path) -> bool:
-    """Whether a GGUF file's general.architecture is llama or qwen2."""
-    field = gguf.GGUFReader(path).get_field(gguf.Keys.General.ARCHITECTURE)
+    """Whether a GGUF file's general.architecture is llama or qwen2 (False for a file
+    gguf-py can't read: the other loader reports that)."""
+    try:
+        field = gguf.GGUFReader(path).get_field(gguf.Keys.General.ARCHITECTURE)
+    except (ValueError, OSError, IndexError, KeyError, TypeError):
+        return False
     names = {gguf.MODEL_ARCH_NAMES[a] for a in ARCHS.values()}
     return field is not None and field.contents() in names
 
