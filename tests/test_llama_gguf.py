@@ -14,6 +14,7 @@ written with transformers, as tests/test_llama.py's) as it runs a converted HF m
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,14 +25,17 @@ import pytest
 import torch
 import transformers
 from conftest import child_env, require
-from test_llama import CASES, LOGITS_ATOL, TEXT, write_hf_model
+from test_llama import CASES, LOGITS_ATOL, TEXT, train_tokenizer, write_hf_model
 from test_llama_cpp import llama, llama_logits
 
 from pyggml_train import ggml as G
+from pyggml_train.config import LlamaConfig
 from pyggml_train.io import export_model
-from pyggml_train.io.gguf_llama import pair_rows
+from pyggml_train.io.gguf_llama import PRE_TOKENIZERS, pair_rows
+from pyggml_train.llama import Llama
 from pyggml_train.models import load_model
 from pyggml_train.sample import KVCacheDecoder, generate
+from pyggml_train.tokenizer import HFTokenizer
 
 PROMPT, NEW = 64, 32
 # max |llama.cpp - ours| (logit scale ~4.5); measured f32 5.7e-6, 1.8e-6; f16 1.6e-2, 6.5e-3;
@@ -163,3 +167,23 @@ def hf_ids(path: Path) -> list[int]:
     return transformers.PreTrainedTokenizerFast(tokenizer_file=str(path / "tokenizer.json"))(
         TEXT, add_special_tokens=False
     )["input_ids"]
+
+
+@pytest.mark.parametrize("pre", ["gpt-2", "smollm", "qwen2"])
+def test_llama_cpp_splits_text_as_each_pre_tokenizer_does(tmp_path, pre):
+    """SmolLM2's (digits, then GPT-2's regex) and Qwen2's (its split regex) pre-tokenizers:
+    llama.cpp's ids on a GGUF we export equal ours, and so do the ids of the tokenizer we
+    rebuild from that GGUF's metadata."""
+    spec = json.loads(train_tokenizer().to_str())
+    spec["pre_tokenizer"] = PRE_TOKENIZERS[pre]
+    tok = HFTokenizer(json.dumps(spec))
+    config = LlamaConfig(
+        vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_kv_head=1, n_embd=16,
+        d_ff=32,
+    )  # fmt: skip
+    model = Llama(config, ctx=G.Context(threads=2))
+    path = export_model(tmp_path / "m.gguf", "gguf", model.state_dict(), config, tok)
+    text = TEXT + "Numbers 1234567 and 3.14159; it's THEY'LL we've\r\n\n\n   ok 42x\n"
+    ids = tok.encode(text).tolist()
+    assert llama(path).tokenize(text.encode(), add_bos=False, special=False) == ids
+    assert load_model(path).tokenizer.encode(text).tolist() == ids
