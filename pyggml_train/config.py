@@ -18,7 +18,8 @@ from typing import Any, Union
 
 PRESET_DIR = Path(__file__).parent / "presets"
 TOKENIZERS = ("char", "gpt2")  # what a run builds by name
-FILE_TOKENIZERS = ("hf",)  # what a model file carries (a tokenizer.json), named in checkpoints
+# what a model file carries (tokenizer.json, tokenizer.model), named in checkpoints
+FILE_TOKENIZERS = ("hf", "sentencepiece")
 DATA_MODES = ("random", "sequential")
 LOSS_KINDS = ("sparse", "dense", "gather")  # cross-entropy formulations (docs/training.md)
 ATTENTION_KINDS = ("auto", "fused", "unfused")  # auto: fused on the CPU, unfused elsewhere

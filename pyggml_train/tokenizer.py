@@ -1,5 +1,6 @@
 """Tokenizers: a character vocabulary built from the data, GPT-2 BPE via tiktoken, and
-Hugging Face tokenizer.json files via the tokenizers package.
+Hugging Face tokenizer.json files via the tokenizers package, SentencePiece models via
+sentencepiece.
 
 They share one small protocol so the trainer, the data preparation and the
 checkpoint code never care which one is in use; ``to_dict`` is what gets saved
@@ -8,6 +9,7 @@ next to a model so sampling later decodes with the same vocabulary.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
@@ -170,6 +172,40 @@ class HFTokenizer:
         return cls(data["json"])
 
 
+class SentencePieceTokenizer:
+    """A SentencePiece model (an HF directory's ``tokenizer.model``, Llama 2's kind) through
+    the ``sentencepiece`` package; the model's bytes are saved (base64) with checkpoints."""
+
+    name = "sentencepiece"
+
+    def __init__(self, model: bytes) -> None:
+        try:
+            import sentencepiece
+        except ImportError:
+            raise ImportError(
+                "a tokenizer.model needs the sentencepiece package: pip install sentencepiece"
+            ) from None
+        self.model = model
+        self.sp = sentencepiece.SentencePieceProcessor(model_proto=model)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.asarray(self.sp.encode(text), dtype=np.int32)  # no BOS, as the others
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.sp.decode([int(i) for i in ids])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.name, "model": base64.b64encode(self.model).decode("ascii")}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SentencePieceTokenizer:
+        return cls(base64.b64decode(data["model"]))
+
+
 def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
     """Rebuild a tokenizer saved with to_dict (e.g. from a checkpoint's metadata)."""
     kind = data.get("type")
@@ -179,8 +215,11 @@ def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
         return GPT2Tokenizer.from_dict(data)
     if kind == "hf":
         return HFTokenizer.from_dict(data)
+    if kind == "sentencepiece":
+        return SentencePieceTokenizer.from_dict(data)
     raise ValueError(
-        f"unknown tokenizer type {kind!r} in saved data; expected 'char', 'gpt2' or 'hf'"
+        f"unknown tokenizer type {kind!r} in saved data; expected 'char', 'gpt2', 'hf' or "
+        "'sentencepiece'"
     )
 
 

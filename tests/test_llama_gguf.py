@@ -187,3 +187,36 @@ def test_llama_cpp_splits_text_as_each_pre_tokenizer_does(tmp_path, pre):
     ids = tok.encode(text).tolist()
     assert llama(path).tokenize(text.encode(), add_bos=False, special=False) == ids
     assert load_model(path).tokenizer.encode(text).tolist() == ids
+
+
+def test_sentencepiece_vocabulary_tokenizes_as_llama_cpp_does(tmp_path):
+    """An HF directory with a tokenizer.model (SentencePiece BPE with byte fallback, Llama
+    2's settings: no normalization, spaces kept) loads through sentencepiece; llama.cpp's
+    ids on our GGUF export (tokenizer.ggml.model 'llama') equal ours."""
+    import io
+
+    import sentencepiece
+
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(TEXT.splitlines()), model_writer=model, vocab_size=400,
+        model_type="bpe", byte_fallback=True, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, character_coverage=1.0,
+    )  # fmt: skip
+    hf = tmp_path / "hf"
+    write_hf_model(hf, "llama")
+    (hf / "tokenizer.json").unlink()
+    (hf / "tokenizer.model").write_bytes(model.getvalue())
+    loaded = load_model(hf)  # the random weights' vocabulary is the BPE's; only ids matter
+    tok = loaded.tokenizer
+    assert tok.name == "sentencepiece"
+    config = LlamaConfig(
+        vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_kv_head=1, n_embd=16,
+        d_ff=32,
+    )  # fmt: skip
+    small = Llama(config, ctx=G.Context(threads=2))
+    path = export_model(tmp_path / "m.gguf", "gguf", small.state_dict(), config, tok)
+    text = TEXT + "Numbers 1234567, it's\n\n  ok"
+    ids = tok.encode(text).tolist()
+    assert llama(path).tokenize(text.encode(), add_bos=False, special=False) == ids
+    assert tok.decode(ids) == text

@@ -20,7 +20,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..config import LLAMA_CONFIGS, LlamaConfig
 from ..llama import LlamaNet
-from ..tokenizer import HFTokenizer, Tokenizer
+from ..tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer
 from .bpe import BPEVocab
 
 T = gguf.MODEL_TENSOR
@@ -147,6 +147,49 @@ def _stored(value: np.ndarray, dtype: str):
     return gguf.quants.quantize(value, qtype), qtype
 
 
+def _add_bpe_vocab(w: gguf.GGUFWriter, tokenizer: HFTokenizer) -> None:
+    """tokenizer.ggml.model 'gpt2': byte-level BPE tokens, merges and the pre-tokenizer."""
+    vocab, pre = bpe_vocab(tokenizer)
+    token_types = [gguf.TokenType.NORMAL] * len(vocab.tokens)
+    for i in vocab.control:
+        token_types[i] = gguf.TokenType.CONTROL
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre(pre)
+    w.add_token_list(vocab.tokens)
+    w.add_token_types(token_types)
+    w.add_token_merges(vocab.merges)
+    if vocab.control:
+        w.add_bos_token_id(vocab.control[0])
+        w.add_eos_token_id(vocab.control[0])
+
+
+def _add_sentencepiece_vocab(w: gguf.GGUFWriter, tokenizer: SentencePieceTokenizer) -> None:
+    """tokenizer.ggml.model 'llama': SentencePiece pieces, scores and piece types."""
+    sp = tokenizer.sp
+    types = []
+    for i in range(sp.get_piece_size()):
+        if sp.is_unknown(i):
+            types.append(gguf.TokenType.UNKNOWN)
+        elif sp.is_control(i):
+            types.append(gguf.TokenType.CONTROL)
+        elif sp.is_unused(i):
+            types.append(gguf.TokenType.UNUSED)
+        elif sp.is_byte(i):
+            types.append(gguf.TokenType.BYTE)
+        else:
+            types.append(gguf.TokenType.NORMAL)
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list([sp.id_to_piece(i) for i in range(sp.get_piece_size())])
+    w.add_token_scores([sp.get_score(i) for i in range(sp.get_piece_size())])
+    w.add_token_types(types)
+    for add, token_id in ((w.add_bos_token_id, sp.bos_id()), (w.add_eos_token_id, sp.eos_id())):
+        if token_id >= 0:
+            add(token_id)
+    if sp.unk_id() >= 0:
+        w.add_unk_token_id(sp.unk_id())
+
+
 def save_gguf_llama(
     path: str | Path,
     params: dict[str, np.ndarray],
@@ -158,11 +201,13 @@ def save_gguf_llama(
     path = Path(path)
     if dtype not in DTYPES:
         raise ValueError(f"GGUF dtype must be one of {list(DTYPES)}, got {dtype!r}")
-    if not isinstance(tokenizer, HFTokenizer):
-        raise ValueError("a Llama GGUF needs the model's tokenizer.json (an HF tokenizer)")
-    vocab, pre = bpe_vocab(tokenizer)
-    if len(vocab.tokens) != config.require_vocab_size():
-        raise ValueError(f"{len(vocab.tokens)} tokens, but vocab_size {config.vocab_size}")
+    if not isinstance(tokenizer, HFTokenizer | SentencePieceTokenizer):
+        raise ValueError(
+            "a Llama GGUF needs the model's tokenizer.json or tokenizer.model, got the "
+            f"{tokenizer.name!r} tokenizer"
+        )
+    if tokenizer.vocab_size != config.require_vocab_size():
+        raise ValueError(f"{tokenizer.vocab_size} tokens, but vocab_size {config.vocab_size}")
     arch = gguf.MODEL_ARCH_NAMES[ARCHS[config.model_type]]
     with atomic_path(path) as tmp:
         w = gguf.GGUFWriter(tmp, arch)
@@ -179,17 +224,10 @@ def save_gguf_llama(
         w.add_layer_norm_rms_eps(config.norm_eps)
         w.add_file_type(DTYPES[dtype][1])
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        token_types = [gguf.TokenType.NORMAL] * len(vocab.tokens)
-        for i in vocab.control:
-            token_types[i] = gguf.TokenType.CONTROL
-        w.add_tokenizer_model("gpt2")
-        w.add_tokenizer_pre(pre)
-        w.add_token_list(vocab.tokens)
-        w.add_token_types(token_types)
-        w.add_token_merges(vocab.merges)
-        if vocab.control:
-            w.add_bos_token_id(vocab.control[0])
-            w.add_eos_token_id(vocab.control[0])
+        if isinstance(tokenizer, HFTokenizer):
+            _add_bpe_vocab(w, tokenizer)
+        else:
+            _add_sentencepiece_vocab(w, tokenizer)
         w.add_add_bos_token(False)
         for p in LlamaNet(config).params():
             value = np.asarray(params[p.name], dtype=np.float32)

@@ -15,7 +15,7 @@ import numpy as np
 from ..atomic import atomic_dir
 from ..config import LLAMA_CONFIGS, LLAMA_TYPES, LlamaConfig
 from ..llama import LlamaNet
-from ..tokenizer import HFTokenizer, Tokenizer
+from ..tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer
 from .safetensors import load_safetensors, save_safetensors
 
 TENSOR_FILE = "model.safetensors"
@@ -127,11 +127,16 @@ def load_hf_llama(path: str | Path) -> tuple[dict[str, np.ndarray], LlamaConfig,
     extra = sorted(set(tensors) - set(expected))
     if extra:
         raise ValueError(f"{path}: unexpected tensors {extra[:5]} for {config.model_type}")
-    tokenizer_json = path / "tokenizer.json"
-    tokenizer = None
-    if tokenizer_json.is_file():
-        tokenizer = HFTokenizer(tokenizer_json.read_text(encoding="utf-8"))
-    return {name: tensors[name] for name in expected}, config, tokenizer
+    return {name: tensors[name] for name in expected}, config, _tokenizer(path)
+
+
+def _tokenizer(path: Path) -> Tokenizer | None:
+    """tokenizer.json (the tokenizers package), else tokenizer.model (sentencepiece)."""
+    if (path / "tokenizer.json").is_file():
+        return HFTokenizer((path / "tokenizer.json").read_text(encoding="utf-8"))
+    if (path / "tokenizer.model").is_file():
+        return SentencePieceTokenizer((path / "tokenizer.model").read_bytes())
+    return None
 
 
 def save_hf_llama(
@@ -151,8 +156,15 @@ def save_hf_llama(
     if isinstance(tokenizer, HFTokenizer):
         files["tokenizer.json"] = tokenizer.json_text
         files["tokenizer_config.json"] = json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"})
+    binary = (
+        {"tokenizer.model": tokenizer.model}
+        if isinstance(tokenizer, SentencePieceTokenizer)
+        else {}
+    )
     with atomic_dir(path) as tmp:
         save_safetensors(tmp / TENSOR_FILE, tensors, {"format": "pt"})
         for name, text in files.items():
             (tmp / name).write_text(text, encoding="utf-8")
+        for name, data in binary.items():
+            (tmp / name).write_bytes(data)
     return Path(path)
