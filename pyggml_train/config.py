@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Union
 
 PRESET_DIR = Path(__file__).parent / "presets"
-TOKENIZERS = ("char", "gpt2")
+TOKENIZERS = ("char", "gpt2")  # what a run builds by name
+# what a model file carries (tokenizer.json, tokenizer.model), named in checkpoints
+FILE_TOKENIZERS = ("hf", "sentencepiece")
 DATA_MODES = ("random", "sequential")
 LOSS_KINDS = ("sparse", "dense", "gather")  # cross-entropy formulations (docs/training.md)
 ATTENTION_KINDS = ("auto", "fused", "unfused")  # auto: fused on the CPU, unfused elsewhere
@@ -27,6 +29,7 @@ ATTENTION_KINDS = ("auto", "fused", "unfused")  # auto: fused on the CPU, unfuse
 # multiplies bf16 natively (AVX512-BF16 or AMX, pyggml_train.kernels), else f32
 MATMUL_DTYPES = ("f32", "bf16", "auto")
 RECOMPUTE = ("none", "blocks")  # blocks: keep block inputs only, recompute in the backward
+LLAMA_TYPES = ("llama", "qwen2")  # model_type values of LlamaConfig
 OPTIMIZERS = ("adamw", "adam", "sgd")  # adam: AdamW without weight decay; sgd: plain SGD
 
 
@@ -103,6 +106,88 @@ class GPT2Config:
     def with_vocab_size(self, vocab_size: int) -> GPT2Config:
         """Copy with the vocabulary fixed, e.g. from a char tokenizer built on the data."""
         return dataclasses.replace(self, vocab_size=vocab_size)
+
+
+@dataclass
+class LlamaConfig:
+    """Shape of a Llama-family model (Hugging Face's LlamaConfig in our field names); the
+    defaults are SmolLM2-135M's. ``model_type`` names the family in files and checkpoints."""
+
+    vocab_size: int | None = 49152  # None = take it from the tokenizer
+    block_size: int = 8192  # maximum context length (HF max_position_embeddings)
+    n_layer: int = 30  # transformer blocks
+    n_head: int = 9  # query heads
+    n_kv_head: int = 3  # key/value heads, each shared by n_head / n_kv_head query heads
+    n_embd: int = 576  # residual stream width C
+    d_ff: int = 1536  # SwiGLU hidden width (HF intermediate_size)
+    rope_theta: float = 100000.0  # rotary base
+    norm_eps: float = 1e-5  # RMSNorm epsilon (HF rms_norm_eps)
+    tie_embeddings: bool = True  # the LM head multiplies by embed_tokens
+    qkv_bias: bool = False  # biases on q_proj, k_proj, v_proj (Qwen2 has them)
+    init_std: float = 0.02  # N(0, std) init of every matrix (HF initializer_range)
+    model_type: str = "llama"  # "llama" or "qwen2" (the HF model_type and GGUF architecture)
+    # how the graphs compute, as GPT2Config's
+    loss_kind: str = "sparse"
+    attention: str = "auto"
+    matmul_dtype: str = "f32"
+    recompute: str = "none"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field when the sizes can't form the model."""
+        if self.vocab_size is not None:
+            _check_positive(self, "vocab_size")
+        for name in ("block_size", "n_layer", "n_head", "n_kv_head", "n_embd", "d_ff"):
+            _check_positive(self, name)
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); e.g. "
+                f"n_embd={_round_to(self.n_embd, self.n_head)}"
+            )
+        if self.n_head % self.n_kv_head:
+            raise ValueError(
+                f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head}): "
+                "each key/value head serves an equal group of query heads"
+            )
+        if self.head_dim % 2:
+            raise ValueError(f"rotary embeddings need an even head size, got {self.head_dim}")
+        if self.rope_theta <= 0 or self.norm_eps <= 0 or self.init_std <= 0:
+            raise ValueError("rope_theta, norm_eps and init_std must be > 0")
+        for name, choices in (
+            ("model_type", LLAMA_TYPES),
+            ("loss_kind", LOSS_KINDS),
+            ("attention", ATTENTION_KINDS),
+            ("matmul_dtype", MATMUL_DTYPES),
+            ("recompute", RECOMPUTE),
+        ):
+            _check_choice(self, name, choices)
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def require_vocab_size(self) -> int:
+        if self.vocab_size is None:
+            raise ValueError("vocab_size is None; call config.with_vocab_size(n) first")
+        return self.vocab_size
+
+    def with_vocab_size(self, vocab_size: int) -> LlamaConfig:
+        return dataclasses.replace(self, vocab_size=vocab_size)
+
+
+@dataclass
+class Qwen2Config(LlamaConfig):
+    """Qwen2: a Llama with Q/K/V biases, a larger rotary base and RMSNorm eps 1e-6."""
+
+    rope_theta: float = 1000000.0
+    norm_eps: float = 1e-6
+    qkv_bias: bool = True
+    model_type: str = "qwen2"
+
+
+LLAMA_CONFIGS: dict[str, type[LlamaConfig]] = {"llama": LlamaConfig, "qwen2": Qwen2Config}
 
 
 @dataclass
@@ -431,7 +516,7 @@ def _split_overrides(
 
 def _from_dict(
     data: dict[str, Any], source: str, overrides: dict[str, Any]
-) -> tuple[GPT2Config, TrainConfig, str]:
+) -> tuple[GPT2Config | LlamaConfig, TrainConfig, str]:
     unknown = sorted(set(data) - {"model", "train", "tokenizer"})
     if unknown:
         raise ValueError(
@@ -439,10 +524,14 @@ def _from_dict(
             "expected 'model', 'train', 'tokenizer'"
         )
     model_over, train_over, tok_over = _split_overrides(overrides)
-    model = _build(GPT2Config, {**data.get("model", {}), **model_over}, source)
+    model_values = {**data.get("model", {}), **model_over}
+    # a Llama-family config names its model_type; GPT-2's has no such field
+    family = LLAMA_CONFIGS.get(model_values.get("model_type"), LlamaConfig)
+    family = family if "model_type" in model_values else GPT2Config
+    model = _build(family, model_values, source)
     train = _build(TrainConfig, {**data.get("train", {}), **train_over}, source)
     tokenizer = tok_over if tok_over is not None else data.get("tokenizer", "gpt2")
-    if tokenizer not in TOKENIZERS:
+    if tokenizer not in TOKENIZERS + FILE_TOKENIZERS:
         raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r} in {source}")
     if train.block_size > model.block_size:
         raise ValueError(
@@ -469,7 +558,7 @@ def load_preset(name_or_path: str | Path, **overrides: Any) -> tuple[GPT2Config,
     return _from_dict(data, str(path), overrides)
 
 
-def to_json(model: GPT2Config, train: TrainConfig, tokenizer: str) -> str:
+def to_json(model: GPT2Config | LlamaConfig, train: TrainConfig, tokenizer: str) -> str:
     """Serialise the three settings in the preset file format."""
     return json.dumps(
         {
@@ -481,7 +570,7 @@ def to_json(model: GPT2Config, train: TrainConfig, tokenizer: str) -> str:
     )
 
 
-def from_json(text: str) -> tuple[GPT2Config, TrainConfig, str]:
+def from_json(text: str) -> tuple[GPT2Config | LlamaConfig, TrainConfig, str]:
     """Inverse of to_json (also reads preset files' contents)."""
     return _from_dict(json.loads(text), "JSON text", {})
 

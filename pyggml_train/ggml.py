@@ -590,6 +590,31 @@ def attn_causal(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
     return _wrap(_C.attn_causal(q._h, k._h, v._h, float(scale)), q.shape)
 
 
+ROPE_MODES = {"llama": 0, "neox": 2}  # which elements of a head form a rotated pair
+
+
+def rope(
+    x: Tensor, positions: Tensor, mode: str, theta: float, n_dims: int | None = None
+) -> Tensor:
+    """Rotary position embedding of x (B, T, nh, hs) at the i32 ``positions`` (T,).
+
+    Pair i of a head turns by the angle ``position * theta**(-2i / n_dims)``; ``mode``
+    'llama' pairs adjacent elements (2i, 2i+1) (llama.cpp's layout of llama weights),
+    'neox' the halves (i, i + n_dims/2) (Hugging Face's rotate_half, Qwen2). The first
+    ``n_dims`` (default: all hs) elements rotate, the rest pass through. Upstream ggml's
+    ROPE op and its backward.
+    """
+    if mode not in ROPE_MODES:
+        raise ValueError(f"rope: mode must be one of {sorted(ROPE_MODES)}, got {mode!r}")
+    if x.ndim != 4 or positions.shape != (x.shape[1],):
+        raise ValueError(
+            f"rope: x must be (B, T, nh, hs) and positions (T,), got {x.shape} and "
+            f"{positions.shape}"
+        )
+    n_dims = x.shape[-1] if n_dims is None else n_dims
+    return _wrap(_C.rope(x._h, positions._h, n_dims, ROPE_MODES[mode], float(theta)), x.shape)
+
+
 def dropout(x: Tensor, state: Tensor, p: float, stream: int = 0) -> Tensor:
     """Inverted dropout: ``x * keep / (1 - p)`` with ``keep`` 0 for about a fraction ``p``
     of the elements (patch 0018). ``state`` is an i32 (2,) input holding (seed, counter),

@@ -144,6 +144,10 @@ class Build:
         """(T, T) additive mask: 0 where a query may look, -inf at future keys."""
         return self.constant(f"causal_mask_{t}", lambda: causal_mask(t))
 
+    def positions(self, t: int) -> G.Tensor:
+        """(T,) i32 positions 0..T-1 (what rotary embeddings of a whole sequence read)."""
+        return self.constant(f"positions_{t}", lambda: np.arange(t, dtype=np.int32))
+
 
 def causal_mask(t: int) -> np.ndarray:
     """(T, T) additive attention mask: 0 on and below the diagonal, -inf above."""
@@ -239,6 +243,21 @@ class LayerNorm:
 
     def __call__(self, g: Build, x: G.Tensor) -> G.Tensor:
         return G.layer_norm(x, g[self.weight.name], g[self.bias.name], self.eps)
+
+
+class RMSNorm:
+    """x / sqrt(mean(x^2) + eps) * weight over the last axis: ``weight`` (C,) init 1, no
+    bias, no mean subtracted (Llama's and Qwen2's norm)."""
+
+    def __init__(self, prefix: str, dim: int, eps: float = 1e-6):
+        self.eps = eps
+        self.weight = Param(f"{prefix}.weight", (dim,), init="ones")
+
+    def params(self) -> list[Param]:
+        return [self.weight]
+
+    def __call__(self, g: Build, x: G.Tensor) -> G.Tensor:
+        return G.mul(G.rms_norm(x, self.eps), g[self.weight.name])
 
 
 class Linear:
@@ -373,6 +392,7 @@ class SelfAttention:
         if d_model % n_head:
             raise ValueError(f"{prefix}: d_model {d_model} is not divisible by n_head {n_head}")
         self.d_model, self.n_head, self.head_size = d_model, n_head, d_model // n_head
+        self.n_kv_head = n_head  # heads a KV cache holds (every head has its own K and V)
         self.causal = causal
         self.prob_dropout = Dropout(prob_dropout, stream)
         self.c_attn = Linear(f"{prefix}.c_attn", d_model, 3 * d_model, conv1d=True)
@@ -428,6 +448,132 @@ class SelfAttention:
         return G.reshape(y, (1, nh, t, hs))  # (B, nh, T, hs)
 
 
+class RotaryEmbedding:
+    """Rotates each head's (query or key) pairs by position-dependent angles: pair i at
+    position p turns by p * theta^(-2i / hs). ``mode`` 'neox' pairs element i with i + hs/2
+    (Hugging Face's rotate_half, the layout of HF Llama and Qwen2 weights); 'llama' pairs
+    2i with 2i+1 (llama.cpp's, whose converter permutes the Q and K rows of HF Llama
+    weights to suit it). No parameters."""
+
+    def __init__(self, head_dim: int, theta: float = 10000.0, mode: str = "neox"):
+        if mode not in G.ROPE_MODES:
+            raise ValueError(f"rope mode must be one of {sorted(G.ROPE_MODES)}, got {mode!r}")
+        if head_dim % 2:
+            raise ValueError(f"rotary embeddings need an even head size, got {head_dim}")
+        self.head_dim, self.theta, self.mode = head_dim, theta, mode
+
+    def params(self) -> list[Param]:
+        return []
+
+    def __call__(self, g: Build, x: G.Tensor, positions: G.Tensor | None = None) -> G.Tensor:
+        """x (B, T, nh, hs) at positions 0..T-1, or at the i32 ``positions`` (T,)."""
+        positions = g.positions(x.shape[1]) if positions is None else positions
+        return G.rope(x, positions, self.mode, self.theta)
+
+
+class GroupedQueryAttention:
+    """Causal self-attention with rotary positions and n_kv_head <= n_head key/value heads,
+    each shared by n_head / n_kv_head consecutive query heads (grouped-query attention;
+    multi-head when equal). HF Llama's names and torch layout: ``q_proj`` (C -> nh*hs),
+    ``k_proj`` and ``v_proj`` (C -> nkv*hs), with biases when ``qkv_bias`` (Qwen2),
+    ``o_proj`` (nh*hs -> C) without.
+
+    Paths: one ATTN_CAUSAL op when ``g.fused_attention`` (the op wants as many K/V heads
+    as queries, so with nkv < nh the K/V heads are repeated into copies first; sharing
+    them inside the op is a C change not made yet); else mul_mat, which broadcasts each
+    K/V head over its group of query heads without a copy (forward and backward), and a
+    masked soft_max. With a :class:`KVCache` (batch 1) of nkv heads: rotate at the cache
+    positions, write, attend over the cache.
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        d_model: int,
+        n_head: int,
+        n_kv_head: int,
+        head_dim: int | None = None,
+        qkv_bias: bool = False,
+        rope_theta: float = 10000.0,
+        rope_mode: str = "neox",
+        std: float = 0.02,
+    ):
+        if n_kv_head < 1 or n_head % n_kv_head:
+            raise ValueError(
+                f"{prefix}: n_head {n_head} must be a multiple of n_kv_head {n_kv_head}"
+            )
+        if head_dim is None:
+            if d_model % n_head:
+                raise ValueError(f"{prefix}: d_model {d_model} is not divisible by n_head {n_head}")
+            head_dim = d_model // n_head
+        self.d_model, self.n_head, self.n_kv_head, self.head_size = (
+            d_model,
+            n_head,
+            n_kv_head,
+            head_dim,
+        )
+        self.rotary = RotaryEmbedding(head_dim, rope_theta, rope_mode)
+        q, kv = n_head * head_dim, n_kv_head * head_dim
+        self.q_proj = Linear(f"{prefix}.q_proj", d_model, q, bias=qkv_bias, std=std)
+        self.k_proj = Linear(f"{prefix}.k_proj", d_model, kv, bias=qkv_bias, std=std)
+        self.v_proj = Linear(f"{prefix}.v_proj", d_model, kv, bias=qkv_bias, std=std)
+        self.o_proj = Linear(f"{prefix}.o_proj", q, d_model, bias=False, std=std)
+
+    def params(self) -> list[Param]:
+        projections = (self.q_proj, self.k_proj, self.v_proj, self.o_proj)
+        return [p for proj in projections for p in proj.params()]
+
+    def __call__(self, g: Build, x: G.Tensor, cache: KVCache | None = None) -> G.Tensor:
+        """x (B, T, C) -> (B, T, C)."""
+        b, t, c = x.shape
+        nh, nkv, hs = self.n_head, self.n_kv_head, self.head_size
+        positions = cache.positions if cache is not None else None
+        q = self.rotary(g, G.reshape(self.q_proj(g, x), (b, t, nh, hs)), positions)
+        k = self.rotary(g, G.reshape(self.k_proj(g, x), (b, t, nkv, hs)), positions)
+        v = G.reshape(self.v_proj(g, x), (b, t, nkv, hs))  # q, k, v (B, T, heads, hs)
+        scale = 1.0 / math.sqrt(hs)
+        if cache is not None:
+            y = self._cached(q, k, v, cache, scale)
+        elif g.fused_attention:
+            q, k, v = (G.permute(a, (0, 2, 1, 3)) for a in (q, k, v))  # (B, heads, T, hs)
+            if nkv != nh:
+                k, v = self._repeat_kv(k), self._repeat_kv(v)  # (B, nh, T, hs)
+            y = G.attn_causal(q, k, v, scale)  # (B, nh, T, hs)
+        else:
+            q = G.cont(G.permute(q, (0, 2, 1, 3)))  # (B, nh, T, hs)
+            k = G.cont(G.permute(k, (0, 2, 1, 3)))  # (B, nkv, T, hs)
+            v_t = G.cont(G.permute(v, (0, 2, 3, 1)))  # (B, nkv, hs, T)
+            scores = G.mul_mat(k, q)  # (B, nh, T, T); K/V head j serves query heads j*r..
+            probs = G.soft_max(scores, mask=g.causal_mask(t), scale=scale)
+            y = G.mul_mat(v_t, probs)  # (B, nh, T, hs)
+        y = G.reshape(G.cont(G.permute(y, (0, 2, 1, 3))), (b, t, nh * hs))  # (B, T, nh*hs)
+        out = self.o_proj(g, y)
+        assert out.shape == (b, t, c), out.shape
+        return out  # (B, T, C)
+
+    def _repeat_kv(self, a: G.Tensor) -> G.Tensor:
+        """(B, nkv, T, hs) -> (B, nh, T, hs), K/V head j copied to query heads j*r..j*r+r-1."""
+        b, nkv, t, hs = a.shape
+        r = self.n_head // nkv
+        rows = G.reshape(G.cont(a), (b * nkv, 1, t, hs))
+        return G.reshape(G.repeat(rows, (b * nkv, r, t, hs)), (b, nkv * r, t, hs))
+
+    def _cached(
+        self, q: G.Tensor, k: G.Tensor, v: G.Tensor, cache: KVCache, scale: float
+    ) -> G.Tensor:
+        """Attention of q (1, T, nh, hs) over the cache after writing k, v (1, T, nkv, hs)."""
+        b, t, nh, hs = q.shape
+        if b != 1:
+            raise ValueError(f"a KV cache decodes one sequence, got batch {b}")
+        q, k, v = (G.cont(G.permute(G.reshape(a, a.shape[1:]), (1, 0, 2))) for a in (q, k, v))
+        keys = G.set_rows(cache.keys, k, cache.positions)  # (nkv, Tmax, hs) after the write
+        values = G.set_rows(cache.values, v, cache.positions)  # (nkv, Tmax, hs)
+        scores = G.mul_mat(keys, q)  # (nh, T, Tmax), K/V heads broadcast over their groups
+        probs = G.soft_max(scores, cache.mask, scale=scale)  # (nh, T, Tmax)
+        y = G.mul_mat(G.cont(G.transpose(values)), probs)  # (nh, T, hs)
+        return G.reshape(y, (1, nh, t, hs))  # (B, nh, T, hs)
+
+
 # ---- MLP and blocks -----------------------------------------------------------------------------
 class MLP:
     """c_fc (C -> F) -> activation -> c_proj (F -> C), HF GPT-2 names and Conv1D layout.
@@ -455,6 +601,23 @@ class MLP:
     def __call__(self, g: Build, x: G.Tensor) -> G.Tensor:
         hidden = self.hidden_dropout(g, self.act(g, self.c_fc(g, x)))  # (B, T, F)
         return self.c_proj(g, hidden)  # (B, T, C)
+
+
+class GatedMLP:
+    """SwiGLU feed-forward: down_proj(silu(gate_proj(x)) * up_proj(x)), C -> F -> C, no
+    biases (HF Llama's ``mlp.gate_proj``, ``up_proj``, ``down_proj``, torch layout)."""
+
+    def __init__(self, prefix: str, d_model: int, d_ff: int, std: float = 0.02):
+        self.gate_proj = Linear(f"{prefix}.gate_proj", d_model, d_ff, bias=False, std=std)
+        self.up_proj = Linear(f"{prefix}.up_proj", d_model, d_ff, bias=False, std=std)
+        self.down_proj = Linear(f"{prefix}.down_proj", d_ff, d_model, bias=False, std=std)
+
+    def params(self) -> list[Param]:
+        return self.gate_proj.params() + self.up_proj.params() + self.down_proj.params()
+
+    def __call__(self, g: Build, x: G.Tensor) -> G.Tensor:
+        hidden = G.silu(self.gate_proj(g, x)) * self.up_proj(g, x)  # (B, T, F)
+        return self.down_proj(g, hidden)  # (B, T, C)
 
 
 class GPTBlock:
@@ -494,6 +657,54 @@ class GPTBlock:
         x = x + h
         h = self.mlp_dropout(g, self.mlp(g, self.ln_2(g, x)))  # (B, T, C)
         return x + h
+
+
+class LlamaBlock:
+    """Pre-RMSNorm causal block with rotary grouped-query attention and a SwiGLU MLP:
+    x + self_attn(input_layernorm(x)), then + mlp(post_attention_layernorm(x)) (HF Llama's
+    and Qwen2's ``model.layers.{i}``)."""
+
+    def __init__(
+        self,
+        prefix: str,
+        d_model: int,
+        n_head: int,
+        n_kv_head: int,
+        d_ff: int,
+        eps: float = 1e-6,
+        head_dim: int | None = None,
+        qkv_bias: bool = False,
+        rope_theta: float = 10000.0,
+        std: float = 0.02,
+    ):
+        self.d_model = d_model
+        self.input_layernorm = RMSNorm(f"{prefix}.input_layernorm", d_model, eps)
+        self.self_attn = GroupedQueryAttention(
+            f"{prefix}.self_attn",
+            d_model,
+            n_head,
+            n_kv_head,
+            head_dim,
+            qkv_bias,
+            rope_theta,
+            std=std,
+        )
+        self.post_attention_layernorm = RMSNorm(f"{prefix}.post_attention_layernorm", d_model, eps)
+        self.mlp = GatedMLP(f"{prefix}.mlp", d_model, d_ff, std)
+
+    def params(self) -> list[Param]:
+        return (
+            self.input_layernorm.params()
+            + self.self_attn.params()
+            + self.post_attention_layernorm.params()
+            + self.mlp.params()
+        )
+
+    def __call__(self, g: Build, x: G.Tensor, cache: KVCache | None = None) -> G.Tensor:
+        """x (B, T, C) -> (B, T, C); ``cache`` for KV-cache decoding."""
+        _check_width(x, self.d_model, "LlamaBlock")
+        x = x + self.self_attn(g, self.input_layernorm(g, x), cache)  # (B, T, C)
+        return x + self.mlp(g, self.post_attention_layernorm(g, x))  # (B, T, C)
 
 
 class TransformerEncoderLayer:

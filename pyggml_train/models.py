@@ -14,9 +14,10 @@ import numpy as np
 
 from . import ggml as G
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import GPT2Config, TrainConfig
+from .config import GPT2Config, LlamaConfig, TrainConfig
 from .gpt2 import GPT2
 from .io import ModelFile, detect_format, read_model_file
+from .llama import Llama
 from .model import Model
 from .sample import Sampler, decoder_for
 from .spec import SpecError, as_gpt2, build_model, parse_spec
@@ -32,11 +33,34 @@ def new_gpt2(config: GPT2Config, train_config: TrainConfig, vocab_size: int) -> 
     return GPT2(config, ctx=ctx, seed=train_config.seed)
 
 
+def from_config(
+    config: GPT2Config | LlamaConfig,
+    params: dict[str, np.ndarray] | None = None,
+    ctx: G.Context | None = None,
+    seed: int = 0,
+) -> Model:
+    """The model family a config describes (GPT-2, Llama or Qwen2), with ``params`` or
+    initialised from ``seed``."""
+    family = Llama if isinstance(config, LlamaConfig) else GPT2
+    return family(config, params=params, ctx=ctx, seed=seed)
+
+
+def new_model(
+    config: GPT2Config | LlamaConfig, train_config: TrainConfig, vocab_size: int
+) -> Model:
+    """:func:`new_gpt2` for any family: a fresh model for a run on its device and threads;
+    a config that leaves the vocabulary open takes ``vocab_size``."""
+    if config.vocab_size is None:
+        config = config.with_vocab_size(vocab_size)
+    ctx = G.Context(train_config.device, train_config.threads)
+    return from_config(config, ctx=ctx, seed=train_config.seed)
+
+
 def from_checkpoint(ckpt: Checkpoint, ctx: G.Context) -> Model:
     """The model of a training checkpoint, a spec's or a GPT-2's, with its weights."""
     tokenizer = tokenizer_from_dict(ckpt.tokenizer)
     if ckpt.spec is None:
-        model: Model = GPT2(ckpt.model_config, params=ckpt.params, ctx=ctx)
+        model: Model = from_config(ckpt.model_config, ckpt.params, ctx)
     else:
         spec = parse_spec(ckpt.spec, vocab_size=tokenizer.vocab_size)
         model = build_model(spec, ctx, params=ckpt.params)
@@ -46,23 +70,24 @@ def from_checkpoint(ckpt: Checkpoint, ctx: G.Context) -> Model:
 
 def load_model(path: str | Path, ctx: G.Context | None = None, **kwargs) -> Model:
     """The model in any file we read, with its weights: a training checkpoint (a spec's
-    too), a Hugging Face directory or .safetensors, an llm.c .bin, a GPT-2 GGUF
-    (f32/f16/q8_0, dequantized). ``model.tokenizer`` is the file's tokenizer, None where it
-    carries none. kwargs go to the GPT2 constructor (e.g. ``seed``)."""
+    too), a Hugging Face directory (GPT-2, Llama, Qwen2) or .safetensors, an llm.c .bin, a
+    GPT-2 GGUF (f32/f16/q8_0, dequantized). ``model.tokenizer`` is the file's tokenizer,
+    None where it carries none. kwargs go to the family's constructor (e.g. ``seed``)."""
     ctx = ctx or G.Context("cpu")
     loaded = read_model_file(path)
     if loaded.spec is not None:
         spec = parse_spec(loaded.spec, vocab_size=loaded.tokenizer.vocab_size)
         model: Model = build_model(spec, ctx, params=loaded.params)
     else:
-        model = GPT2(loaded.config, params=loaded.params, ctx=ctx, **kwargs)
+        model = from_config(loaded.config, loaded.params, ctx, **kwargs)
     model.tokenizer = loaded.tokenizer
     return model
 
 
 def gpt2_weights(path: str | Path) -> ModelFile:
-    """A model file's weights under GPT-2's names with its GPT2Config: what export and
-    ``--init-from`` take. A model-spec checkpoint qualifies if its spec is GPT-2-shaped."""
+    """A model file's weights under its family's HF names with its config (GPT-2's, or a
+    Llama's): what export and ``--init-from`` take. A model-spec checkpoint qualifies if
+    its spec is GPT-2-shaped."""
     loaded = read_model_file(path)
     if loaded.spec is None:
         return loaded

@@ -20,11 +20,14 @@ from . import ggml as G
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import GPT2Config, TrainConfig, follow_given, resumed_config
 from .data import load_prepared, prepare, tiny_shakespeare
-from .models import from_checkpoint, gpt2_weights, new_gpt2
+from .models import from_checkpoint, gpt2_weights, new_model
 from .spec import Spec, SpecError, build_model, corpus_path, parse_spec, summary
 from .spec import train_config_for as spec_train_config
 from .tokenizer import Tokenizer, tokenizer_from_dict
 from .train import Run, TrainResult, load_run_data, train
+
+# config fields that say how a model computes, not what it is (see _graph_options)
+GRAPH_OPTIONS = ("matmul_dtype", "attention", "loss_kind", "recompute")
 
 
 def train_gpt2(
@@ -64,14 +67,26 @@ def train_gpt2(
     init = None
     if init_from is not None:
         init = gpt2_weights(init_from)
-        model_config, tok = init.config, init.tokenizer or tok
+        model_config, tok = _graph_options(init.config, overrides or {}), init.tokenizer or tok
     train_config.accum_steps(run.dist.world_size)  # an indivisible batch fails before any work
     data_set = load_run_data(data, tok, run, train_config.val_fraction)
-    model = new_gpt2(model_config, train_config, data_set.tokenizer.vocab_size)
+    model = new_model(model_config, train_config, data_set.tokenizer.vocab_size)
     if init is not None:
         model.load_state_dict(init.params)
         run.log(f"initialized from {init_from} ({init.format})")
     return train(model, data_set, train_config, run)
+
+
+def _graph_options(config: Any, overrides: dict[str, Any]) -> Any:
+    """A model file's config with the graph options the user set (``matmul_dtype``,
+    ``attention``, ``loss_kind``, ``recompute``): they change how it computes, not its
+    shape, so a fine-tune may pick them (e.g. bf16 mixed precision)."""
+    chosen = {}
+    for key, value in overrides.items():
+        name = key.removeprefix("model.")
+        if name in GRAPH_OPTIONS:
+            chosen[name] = value
+    return dataclasses.replace(config, **chosen) if chosen else config
 
 
 def _resumed(ckpt: Checkpoint, overrides: dict[str, Any], run: Run) -> TrainConfig:

@@ -72,8 +72,9 @@ def decode_threads(model: Model) -> int:
 class KVCacheDecoder:
     """Decoding one token per compute against per-layer K/V caches (batch 1), through the
     model's own layers. The model's net lists its causal attention layers with
-    ``attentions()`` and takes ``net(g, idx, positions, caches)``, one cache per attention
-    layer in that order (as gpt2.GPT2Net does)."""
+    ``attentions()`` (each with ``n_kv_head`` cached heads of ``head_size``) and takes
+    ``net(g, idx, positions, caches)``, one cache per attention layer in that order (as
+    gpt2.GPT2Net and llama.LlamaNet do)."""
 
     def __init__(self, model: Model):
         net, ctx = model.net, model.ctx
@@ -84,8 +85,8 @@ class KVCacheDecoder:
         self.mask = ctx.input((1, t_max), name="kv_mask")  # (T=1, Tmax) 0 or -inf
         caches = [
             KVCache(
-                ctx.tensor((a.n_head, t_max, a.head_size), name=f"k_cache{i}"),
-                ctx.tensor((a.n_head, t_max, a.head_size), name=f"v_cache{i}"),
+                ctx.tensor((a.n_kv_head, t_max, a.head_size), name=f"k_cache{i}"),
+                ctx.tensor((a.n_kv_head, t_max, a.head_size), name=f"v_cache{i}"),
                 positions,
                 self.mask,
             )

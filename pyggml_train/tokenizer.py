@@ -1,12 +1,15 @@
-"""Tokenizers: a character vocabulary built from the data, and GPT-2 BPE via tiktoken.
+"""Tokenizers: a character vocabulary built from the data, GPT-2 BPE via tiktoken, and
+Hugging Face tokenizer.json files via the tokenizers package, SentencePiece models via
+sentencepiece.
 
-Both share one small protocol so the trainer, the data preparation and the
+They share one small protocol so the trainer, the data preparation and the
 checkpoint code never care which one is in use; ``to_dict`` is what gets saved
 next to a model so sampling later decodes with the same vocabulary.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
@@ -132,6 +135,77 @@ class GPT2Tokenizer:
         return cls()
 
 
+class HFTokenizer:
+    """A Hugging Face ``tokenizer.json`` (any model: Llama, Qwen2, SmolLM2, ...) through the
+    ``tokenizers`` package; the JSON text is what gets saved, so a checkpoint carries it."""
+
+    name = "hf"
+
+    def __init__(self, json_text: str) -> None:
+        try:
+            from tokenizers import Tokenizer as _Tokenizer
+        except ImportError:
+            raise ImportError(
+                "a tokenizer.json needs the tokenizers package: pip install tokenizers"
+            ) from None
+        self.json_text = json_text
+        self._tok = _Tokenizer.from_str(json_text)
+
+    @property
+    def vocab_size(self) -> int:
+        """Ids the tokenizer can emit (added tokens included)."""
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> np.ndarray:
+        # no BOS/EOS: the data pipeline sees plain text, as with the other tokenizers
+        ids = self._tok.encode(text, add_special_tokens=False).ids
+        return np.asarray(ids, dtype=np.int32)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.name, "json": self.json_text}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HFTokenizer:
+        return cls(data["json"])
+
+
+class SentencePieceTokenizer:
+    """A SentencePiece model (an HF directory's ``tokenizer.model``, Llama 2's kind) through
+    the ``sentencepiece`` package; the model's bytes are saved (base64) with checkpoints."""
+
+    name = "sentencepiece"
+
+    def __init__(self, model: bytes) -> None:
+        try:
+            import sentencepiece
+        except ImportError:
+            raise ImportError(
+                "a tokenizer.model needs the sentencepiece package: pip install sentencepiece"
+            ) from None
+        self.model = model
+        self.sp = sentencepiece.SentencePieceProcessor(model_proto=model)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.asarray(self.sp.encode(text), dtype=np.int32)  # no BOS, as the others
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.sp.decode([int(i) for i in ids])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.name, "model": base64.b64encode(self.model).decode("ascii")}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SentencePieceTokenizer:
+        return cls(base64.b64decode(data["model"]))
+
+
 def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
     """Rebuild a tokenizer saved with to_dict (e.g. from a checkpoint's metadata)."""
     kind = data.get("type")
@@ -139,7 +213,14 @@ def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
         return CharTokenizer.from_dict(data)
     if kind == "gpt2":
         return GPT2Tokenizer.from_dict(data)
-    raise ValueError(f"unknown tokenizer type {kind!r} in saved data; expected 'char' or 'gpt2'")
+    if kind == "hf":
+        return HFTokenizer.from_dict(data)
+    if kind == "sentencepiece":
+        return SentencePieceTokenizer.from_dict(data)
+    raise ValueError(
+        f"unknown tokenizer type {kind!r} in saved data; expected 'char', 'gpt2', 'hf' or "
+        "'sentencepiece'"
+    )
 
 
 def get_tokenizer(name: str, text: str | None = None) -> Tokenizer:

@@ -63,6 +63,7 @@ bool has_backward(const ggml_tensor * t, int src) {
         case GGML_OP_CROSS_ENTROPY_LOSS:
         case GGML_OP_CROSS_ENTROPY_LOSS_SPARSE:
         case GGML_OP_DROPOUT:  // src 1 is the integer (seed, counter) state
+        case GGML_OP_ROPE:     // src 1 holds the integer positions
             return src == 0;
         case GGML_OP_UNARY:
             switch (ggml_get_unary_op(t)) {

@@ -322,6 +322,31 @@ void init_ops(py::module_ & m) {
         }
         return result(q, ggml_attn_causal(q.ctx->op_ctx(), q.t, k.t, v.t, scale));
     });
+    // Rotary position embedding of x [hs, nh, T, B] (numpy (B, T, nh, hs)) at the i32
+    // positions (T,): mode 0 rotates adjacent pairs (x[2i], x[2i+1]) (llama.cpp's llama),
+    // mode 2 the halves (x[i], x[i + n_dims/2]) (GPT-NeoX, Hugging Face's rotate_half).
+    // No YaRN or frequency scaling: the angle of pair i at position p is
+    // p * freq_base^(-2i/n_dims). Its backward (ROPE_BACK) is upstream's.
+    m.def("rope", [](const T & x, const T & pos, int n_dims, int mode, float freq_base) {
+        check_same_context(x, pos);
+        check_f32(x, "rope");
+        check_dense_rows(x, "rope");
+        if (pos.t->type != GGML_TYPE_I32 || !ggml_is_vector(pos.t) || pos.t->ne[0] != x.t->ne[2]) {
+            fail_type("rope: positions must be an i32 vector with one entry per token (" +
+                      std::to_string(x.t->ne[2]) + " for " + describe(x.t) + "), got " + describe(pos.t));
+        }
+        check_index_leaf(pos, "rope");
+        if (mode != GGML_ROPE_TYPE_NORMAL && mode != GGML_ROPE_TYPE_NEOX) {
+            fail("rope: mode must be 0 (adjacent pairs) or 2 (NEOX halves), got " + std::to_string(mode));
+        }
+        if (n_dims <= 0 || n_dims % 2 != 0 || n_dims > x.t->ne[0]) {
+            fail("rope: n_dims must be even and in [2, " + std::to_string(x.t->ne[0]) + "], got " +
+                 std::to_string(n_dims));
+        }
+        if (!(freq_base > 0.0f) || !std::isfinite(freq_base)) fail("rope: freq_base must be a finite number > 0");
+        return result(x, ggml_rope_ext(x.ctx->op_ctx(), x.t, pos.t, nullptr, n_dims, mode, 0, freq_base, 1.0f,
+                                       0.0f, 1.0f, 0.0f, 0.0f));
+    }, py::arg("x"), py::arg("positions"), py::arg("n_dims"), py::arg("mode"), py::arg("freq_base"));
     m.def("dropout", [](const T & a, const T & state, float p, int32_t stream) {
         check_same_context(a, state);
         check_f32(a, "dropout");

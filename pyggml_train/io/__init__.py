@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import GPT2Config
+from ..config import LLAMA_TYPES, GPT2Config, LlamaConfig
 from ..tokenizer import Tokenizer
 from .bpe import BPEVocab
 from .llmc import LLMC_DTYPES, MODEL_MAGIC
@@ -32,7 +32,7 @@ class ModelFile:
     model-spec checkpoint the spec's JSON (its weights then keep the spec's names)."""
 
     params: dict[str, np.ndarray]
-    config: GPT2Config | None  # None for a spec checkpoint
+    config: GPT2Config | LlamaConfig | None  # None for a spec checkpoint
     tokenizer: Tokenizer | None
     format: str  # "checkpoint", "hf", "gguf" or "llmc"
     spec: dict | None = None
@@ -72,10 +72,18 @@ def read_model_file(path: str | Path) -> ModelFile:
         tokenizer = tokenizer_from_dict(ckpt.tokenizer)
         return ModelFile(ckpt.params, ckpt.model_config, tokenizer, fmt, ckpt.spec)
     if fmt == "hf":
+        from .hf_llama import hf_model_type, load_hf_llama
+
+        if Path(path).is_dir() and hf_model_type(path) in LLAMA_TYPES:
+            return ModelFile(*load_hf_llama(path), fmt)
         from .hf import load_hf
 
         return ModelFile(*load_hf(path), fmt)
     if fmt == "gguf":
+        from .gguf_llama import is_llama_gguf, load_gguf_llama
+
+        if is_llama_gguf(path):
+            return ModelFile(*load_gguf_llama(path), fmt)
         from .gguf import load_gguf
 
         return ModelFile(*load_gguf(path), fmt)
@@ -88,13 +96,17 @@ def export_model(
     out: str | Path,
     fmt: str,
     params: dict[str, np.ndarray],
-    config: GPT2Config,
+    config: GPT2Config | LlamaConfig,
     tokenizer: Tokenizer,
     dtype: str = "f32",
     gpt2_bpe: BPEVocab | None = None,
 ) -> Path:
     """Write the model as fmt ("gguf", "hf" or "llmc"); every writer is atomic. gpt2_bpe:
     GPT-2's BPE tables for GGUF (default: tiktoken's cache, see bpe.py)."""
+    if fmt == "gguf" and isinstance(config, LlamaConfig):
+        from .gguf_llama import save_gguf_llama
+
+        return save_gguf_llama(out, params, config, tokenizer, dtype)
     if fmt == "gguf":
         from .gguf import save_gguf
 
@@ -108,6 +120,10 @@ def export_model(
             f"--dtype {dtype} is for GGUF ({', '.join(GGUF_DTYPES)}) or llm.c "
             f"({', '.join(LLMC_DTYPES)}); {fmt} is written in f32"
         )
+    if fmt == "hf" and isinstance(config, LlamaConfig):
+        from .hf_llama import save_hf_llama
+
+        return save_hf_llama(out, params, config, tokenizer)
     if fmt == "hf":
         from .hf import save_hf_checkpoint
 

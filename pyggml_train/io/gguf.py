@@ -180,7 +180,10 @@ def load_gguf(path: str | Path) -> tuple[dict[str, np.ndarray], GPT2Config, Toke
         ) from None
     arch = _field(reader, path, gguf.Keys.General.ARCHITECTURE)
     if arch != ARCH_NAME:
-        raise ValueError(f"{path}: GGUF architecture is {arch!r}; only {ARCH_NAME!r} (GPT-2) loads")
+        raise ValueError(
+            f"{path}: GGUF architecture is {arch!r}; {ARCH_NAME!r} (GPT-2), 'llama' and "
+            "'qwen2' load"
+        )
     key = lambda k: k.format(arch=arch)  # noqa: E731
     tokens = _field(reader, path, gguf.Keys.Tokenizer.LIST)
     config = GPT2Config(

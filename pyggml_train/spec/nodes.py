@@ -90,6 +90,35 @@ def _infer_mha(node: Node, ins: list[Shape], state: InferState) -> list[Shape]:
     return [ins[0]]
 
 
+def _infer_rotary_attention(node: Node, ins: list[Shape], state: InferState) -> list[Shape]:
+    _width(node, ins[0], "embed_dim")
+    _heads(node, "embed_dim", "num_heads")
+    _kv_heads(node, "embed_dim", "num_heads")
+    return [ins[0]]
+
+
+def _infer_llama_block(node: Node, ins: list[Shape], state: InferState) -> list[Shape]:
+    _width(node, ins[0], "d_model")
+    _heads(node, "d_model", "nhead")
+    _kv_heads(node, "d_model", "nhead")
+    return [ins[0]]
+
+
+def _kv_heads(node: Node, width: str, heads: str) -> None:
+    """K/V heads that divide the query heads, and an even head size (rotary pairs)."""
+    h, kv = node.params[heads], node.params["num_kv_heads"]
+    if h % kv:
+        fit = ", ".join(str(n) for n in range(1, h + 1) if h % n == 0)
+        raise node.error(f"num_kv_heads {kv} does not divide {heads} {h}; divisors: {fit}")
+    if (node.params[width] // h) % 2:
+        raise node.error(f"head size {node.params[width] // h} is odd; rotary pairs need it even")
+
+
+def _infer_swiglu(node: Node, ins: list[Shape], state: InferState) -> list[Shape]:
+    _width(node, ins[0], "d_model")
+    return [ins[0]]
+
+
 def _infer_layer_norm(node: Node, ins: list[Shape], state: InferState) -> list[Shape]:
     _width(node, ins[0], "normalized_shape")
     return [ins[0]]
@@ -223,6 +252,32 @@ def _build_layer_norm(node: Node, at: BuildContext) -> L.LayerNorm:
     return L.LayerNorm(node.id, node.params["normalized_shape"], node.params["eps"])
 
 
+def _build_rotary_attention(node: Node, at: BuildContext) -> L.GroupedQueryAttention:
+    p = node.params
+    return L.GroupedQueryAttention(
+        node.id,
+        p["embed_dim"],
+        p["num_heads"],
+        p["num_kv_heads"],
+        qkv_bias=p["qkv_bias"],
+        rope_theta=p["rope_theta"],
+    )
+
+
+def _build_llama_block(node: Node, at: BuildContext) -> L.LlamaBlock:
+    p = node.params
+    return L.LlamaBlock(
+        node.id,
+        p["d_model"],
+        p["nhead"],
+        p["num_kv_heads"],
+        p["dim_feedforward"],
+        p["eps"],
+        qkv_bias=p["qkv_bias"],
+        rope_theta=p["rope_theta"],
+    )
+
+
 def _build_linear(node: Node, at: BuildContext) -> L.Linear:
     p = node.params
     tied = at.layers[p["tie_weights"]].weight if p["tie_weights"] else None
@@ -240,6 +295,14 @@ def _dropout_param(doc: str = "dropout probability during training") -> ParamSpe
 
 def _width_param(name: str, default: int, doc: str) -> ParamSpec:
     return ParamSpec(name, "int", default, doc, min=1, max=65536)
+
+
+_ROTARY_PARAMS = (
+    _width_param("num_kv_heads", 2, "key/value heads, each shared by a group of query heads"),
+    ParamSpec("rope_theta", "float", 10000.0, "rotary base (Qwen2: 1e6)", min=1.0, max=1e9),
+    ParamSpec("qkv_bias", "bool", False, "biases on the q, k, v projections (Qwen2)"),
+)
+_RMS_EPS = ParamSpec("eps", "float", 1e-5, "added to the mean square", min=1e-12, max=1.0)
 
 
 NODE_TYPES: dict[str, NodeType] = {
@@ -403,6 +466,65 @@ NODE_TYPES: dict[str, NodeType] = {
             ),
             _infer_layer_norm,
             build=_build_layer_norm,
+        ),
+        NodeType(
+            "RMSNorm",
+            "layer",
+            "Scales the last axis to unit root mean square, then by a learned weight (Llama).",
+            (_X,),
+            (_Y,),
+            (_width_param("normalized_shape", 128, "width C (must match the input)"), _RMS_EPS),
+            _infer_layer_norm,
+            build=lambda node, at: L.RMSNorm(
+                node.id, node.params["normalized_shape"], node.params["eps"]
+            ),
+        ),
+        NodeType(
+            "RotaryAttention",
+            "layer",
+            "Causal self-attention with rotary positions and grouped K/V heads (Llama's).",
+            (_X,),
+            (_Y,),
+            (
+                _width_param("embed_dim", 128, "width C (must match the input)"),
+                _width_param("num_heads", 4, "query heads; embed_dim must be divisible by it"),
+                *_ROTARY_PARAMS,
+            ),
+            _infer_rotary_attention,
+            build=_build_rotary_attention,
+            attention=lambda layer: layer,
+        ),
+        NodeType(
+            "SwiGLU",
+            "layer",
+            "Gated feed-forward: down(silu(gate(x)) * up(x)), no biases (Llama's MLP).",
+            (_X,),
+            (_Y,),
+            (
+                _width_param("d_model", 128, "width C (must match the input)"),
+                _width_param("dim_feedforward", 352, "hidden width"),
+            ),
+            _infer_swiglu,
+            build=lambda node, at: L.GatedMLP(
+                node.id, node.params["d_model"], node.params["dim_feedforward"]
+            ),
+        ),
+        NodeType(
+            "LlamaBlock",
+            "layer",
+            "Pre-RMSNorm block: x + rotary attention(norm(x)), then + SwiGLU(norm(x)); causal.",
+            (_X,),
+            (_Y,),
+            (
+                _width_param("d_model", 128, "residual width C (must match the input)"),
+                _width_param("nhead", 4, "query heads; d_model must be divisible by it"),
+                _width_param("dim_feedforward", 352, "hidden width of the SwiGLU MLP"),
+                *_ROTARY_PARAMS,
+                _RMS_EPS,
+            ),
+            _infer_llama_block,
+            build=_build_llama_block,
+            attention=lambda block: block.self_attn,
         ),
         NodeType(
             "Linear",

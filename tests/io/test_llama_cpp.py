@@ -16,7 +16,7 @@ f16 and q8_0 files add their rounding of the weights (see LOGIT_TOL).
 
 import numpy as np
 import pytest
-from helpers.env import require
+from helpers.llamacpp import llama, llama_logits
 from reference import gpt2_numpy as ref
 
 from pyggml_train import ggml as G
@@ -28,11 +28,6 @@ from pyggml_train.sample import KVCacheDecoder, generate
 from pyggml_train.tokenizer import CharTokenizer, GPT2Tokenizer
 
 pytestmark = pytest.mark.slow  # runs llama.cpp
-
-try:
-    import llama_cpp
-except ImportError:
-    llama_cpp = None
 
 TEXT = (
     "Héllo, wörld! Ünïcödé: 日本語, ελληνικά, emoji 🙂👍.\n"
@@ -76,23 +71,6 @@ def ctx():
 def trained(request, ctx):
     cfg, params, tok = model_for(request.param)
     return request.param, cfg, params, tok, GPT2(cfg, params=params, ctx=ctx)
-
-
-def llama(path):
-    require(
-        llama_cpp is not None,
-        "llama-cpp-python missing: run scripts/install_test_components.sh",
-    )
-    f32 = llama_cpp.GGML_TYPE_F32
-    return llama_cpp.Llama(
-        str(path), n_ctx=256, n_threads=2, logits_all=True, verbose=False, type_k=f32, type_v=f32
-    )
-
-
-def llama_logits(llm, ids: list[int]) -> np.ndarray:
-    llm.reset()
-    llm.eval(ids)
-    return np.array(llm.scores[: len(ids)], dtype=np.float64)  # (T, V)
 
 
 @pytest.mark.parametrize("dtype", ["f32", "f16", "q8_0"])

@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"kernels", "layers", "optim"},
     {"loss", "step", "recompute"},
     {"model"},
-    {"sample", "gpt2", "hf_gpt2"},
+    {"sample", "gpt2", "hf_gpt2", "llama"},
     {"spec", "io"},  # the spec package; the formats (hf_gpt2's names for GPT-2)
     {"models"},
     {"train"},

@@ -43,6 +43,10 @@ def test_node_types_cover_the_issue_and_serialise():
         "Dropout",
         "Add",
         "Loss",
+        "RMSNorm",  # the Llama nodes (issue 23)
+        "RotaryAttention",
+        "SwiGLU",
+        "LlamaBlock",
     }
     assert set(NODE_TYPES) == expected
     declared = json.loads(json.dumps(node_types_json()))

@@ -4,12 +4,10 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers.cli import cli
 from helpers.env import REPO_ROOT, child_env
-
-import pyggml_train
 
 pytestmark = pytest.mark.slow  # each test runs the console script in a subprocess
 
@@ -17,18 +15,6 @@ TEXT = REPO_ROOT / ".." / "shared" / "data" / "the-verdict.txt"
 TINY = ["--set", "n_layer=1", "n_embd=32", "n_head=2", "eval_interval=5", "eval_steps=2",
         "sample_tokens=30", "--batch-size", "4", "--block-size", "32", "--threads", "2",
         "--no-progress"]  # fmt: skip
-
-
-# the pyggml_train this test imported (installed, or the source tree with a dev build)
-PACKAGE_ROOT = Path(pyggml_train.__file__).resolve().parents[1]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = child_env(OMP_WAIT_POLICY="passive")
-    return subprocess.run(
-        [sys.executable, "-m", "pyggml_train.cli", *args],
-        capture_output=True, text=True, env=env, timeout=300, cwd=PACKAGE_ROOT,
-    )  # fmt: skip
 
 
 def test_train_resume_and_sample_end_to_end(tmp_path):
