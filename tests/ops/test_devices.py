@@ -157,14 +157,14 @@ def test_out_prod_accumulates_in_place_into_a_gradient_accumulator(device):
 
 
 def test_layer_norm_and_its_backward(device):
-    """NORM forward and NORM_BACK (patch 0002), with the affine weight and bias."""
+    """NORM forward and NORM_BACK (patch 0003), with the affine weight and bias."""
     x, w, b = randn(5, 24, seed=8), randn(24, seed=9), randn(24, seed=10)
     r = gradcheck(G.layer_norm, ref.layer_norm, [x, w, b], device=device)
     assert_on_device(r.backends, device)
 
 
 def test_gelu_and_its_backward(device):
-    """GELU (tanh approximation, f32) forward and GELU_BACK (patch 0003)."""
+    """GELU (tanh approximation, f32) forward and GELU_BACK (patch 0004)."""
     x = randn(7, 33, seed=11) * 3
     r = gradcheck(G.gelu, ref.gelu, [x], ref_grad=lambda d, x: [ref.gelu_grad(d, x)], device=device)
     assert_on_device(r.backends, device)
@@ -172,7 +172,7 @@ def test_gelu_and_its_backward(device):
 
 @pytest.mark.parametrize("n_classes", [None, 9])
 def test_sparse_cross_entropy_and_its_backward(device, n_classes):
-    """CROSS_ENTROPY_LOSS_SPARSE and its backward (patch 0006): ignored rows (target -1)
+    """CROSS_ENTROPY_LOSS_SPARSE and its backward (patch 0007): ignored rows (target -1)
     and a padded class axis whose columns stay out of the softmax (n_classes=9 of 12)."""
     logits = randn(6, 12, seed=12) * 2
     nc = 12 if n_classes is None else n_classes
@@ -225,7 +225,7 @@ def test_dropout_mask_equals_the_cpu_and_the_reference(device):
 
 @pytest.mark.parametrize("gscale", [None, 0.5])
 def test_adamw_step_with_and_without_a_gradient_scale(device, gscale):
-    """OPT_STEP_ADAMW, with the 8th parameter of patch 0011 scaling the gradient."""
+    """OPT_STEP_ADAMW, with the 8th parameter of patch 0012 scaling the gradient."""
     ctx = pg.Context(device, threads=1)
     w0, g = randn(4, 9, seed=15), randn(4, 9, seed=16)
     w = ctx.param((4, 9))
