@@ -275,11 +275,6 @@ def test_gpt2_step_on_the_device_matches_the_cpu(device, recompute, dropout):
     node of the step's graphs runs on the CPU."""
     if device == "cpu":
         pytest.skip("the CPU is the reference here")
-    if device == "vulkan" and recompute == "blocks":
-        pytest.skip(
-            "recompute='blocks' on Vulkan corrupts the heap after a compute or two (lavapipe; "
-            "malloc aborts), which would end the interpreter: open in issue 22"
-        )
     kw = dict(recompute=recompute, dropout=dropout, attention="unfused")
     cpu, dev = _gpt2("cpu", **kw), _gpt2(device, **kw)
     rng = np.random.default_rng(1)
