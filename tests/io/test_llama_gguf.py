@@ -37,6 +37,9 @@ from pyggml_train.models import load_model
 from pyggml_train.sample import KVCacheDecoder, generate
 from pyggml_train.tokenizer import HFTokenizer
 
+pytestmark = pytest.mark.slow  # runs llama.cpp and its converter
+
+LLAMA_CPP_VERSION = "0.3.36"  # the one scripts/install_test_components.sh installs
 PROMPT, NEW = 64, 32
 # max |llama.cpp - ours| (logit scale ~4.5); measured f32 5.7e-6, 1.8e-6; f16 1.6e-2, 6.5e-3;
 # bf16 9.5e-2, 5.8e-2; q8_0 2.0e-1, 1.7e-1 (llama, qwen2). Rounded weights vs our f32.
@@ -132,19 +135,25 @@ import conversion.base
 conversion.base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
 sys.argv = [script, model, "--outfile", out, "--outtype", "f32"]
 import convert_hf_to_gguf
-
-pytestmark = pytest.mark.slow  # runs llama.cpp and its converter
 convert_hf_to_gguf.main()
 """
 
 
+# where scripts/install_test_components.sh unpacks llama.cpp's converter
+CONVERTER = (
+    Path(os.environ.get("PYGGML_CACHE_DIR") or Path.home() / ".cache" / "pyggml_train")
+    / f"llama-cpp-converter-{LLAMA_CPP_VERSION}"
+    / "convert_hf_to_gguf.py"
+)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_llama_cpp_converter_output_imports(tmp_path, case):
-    script = os.environ.get("PYGGML_LLAMA_CPP_CONVERTER", "")
+    script = os.environ.get("PYGGML_LLAMA_CPP_CONVERTER") or str(CONVERTER)
     require(
         Path(script).is_file(),
-        "llama.cpp's convert_hf_to_gguf.py: set PYGGML_LLAMA_CPP_CONVERTER to it (from the "
-        "llama-cpp-python sdist: pip download --no-deps --no-binary :all: llama-cpp-python)",
+        f"llama.cpp's convert_hf_to_gguf.py is not at {script}: scripts/install_test_components.sh "
+        "unpacks it from the llama-cpp-python sdist (or set PYGGML_LLAMA_CPP_CONVERTER)",
     )
     hf = write_hf_model(tmp_path / "hf", case)
     out = tmp_path / "converted.gguf"
