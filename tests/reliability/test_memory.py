@@ -108,9 +108,10 @@ def test_training_past_the_estimate_raises_memory_error_not_a_segfault(tmp_path)
     """Without the CLI's check, the trainer's first step meets the binding's MemoryError."""
     code = (
         "from pyggml_train.config import load_preset\n"
-        "from pyggml_train.train import train\n"
+        "from pyggml_train.recipes import train_gpt2\n"
+        "from pyggml_train.train import Run\n"
         "m, t, tok = load_preset('char-tiny', block_size=100000, max_steps=2, warmup_steps=0)\n"
-        f"train(m, t, tok, out_dir={str(tmp_path)!r}, progress=False)\n"
+        f"train_gpt2(m, t, tok, run=Run({str(tmp_path)!r}, progress=False))\n"
     )
     done = run(["-c", code])
     assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
