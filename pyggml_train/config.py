@@ -33,8 +33,48 @@ LLAMA_TYPES = ("llama", "qwen2")  # model_type values of LlamaConfig
 OPTIMIZERS = ("adamw", "adam", "sgd")  # adam: AdamW without weight decay; sgd: plain SGD
 
 
+# how a model's graphs compute, not what it is: every family's config has these fields, and
+# a fine-tune may choose them (recipes.py)
+GRAPH_OPTIONS = {
+    "loss_kind": LOSS_KINDS,
+    "attention": ATTENTION_KINDS,
+    "matmul_dtype": MATMUL_DTYPES,
+    "recompute": RECOMPUTE,
+}
+
+
+_Shape = typing.TypeVar("_Shape", bound="_ModelShape")
+
+
+class _ModelShape:
+    """What every model family's config shares: a vocabulary that may wait for the
+    tokenizer, and heads that split n_embd."""
+
+    vocab_size: int | None
+    n_embd: int
+    n_head: int
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head (C // n_head)."""
+        return self.n_embd // self.n_head
+
+    def require_vocab_size(self) -> int:
+        """Return vocab_size, or explain how to set it when a preset left it to the tokenizer."""
+        if self.vocab_size is None:
+            raise ValueError(
+                "vocab_size is None (the preset takes it from the tokenizer); call "
+                "config.with_vocab_size(tokenizer.vocab_size) first"
+            )
+        return self.vocab_size
+
+    def with_vocab_size(self: _Shape, vocab_size: int) -> _Shape:
+        """Copy with the vocabulary fixed, e.g. from a char tokenizer built on the data."""
+        return dataclasses.replace(self, vocab_size=vocab_size)
+
+
 @dataclass
-class GPT2Config:
+class GPT2Config(_ModelShape):
     """Shape of a GPT-2 model; the defaults are the 124M GPT-2."""
 
     vocab_size: int | None = 50257  # tokens the tokenizer emits; None = take it from the tokenizer
@@ -81,35 +121,12 @@ class GPT2Config:
             raise ValueError(f"ln_eps must be > 0, got {self.ln_eps}")
         if not self.bias:
             raise ValueError("bias=False is not supported: GPT-2 has biases everywhere")
-        for name, choices in (
-            ("loss_kind", LOSS_KINDS),
-            ("attention", ATTENTION_KINDS),
-            ("matmul_dtype", MATMUL_DTYPES),
-            ("recompute", RECOMPUTE),
-        ):
+        for name, choices in GRAPH_OPTIONS.items():
             _check_choice(self, name, choices)
-
-    @property
-    def head_dim(self) -> int:
-        """Width of one attention head (C // n_head)."""
-        return self.n_embd // self.n_head
-
-    def require_vocab_size(self) -> int:
-        """Return vocab_size, or explain how to set it when a preset left it to the tokenizer."""
-        if self.vocab_size is None:
-            raise ValueError(
-                "vocab_size is None (the preset takes it from the tokenizer); call "
-                "config.with_vocab_size(tokenizer.vocab_size) first"
-            )
-        return self.vocab_size
-
-    def with_vocab_size(self, vocab_size: int) -> GPT2Config:
-        """Copy with the vocabulary fixed, e.g. from a char tokenizer built on the data."""
-        return dataclasses.replace(self, vocab_size=vocab_size)
 
 
 @dataclass
-class LlamaConfig:
+class LlamaConfig(_ModelShape):
     """Shape of a Llama-family model (Hugging Face's LlamaConfig in our field names); the
     defaults are SmolLM2-135M's. ``model_type`` names the family in files and checkpoints."""
 
@@ -155,26 +172,8 @@ class LlamaConfig:
             raise ValueError(f"rotary embeddings need an even head size, got {self.head_dim}")
         if self.rope_theta <= 0 or self.norm_eps <= 0 or self.init_std <= 0:
             raise ValueError("rope_theta, norm_eps and init_std must be > 0")
-        for name, choices in (
-            ("model_type", LLAMA_TYPES),
-            ("loss_kind", LOSS_KINDS),
-            ("attention", ATTENTION_KINDS),
-            ("matmul_dtype", MATMUL_DTYPES),
-            ("recompute", RECOMPUTE),
-        ):
+        for name, choices in {"model_type": LLAMA_TYPES, **GRAPH_OPTIONS}.items():
             _check_choice(self, name, choices)
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
-
-    def require_vocab_size(self) -> int:
-        if self.vocab_size is None:
-            raise ValueError("vocab_size is None; call config.with_vocab_size(n) first")
-        return self.vocab_size
-
-    def with_vocab_size(self, vocab_size: int) -> LlamaConfig:
-        return dataclasses.replace(self, vocab_size=vocab_size)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from .layers import (
     Param,
     SelfAttention,
 )
-from .model import Model
+from .model import Model, graph_options
 
 PREFIX = "transformer."
 
@@ -111,8 +111,6 @@ class GPT2(Model):
     ):
         self.config = config  # validated once in config.py, including the graph options below
         ctx = ctx or G.Context("cpu")
-        # the fused op has CPU kernels only; other devices build attention from mul_mat
-        fused = config.attention == "fused" or (config.attention == "auto" and ctx.device == "cpu")
         super().__init__(
             GPT2Net(config),
             ctx,
@@ -120,10 +118,7 @@ class GPT2(Model):
             config.block_size,
             params=params,
             seed=seed,
-            loss_kind=config.loss_kind,
-            matmul_dtype=config.matmul_dtype,
-            fused_attention=fused,
-            recompute=config.recompute == "blocks",
+            **graph_options(config, ctx),
         )
 
     def describe(self) -> str:

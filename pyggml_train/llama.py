@@ -23,7 +23,7 @@ from .layers import (
     Param,
     RMSNorm,
 )
-from .model import Model
+from .model import Model, graph_options
 
 PREFIX = "model."
 
@@ -105,7 +105,6 @@ class Llama(Model):
     ):
         self.config = config
         ctx = ctx or G.Context("cpu")
-        fused = config.attention == "fused" or (config.attention == "auto" and ctx.device == "cpu")
         super().__init__(
             LlamaNet(config),
             ctx,
@@ -113,10 +112,7 @@ class Llama(Model):
             config.block_size,
             params=params,
             seed=seed,
-            loss_kind=config.loss_kind,
-            matmul_dtype=config.matmul_dtype,
-            fused_attention=fused,
-            recompute=config.recompute == "blocks",
+            **graph_options(config, ctx),
         )
 
     def describe(self) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -81,6 +81,19 @@ class StepGraph:
             self.dropout_rng.draw(self.dropout_state)
         self.graph.compute()
         return float(self.head.loss.numpy()) if self.head is not None else None
+
+
+def graph_options(config: Any, ctx: G.Context) -> dict[str, Any]:
+    """Model's keyword arguments for how a family's config says its graphs compute
+    (config.GRAPH_OPTIONS): the fused causal attention op has CPU kernels only, so 'auto'
+    takes it on the CPU and builds attention from mul_mat elsewhere."""
+    attention = config.attention
+    return {
+        "loss_kind": config.loss_kind,
+        "matmul_dtype": config.matmul_dtype,
+        "fused_attention": attention == "fused" or (attention == "auto" and ctx.device == "cpu"),
+        "recompute": config.recompute == "blocks",
+    }
 
 
 class Model:

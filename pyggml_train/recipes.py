@@ -18,16 +18,13 @@ from typing import Any
 
 from . import ggml as G
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import GPT2Config, TrainConfig, follow_given, resumed_config
+from .config import GRAPH_OPTIONS, GPT2Config, TrainConfig, follow_given, resumed_config
 from .data import load_prepared, prepare, tiny_shakespeare
 from .models import from_checkpoint, gpt2_weights, new_model
 from .spec import Spec, SpecError, build_model, corpus_path, parse_spec, summary
 from .spec import train_config_for as spec_train_config
 from .tokenizer import Tokenizer, tokenizer_from_dict
 from .train import Run, TrainResult, load_run_data, train
-
-# config fields that say how a model computes, not what it is (see _graph_options)
-GRAPH_OPTIONS = ("matmul_dtype", "attention", "loss_kind", "recompute")
 
 
 def train_gpt2(

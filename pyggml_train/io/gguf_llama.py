@@ -22,6 +22,7 @@ from ..config import LLAMA_CONFIGS, LlamaConfig
 from ..llama import LlamaNet
 from ..tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer
 from .bpe import BPEVocab
+from .hf import bpe_model_json
 
 T = gguf.MODEL_TENSOR
 ARCHS = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2}
@@ -355,17 +356,9 @@ def _tokenizer(reader: gguf.GGUFReader, path: Path, tokens: list[str]) -> HFToke
         "pre_tokenizer": PRE_TOKENIZERS[pre],
         "post_processor": None,
         "decoder": {**_BYTE_LEVEL, "use_regex": True},
-        "model": {
-            "type": "BPE",
-            "dropout": None,
-            "unk_token": None,
-            "continuing_subword_prefix": None,
-            "end_of_word_suffix": None,
-            "fuse_unk": False,
-            "byte_fallback": False,
-            "ignore_merges": False,
-            "vocab": {t: i for i, t in enumerate(tokens)},
-            "merges": list(_field(reader, path, gguf.Keys.Tokenizer.MERGES)),
-        },
+        "model": bpe_model_json(
+            {t: i for i, t in enumerate(tokens)},
+            list(_field(reader, path, gguf.Keys.Tokenizer.MERGES)),
+        ),
     }
     return HFTokenizer(json.dumps(spec, ensure_ascii=False))

@@ -145,11 +145,10 @@ def _tokenizer(file: Path, metadata: dict[str, str], config: GPT2Config) -> Toke
     return tokenizer
 
 
-def _char_tokenizer_files(tokenizer: CharTokenizer, block_size: int) -> dict[str, str]:
-    """tokenizer.json (the Hugging Face ``tokenizers`` format) that encodes as ours: a BPE
-    with no merges splits text into characters and maps each to its id; the Fuse decoder
-    joins them back without spaces. No normalizer, no pre-tokenizer, no special tokens."""
-    model = {
+def bpe_model_json(vocab: dict[str, int], merges: list) -> dict:
+    """The ``model`` of a tokenizer.json (the Hugging Face ``tokenizers`` format): a plain
+    BPE over ``vocab`` with ``merges``, no unknown token, no byte fallback."""
+    return {
         "type": "BPE",
         "dropout": None,
         "unk_token": None,
@@ -158,9 +157,16 @@ def _char_tokenizer_files(tokenizer: CharTokenizer, block_size: int) -> dict[str
         "fuse_unk": False,
         "byte_fallback": False,
         "ignore_merges": False,
-        "vocab": {c: i for i, c in enumerate(tokenizer.chars)},
-        "merges": [],
+        "vocab": vocab,
+        "merges": merges,
     }
+
+
+def _char_tokenizer_files(tokenizer: CharTokenizer, block_size: int) -> dict[str, str]:
+    """tokenizer.json (the Hugging Face ``tokenizers`` format) that encodes as ours: a BPE
+    with no merges splits text into characters and maps each to its id; the Fuse decoder
+    joins them back without spaces. No normalizer, no pre-tokenizer, no special tokens."""
+    model = bpe_model_json({c: i for i, c in enumerate(tokenizer.chars)}, [])
     spec = {
         "version": "1.0",
         "truncation": None,
