@@ -17,10 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from helpers.training import configs, small_data  # noqa: E402
-
-from pyggml_train.models import new_gpt2
-from pyggml_train.train import Trainer  # noqa: E402
+from helpers.training import configs, gpt2_trainer, small_data  # noqa: E402
 
 
 def rss_mib() -> float:
@@ -35,7 +32,7 @@ def main() -> None:
     args = ap.parse_args()
     model_cfg, train_cfg = configs(max_steps=args.steps + args.warmup, warmup_steps=10)
     data = small_data()
-    trainer = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
+    trainer = gpt2_trainer(model_cfg, train_cfg, data)
     for _ in range(args.warmup):
         trainer.train_one_step()
     start, samples = rss_mib(), []

@@ -4,6 +4,7 @@ central differences (the layer tests of GPT-2's and Llama's layers share it)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from reference import ops_numpy as ref
@@ -11,7 +12,7 @@ from reference import ops_numpy as ref
 import pyggml_train as pg
 from helpers.gradcheck import FWD_RTOL, GRAD_RTOL, _readable, assert_close
 from pyggml_train import ggml as G
-from pyggml_train.layers import Build, Param
+from pyggml_train.layers import Build, KVCache, Param
 
 FD_STEP = 1e-6  # float64 central differences
 
@@ -83,3 +84,37 @@ def check_layer(
         assert got[name].shape == want.shape, name
         assert_close(got[name], want, GRAD_RTOL, f"gradient of {name}")
     return got
+
+
+def cached_attention(
+    attn: Any, values: dict[str, np.ndarray], x: np.ndarray, kv_heads: int, t_max: int, chunk: int
+) -> np.ndarray:
+    """An attention layer's output for x (1, T, C) fed ``chunk`` tokens per compute through a
+    KVCache of ``kv_heads`` heads and ``t_max`` positions: (1, T', C), T' the whole chunks."""
+    c = x.shape[-1]
+    ctx = pg.Context(threads=2)
+    tensors = {p.name: ctx.param(p.device_shape, name=p.name) for p in attn.params()}
+    xs = ctx.input((1, chunk, c))
+    hs = attn.head_size
+    cache = KVCache(
+        ctx.tensor((kv_heads, t_max, hs)),
+        ctx.tensor((kv_heads, t_max, hs)),
+        ctx.input((chunk,), dtype="i32"),
+        ctx.input((chunk, t_max)),
+    )
+    out = attn(Build(ctx, tensors), xs, cache).set_output()  # (1, chunk, C)
+    graph = ctx.graph(out)
+    for p in attn.params():
+        tensors[p.name].set(p.to_device(values[p.name]))
+    cache.keys.fill(0.0)
+    cache.values.fill(0.0)
+    got = []
+    for start in range(0, x.shape[1] - chunk + 1, chunk):
+        pos = np.arange(start, start + chunk)
+        mask = np.where(np.arange(t_max)[None] <= pos[:, None], 0.0, -np.inf)  # (T, Tmax)
+        xs.set(x[:, start : start + chunk])
+        cache.positions.set(pos)
+        cache.mask.set(mask.astype(np.float32))
+        graph.compute()
+        got.append(out.numpy())
+    return np.concatenate(got, axis=1)  # (1, T', C)

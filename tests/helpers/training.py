@@ -4,8 +4,9 @@ scripts/rss_drift.py."""
 
 from helpers.env import SHARED
 from pyggml_train.config import GPT2Config, TrainConfig
+from pyggml_train.models import new_gpt2
 from pyggml_train.tokenizer import CharTokenizer
-from pyggml_train.train import TrainData
+from pyggml_train.train import TrainData, Trainer
 
 TEXT = SHARED / "data" / "the-verdict.txt"
 
@@ -32,3 +33,9 @@ def configs(**train_kw) -> tuple[GPT2Config, TrainConfig]:
         threads=2,
     )
     return model, TrainConfig(**{**kw, **train_kw})
+
+
+def gpt2_trainer(model_cfg: GPT2Config, train_cfg: TrainConfig, data: TrainData) -> Trainer:
+    """A Trainer of a fresh GPT-2 of ``model_cfg``, built as a run builds it (on the run's
+    device and threads, from its seed, the vocabulary the data's tokenizer's)."""
+    return Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)

@@ -8,7 +8,7 @@ gradient's largest magnitude."""
 
 import numpy as np
 import pytest
-from helpers.env import SHARED
+from helpers.training import gpt2_trainer, small_data
 from reference import dropout_numpy as drop_ref
 from reference import gpt2_numpy as ref
 
@@ -18,13 +18,9 @@ from pyggml_train.config import GPT2Config, TrainConfig, load_preset
 from pyggml_train.gpt2 import GPT2
 from pyggml_train.hf_gpt2 import init_params
 from pyggml_train.layers import Dropout
-from pyggml_train.models import new_gpt2
-from pyggml_train.tokenizer import CharTokenizer
-from pyggml_train.train import TrainData, Trainer
 
 GRAD_REL = 1e-4
 VALUE_REL = 1e-5
-TEXT = SHARED / "data" / "the-verdict.txt"
 
 
 def config(**kw) -> GPT2Config:
@@ -94,14 +90,6 @@ def test_dropout_is_a_preset_and_cli_field() -> None:
         Dropout(1.0, stream=0)
 
 
-def small_data() -> TrainData:
-    text = TEXT.read_text(encoding="utf-8")
-    tok = CharTokenizer.from_text(text)
-    ids = tok.encode(text)
-    split = int(len(ids) * 0.9)
-    return TrainData(ids[:split], ids[split:], tok, "the-verdict")
-
-
 def test_resume_draws_the_same_masks_and_ends_bit_identical(tmp_path) -> None:
     model_cfg = GPT2Config(
         vocab_size=None, block_size=32, n_layer=1, n_head=2, n_embd=32, dropout=0.2
@@ -109,20 +97,16 @@ def test_resume_draws_the_same_masks_and_ends_bit_identical(tmp_path) -> None:
     train_cfg = TrainConfig(batch_size=4, block_size=32, max_steps=6, warmup_steps=2, lr=3e-3,
                             min_lr=3e-4, tokens_per_step=256, eval_steps=2, threads=2)  # fmt: skip
     data = small_data()
-    straight = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
+    straight = gpt2_trainer(model_cfg, train_cfg, data)
     want = [straight.train_one_step()[0] for _ in range(6)]
 
-    first = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
+    first = gpt2_trainer(model_cfg, train_cfg, data)
     got = [first.train_one_step()[0] for _ in range(3)]
     path = first.save(tmp_path / "ckpt.npz")
     del first
     ckpt = load_checkpoint(path)
     assert ckpt.extra["dropout_counter"] == 3 * train_cfg.grad_accum_steps
-    second = Trainer(
-        new_gpt2(ckpt.model_config, ckpt.train_config, data.tokenizer.vocab_size),
-        ckpt.train_config,
-        data,
-    )
+    second = gpt2_trainer(ckpt.model_config, ckpt.train_config, data)
     second.restore(ckpt)
     got += [second.train_one_step()[0] for _ in range(3)]
     assert got == want  # bit-identical, not merely close
@@ -130,11 +114,7 @@ def test_resume_draws_the_same_masks_and_ends_bit_identical(tmp_path) -> None:
         np.testing.assert_array_equal(second.model.state_dict()[name], value)
 
     # the counter is what makes it so: restarting the masks changes the run
-    third = Trainer(
-        new_gpt2(ckpt.model_config, ckpt.train_config, data.tokenizer.vocab_size),
-        ckpt.train_config,
-        data,
-    )
+    third = gpt2_trainer(ckpt.model_config, ckpt.train_config, data)
     third.restore(ckpt)
     third.model.dropout_rng.counter = 0
     assert [third.train_one_step()[0] for _ in range(3)] != want[3:]

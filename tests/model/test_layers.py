@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from helpers.env import require
 from helpers.gradcheck import FWD_RTOL, GRAD_RTOL, assert_close
-from helpers.layers import FD_STEP, check_layer, randn, random_values
+from helpers.layers import FD_STEP, cached_attention, check_layer, randn, random_values
 from reference import dropout_numpy as drop_ref
 from reference import gpt2_numpy as gref
 from reference import ops_numpy as ref
@@ -33,7 +33,6 @@ from pyggml_train.layers import (
     Build,
     Embedding,
     GPTBlock,
-    KVCache,
     LayerNorm,
     LearnedPositionalEncoding,
     Linear,
@@ -269,31 +268,7 @@ def test_kv_cache_attention_equals_full_causal_attention():
     x = randn(1, 7, c, seed=10)
     want = self_attention(x.astype(np.float64), values, "attn.", nh, causal=True)  # (1, T, C)
     for chunk in (1, 3):
-        ctx = pg.Context(threads=2)
-        tensors = {p.name: ctx.param(p.device_shape, name=p.name) for p in attn.params()}
-        xs = ctx.input((1, chunk, c))
-        cache = KVCache(
-            ctx.tensor((nh, t_max, hs)),
-            ctx.tensor((nh, t_max, hs)),
-            ctx.input((chunk,), dtype="i32"),
-            ctx.input((chunk, t_max)),
-        )
-        out = attn(Build(ctx, tensors), xs, cache).set_output()  # (1, chunk, C)
-        graph = ctx.graph(out)
-        for p in attn.params():
-            tensors[p.name].set(p.to_device(values[p.name]))
-        cache.keys.fill(0.0)
-        cache.values.fill(0.0)
-        got = []
-        for start in range(0, 7 - chunk + 1, chunk):
-            pos = np.arange(start, start + chunk)
-            mask = np.where(np.arange(t_max)[None] <= pos[:, None], 0.0, -np.inf)  # (T, Tmax)
-            xs.set(x[:, start : start + chunk])
-            cache.positions.set(pos)
-            cache.mask.set(mask.astype(np.float32))
-            graph.compute()
-            got.append(out.numpy())
-        got = np.concatenate(got, axis=1)  # (1, T', C)
+        got = cached_attention(attn, values, x, nh, t_max, chunk)  # (1, T', C)
         assert_close(got, want[:, : got.shape[1]], FWD_RTOL, f"cached attention, chunk {chunk}")
 
 

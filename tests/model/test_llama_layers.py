@@ -11,16 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers.gradcheck import FWD_RTOL, assert_close
-from helpers.layers import check_layer, randn, random_values
+from helpers.layers import cached_attention, check_layer, randn, random_values
 from reference import llama_numpy as ref
 
-import pyggml_train as pg
 from pyggml_train import ggml as G
 from pyggml_train.layers import (
     Build,
     GatedMLP,
     GroupedQueryAttention,
-    KVCache,
     LlamaBlock,
     RMSNorm,
     RotaryEmbedding,
@@ -98,31 +96,7 @@ def test_kv_cache_attention_with_shared_heads_equals_full_attention():
     v64 = {k: v.astype(np.float64) for k, v in values.items()}
     want = ref.attention(x.astype(np.float64), v64, "attn.", nh, nkv, 10000.0)  # (1, T, C)
     for chunk in (1, 3):
-        ctx = pg.Context(threads=2)
-        tensors = {p.name: ctx.param(p.device_shape, name=p.name) for p in attn.params()}
-        xs = ctx.input((1, chunk, c))
-        cache = KVCache(
-            ctx.tensor((nkv, t_max, hs)),
-            ctx.tensor((nkv, t_max, hs)),
-            ctx.input((chunk,), dtype="i32"),
-            ctx.input((chunk, t_max)),
-        )
-        out = attn(Build(ctx, tensors), xs, cache).set_output()  # (1, chunk, C)
-        graph = ctx.graph(out)
-        for p in attn.params():
-            tensors[p.name].set(p.to_device(values[p.name]))
-        cache.keys.fill(0.0)
-        cache.values.fill(0.0)
-        got = []
-        for start in range(0, 7 - chunk + 1, chunk):
-            pos = np.arange(start, start + chunk)
-            mask = np.where(np.arange(t_max)[None] <= pos[:, None], 0.0, -np.inf)  # (T, Tmax)
-            xs.set(x[:, start : start + chunk])
-            cache.positions.set(pos)
-            cache.mask.set(mask.astype(np.float32))
-            graph.compute()
-            got.append(out.numpy())
-        got = np.concatenate(got, axis=1)  # (1, T', C)
+        got = cached_attention(attn, values, x, nkv, t_max, chunk)  # (1, T', C)
         assert_close(got, want[:, : got.shape[1]], FWD_RTOL, f"cached attention, chunk {chunk}")
 
 

@@ -297,18 +297,16 @@ def test_training_on_the_device_follows_the_cpu_and_checkpoints_cross_over(devic
     1e-3; the device's checkpoint resumes on the CPU and the CPU's on the device."""
     if device == "cpu":
         pytest.skip("the CPU is the reference here")
-    from helpers.training import configs, small_data
+    from helpers.training import configs, gpt2_trainer, small_data
 
     from pyggml_train.checkpoint import load_checkpoint
-    from pyggml_train.models import new_gpt2
-    from pyggml_train.train import Trainer
 
     model_cfg, train_cfg = configs(max_steps=60)
     data = small_data()
     runs = {}
     for dev in ("cpu", device):
         tc = dataclasses.replace(train_cfg, device=dev)
-        trainer = Trainer(new_gpt2(model_cfg, tc, data.tokenizer.vocab_size), tc, data)
+        trainer = gpt2_trainer(model_cfg, tc, data)
         runs[dev] = (trainer, [trainer.train_one_step()[0] for _ in range(50)])
     got, want = np.array(runs[device][1]), np.array(runs["cpu"][1])
     assert np.abs(got - want).max() <= RUN_RTOL * np.abs(want).max(), (got[-3:], want[-3:])
@@ -317,7 +315,7 @@ def test_training_on_the_device_follows_the_cpu_and_checkpoints_cross_over(devic
         ckpt = load_checkpoint(runs[src][0].save(tmp_path / f"{src}.npz"))
         next_loss = runs[src][0].train_one_step()[0]  # the uninterrupted run's step 51
         tc = dataclasses.replace(ckpt.train_config, device=dst)
-        resumed = Trainer(new_gpt2(ckpt.model_config, tc, data.tokenizer.vocab_size), tc, data)
+        resumed = gpt2_trainer(ckpt.model_config, tc, data)
         resumed.restore(ckpt)
         assert resumed.model.ctx.device == dst
         assert abs(resumed.train_one_step()[0] - next_loss) <= RUN_RTOL * next_loss

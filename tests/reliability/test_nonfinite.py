@@ -10,11 +10,10 @@ import sys
 import numpy as np
 import pytest
 from helpers.env import SHARED, require
-from helpers.training import configs, small_data
+from helpers.training import configs, gpt2_trainer, small_data
 
 from pyggml_train.checkpoint import load_checkpoint
 from pyggml_train.config import TrainConfig
-from pyggml_train.models import new_gpt2
 from pyggml_train.train import NonFiniteError, Trainer
 
 
@@ -30,7 +29,7 @@ def poison(trainer: Trainer) -> None:
 def test_nan_stops_training_naming_the_step_and_keeps_weights(tmp_path):
     model_cfg, train_cfg = configs()
     data = small_data()
-    trainer = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
+    trainer = gpt2_trainer(model_cfg, train_cfg, data)
     trainer.train_one_step()
     good = trainer.save(tmp_path / "ckpt.npz")
     saved = good.read_bytes()
@@ -58,7 +57,7 @@ def test_nan_stops_training_naming_the_step_and_keeps_weights(tmp_path):
 def test_skip_nonfinite_skips_up_to_n_steps_then_stops():
     model_cfg, train_cfg = configs(skip_nonfinite=2)
     data = small_data()
-    trainer = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
+    trainer = gpt2_trainer(model_cfg, train_cfg, data)
     poison(trainer)
     before = trainer.model.state_dict()
     for _ in range(2):

@@ -14,14 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.env import child_env
-from helpers.training import configs, small_data
+from helpers.training import configs, gpt2_trainer, small_data
 
 from pyggml_train.checkpoint import load_arrays, save_arrays
 from pyggml_train.config import GPT2Config
 from pyggml_train.gpt2 import GPT2
 from pyggml_train.model import GRAPH_CACHE_SIZE
-from pyggml_train.models import new_gpt2
-from pyggml_train.train import Trainer
 
 
 def rss_bytes() -> int:
@@ -34,7 +32,7 @@ def rss_bytes() -> int:
 def test_rss_flat_while_training():
     model_cfg, train_cfg = configs(max_steps=200, warmup_steps=10)
     data = small_data()
-    trainer = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
+    trainer = gpt2_trainer(model_cfg, train_cfg, data)
     for _ in range(30):  # warm up: buffers, allocator arenas
         trainer.train_one_step()
     start = rss_bytes()

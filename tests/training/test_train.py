@@ -8,14 +8,13 @@ import math
 
 import numpy as np
 import pytest
-from helpers.training import TEXT, configs, small_data
+from helpers.training import TEXT, configs, gpt2_trainer, small_data
 
 from pyggml_train import ggml as G
 from pyggml_train.checkpoint import load_checkpoint
 from pyggml_train.config import GPT2Config, TrainConfig
 from pyggml_train.gpt2 import GPT2
 from pyggml_train.metrics import MetricsWriter, plot_losses, read_metrics
-from pyggml_train.models import new_gpt2
 from pyggml_train.recipes import train_gpt2
 from pyggml_train.train import Run, Trainer
 
@@ -24,7 +23,7 @@ from pyggml_train.train import Run, Trainer
 def test_checkpoint_round_trip(tmp_path):
     model_cfg, train_cfg = configs()
     data = small_data()
-    trainer = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
+    trainer = gpt2_trainer(model_cfg, train_cfg, data)
     for _ in range(2):
         trainer.train_one_step()
     path = trainer.save(tmp_path / "ckpt.npz")
@@ -32,11 +31,7 @@ def test_checkpoint_round_trip(tmp_path):
     assert ckpt.step == 2 and ckpt.model_config == trainer.model.config
     for name, value in trainer.model.state_dict().items():
         np.testing.assert_array_equal(ckpt.params[name], value)
-    restored = Trainer(
-        new_gpt2(ckpt.model_config, ckpt.train_config, data.tokenizer.vocab_size),
-        ckpt.train_config,
-        data,
-    )
+    restored = gpt2_trainer(ckpt.model_config, ckpt.train_config, data)
     restored.restore(ckpt)
     state, want = (
         restored.optimizer_step.optimizer.state(),
@@ -53,19 +48,15 @@ def test_checkpoint_round_trip(tmp_path):
 def test_resume_gives_identical_losses(tmp_path):
     model_cfg, train_cfg = configs()
     data = small_data()
-    straight = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
+    straight = gpt2_trainer(model_cfg, train_cfg, data)
     want = [straight.train_one_step()[0] for _ in range(6)]
 
-    first = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
+    first = gpt2_trainer(model_cfg, train_cfg, data)
     got = [first.train_one_step()[0] for _ in range(3)]
     path = first.save(tmp_path / "ckpt.npz")
     del first
     ckpt = load_checkpoint(path)
-    second = Trainer(
-        new_gpt2(ckpt.model_config, ckpt.train_config, data.tokenizer.vocab_size),
-        ckpt.train_config,
-        data,
-    )
+    second = gpt2_trainer(ckpt.model_config, ckpt.train_config, data)
     second.restore(ckpt)
     got += [second.train_one_step()[0] for _ in range(3)]
     assert got == want  # bit-identical, not merely close
@@ -78,9 +69,7 @@ def test_trainer_takes_a_ready_model_object():
     the trainer builds from the same config and seed."""
     model_cfg, train_cfg = configs()
     data = small_data()
-    from_config = Trainer(
-        new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data
-    )
+    from_config = gpt2_trainer(model_cfg, train_cfg, data)
     cfg = model_cfg.with_vocab_size(data.tokenizer.vocab_size)
     model = GPT2(cfg, ctx=G.Context(train_cfg.device, train_cfg.threads), seed=train_cfg.seed)
     given = Trainer(model, train_cfg, data)
@@ -139,7 +128,7 @@ def test_graph_options_come_from_the_model_config_and_its_checkpoint(tmp_path):
     model_cfg, train_cfg = configs()
     model_cfg = dataclasses.replace(model_cfg, loss_kind="dense", attention="unfused")
     data = small_data()
-    trainer = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
+    trainer = gpt2_trainer(model_cfg, train_cfg, data)
     assert not trainer.model.fused_attention and trainer.train_step.head.kind == "dense"
     trainer.train_one_step()
     ckpt = load_checkpoint(trainer.save(tmp_path / "ckpt.npz"))
@@ -160,7 +149,7 @@ def test_short_run_on_real_text_beats_uniform_baseline():
         threads=2,
     )
     data = small_data()
-    trainer = Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
+    trainer = gpt2_trainer(model_cfg, train_cfg, data)
     before = trainer.evaluate()
     baseline = math.log(data.tokenizer.vocab_size)
     assert before == pytest.approx(baseline, abs=0.3)  # random init is near uniform
