@@ -21,16 +21,7 @@ from .llama import Llama
 from .model import Model
 from .sample import Sampler, decoder_for
 from .spec import SpecError, as_gpt2, build_model, parse_spec
-from .tokenizer import tokenizer_from_dict
-
-
-def new_gpt2(config: GPT2Config, train_config: TrainConfig, vocab_size: int) -> GPT2:
-    """A freshly initialised GPT-2 for a run: on its device and threads, from its seed; a
-    config that leaves the vocabulary open takes ``vocab_size`` (the tokenizer's)."""
-    if config.vocab_size is None:
-        config = config.with_vocab_size(vocab_size)
-    ctx = G.Context(train_config.device, train_config.threads)
-    return GPT2(config, ctx=ctx, seed=train_config.seed)
+from .tokenizer import Tokenizer, tokenizer_from_dict
 
 
 def from_config(
@@ -48,24 +39,36 @@ def from_config(
 def new_model(
     config: GPT2Config | LlamaConfig, train_config: TrainConfig, vocab_size: int
 ) -> Model:
-    """:func:`new_gpt2` for any family: a fresh model for a run on its device and threads;
-    a config that leaves the vocabulary open takes ``vocab_size``."""
+    """A freshly initialised model of any family for a run: on its device and threads, from
+    its seed; a config that leaves the vocabulary open takes ``vocab_size`` (the tokenizer's)."""
     if config.vocab_size is None:
         config = config.with_vocab_size(vocab_size)
     ctx = G.Context(train_config.device, train_config.threads)
     return from_config(config, ctx=ctx, seed=train_config.seed)
 
 
-def from_checkpoint(ckpt: Checkpoint, ctx: G.Context) -> Model:
-    """The model of a training checkpoint, a spec's or a GPT-2's, with its weights."""
-    tokenizer = tokenizer_from_dict(ckpt.tokenizer)
-    if ckpt.spec is None:
-        model: Model = from_config(ckpt.model_config, ckpt.params, ctx)
+def _with_weights(
+    config: GPT2Config | LlamaConfig | None,
+    spec: dict | None,
+    params: dict[str, np.ndarray],
+    tokenizer: Tokenizer | None,
+    ctx: G.Context,
+    **kwargs,
+) -> Model:
+    """The model a file describes, by its family's config or by the JSON of its spec, set
+    to ``params``, with the file's tokenizer (a spec's vocabulary is that tokenizer's)."""
+    if spec is not None:
+        model = build_model(parse_spec(spec, vocab_size=tokenizer.vocab_size), ctx, params=params)
     else:
-        spec = parse_spec(ckpt.spec, vocab_size=tokenizer.vocab_size)
-        model = build_model(spec, ctx, params=ckpt.params)
+        model = from_config(config, params, ctx, **kwargs)
     model.tokenizer = tokenizer
     return model
+
+
+def from_checkpoint(ckpt: Checkpoint, ctx: G.Context) -> Model:
+    """The model of a training checkpoint, a spec's or a family's, with its weights."""
+    tokenizer = tokenizer_from_dict(ckpt.tokenizer)
+    return _with_weights(ckpt.model_config, ckpt.spec, ckpt.params, tokenizer, ctx)
 
 
 def load_model(path: str | Path, ctx: G.Context | None = None, **kwargs) -> Model:
@@ -73,15 +76,8 @@ def load_model(path: str | Path, ctx: G.Context | None = None, **kwargs) -> Mode
     too), a Hugging Face directory (GPT-2, Llama, Qwen2) or .safetensors, an llm.c .bin, a
     GPT-2 GGUF (f32/f16/q8_0, dequantized). ``model.tokenizer`` is the file's tokenizer,
     None where it carries none. kwargs go to the family's constructor (e.g. ``seed``)."""
-    ctx = ctx or G.Context("cpu")
-    loaded = read_model_file(path)
-    if loaded.spec is not None:
-        spec = parse_spec(loaded.spec, vocab_size=loaded.tokenizer.vocab_size)
-        model: Model = build_model(spec, ctx, params=loaded.params)
-    else:
-        model = from_config(loaded.config, loaded.params, ctx, **kwargs)
-    model.tokenizer = loaded.tokenizer
-    return model
+    f = read_model_file(path)
+    return _with_weights(f.config, f.spec, f.params, f.tokenizer, ctx or G.Context("cpu"), **kwargs)
 
 
 def gpt2_weights(path: str | Path) -> ModelFile:

@@ -19,7 +19,7 @@ from typing import Any
 from . import ggml as G
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import GRAPH_OPTIONS, GPT2Config, TrainConfig, follow_given, resumed_config
-from .data import load_prepared, prepare, tiny_shakespeare
+from .data import prepare, tiny_shakespeare
 from .models import from_checkpoint, gpt2_weights, new_model
 from .spec import Spec, SpecError, build_model, corpus_path, parse_spec, summary
 from .spec import train_config_for as spec_train_config
@@ -141,13 +141,14 @@ def train_spec(
         text, source = tiny_shakespeare(data_dir)
         log(f"data: {source}")
     prepared = prepare(text, out / "data", d["tokenizer"], d["val_fraction"])
-    tokenizer = load_prepared(prepared.train_path.parent)[2]
-    spec = parse_spec(raw, data_dir, vocab_size=tokenizer.vocab_size)
+    data_set = load_run_data(
+        str(prepared.train_path.parent), d["tokenizer"], run, d["val_fraction"]
+    )
+    spec = parse_spec(raw, data_dir, vocab_size=data_set.tokenizer.vocab_size)
     if ckpt is not None:
         tc = _resumed(ckpt, overrides or {}, run)
     else:
         tc = spec_train_config(spec, prepared.train_tokens, overrides)
-    data_set = load_run_data(str(prepared.train_path.parent), tokenizer, run, tc.val_fraction)
     model = build_model(spec, G.Context(tc.device, tc.threads), seed=tc.seed)
     return train(model, data_set, tc, run, resume=ckpt)
 

@@ -4,7 +4,7 @@ scripts/rss_drift.py."""
 
 from helpers.env import SHARED
 from pyggml_train.config import GPT2Config, TrainConfig
-from pyggml_train.models import new_gpt2
+from pyggml_train.models import new_model
 from pyggml_train.tokenizer import CharTokenizer
 from pyggml_train.train import TrainData, Trainer
 
@@ -38,4 +38,4 @@ def configs(**train_kw) -> tuple[GPT2Config, TrainConfig]:
 def gpt2_trainer(model_cfg: GPT2Config, train_cfg: TrainConfig, data: TrainData) -> Trainer:
     """A Trainer of a fresh GPT-2 of ``model_cfg``, built as a run builds it (on the run's
     device and threads, from its seed, the vocabulary the data's tokenizer's)."""
-    return Trainer(new_gpt2(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
+    return Trainer(new_model(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)

@@ -97,7 +97,7 @@ PHASE_PEAK = textwrap.dedent(
     import resource, sys
     import numpy as np
     from pyggml_train.config import GPT2Config, TrainConfig
-    from pyggml_train.models import new_gpt2
+    from pyggml_train.models import new_model
     from pyggml_train.tokenizer import CharTokenizer
     from pyggml_train.train import TrainData, Trainer
 
@@ -109,7 +109,7 @@ PHASE_PEAK = textwrap.dedent(
                      recompute=sys.argv[2])
     tc = TrainConfig(batch_size=8, block_size=256, max_steps=10, warmup_steps=1,
                      eval_steps=2, sample_tokens=4, threads=1)
-    trainer = Trainer(new_gpt2(cfg, tc, vocab), tc, data)
+    trainer = Trainer(new_model(cfg, tc, vocab), tc, data)
     trainer.train_one_step()
     if sys.argv[1] == "run":  # what a run adds after its steps: validation and a sample
         trainer.evaluate()
