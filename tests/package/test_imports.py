@@ -13,7 +13,17 @@ PACKAGE = REPO_ROOT / "pyggml_train"
 
 # bottom to top; a module may import from its own layer and the ones below it
 LAYERS: list[set[str]] = [
-    {"_load", "shape", "atomic", "schedule", "metrics", "config", "tokenizer", "io.bf16"},
+    {
+        "_load",
+        "shape",
+        "atomic",
+        "schedule",
+        "metrics",
+        "config",
+        "tokenizer",
+        "io.bf16",
+        "adapters",
+    },
     {"memory"},  # estimates from the configs
     {"ggml", "data", "checkpoint", "distributed"},
     {"kernels", "layers", "optim"},
