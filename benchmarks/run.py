@@ -309,15 +309,20 @@ SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
 def machine() -> dict[str, str]:
     cpu = platform.processor() or platform.machine()
     flags: set[str] = set()
+    cpu_id: list[str] = []  # family, model: "AMD EPYC" alone does not say which Zen
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith(("cpu family", "model\t")):
+                cpu_id.append(line.split(":", 1)[1].strip())
             elif line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
+    if len(cpu_id) == 2:
+        cpu += f" (family {cpu_id[0]}, model {cpu_id[1]})"
     return {
         "cpu": cpu,
         "simd": " ".join(f for f in SIMD_FLAGS if f in flags) or "unknown",
