@@ -68,6 +68,8 @@ CONFIGS = {
     "smoke": BenchConfig("smoke", 2, 64, 2, 65, 32, 2),
     # activation recomputation (issue 10): long context, where activations dominate memory
     "C1024": BenchConfig("C gpt2-124M-T1024", 12, 768, 12, 50257, 1024, 4),
+    # the first GPU's row (scripts/gpu_check.sh): GPT-2 124M at T=1024, B=8
+    "C1024B8": BenchConfig("C gpt2-124M-T1024-B8", 12, 768, 12, 50257, 1024, 8),
     "M": BenchConfig("M gpt2-medium-T1024", 24, 1024, 16, 50257, 1024, 1),
     "L": BenchConfig("L gpt2-large-T1024", 36, 1280, 20, 50257, 1024, 1),
 }

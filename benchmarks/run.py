@@ -1,10 +1,11 @@
-"""Side-by-side training-step benchmark: pyggml_train vs PyTorch eager on the CPU.
+"""Side-by-side training-step benchmark: pyggml_train vs PyTorch eager, on the CPU or a GPU.
 
 Each (framework, config) runs in its own subprocess so that peak RSS is its own.
 One invocation measures everything and writes a JSON result and docs/benchmarks.md:
 
     python -m benchmarks.run                 # configs A, B, C + T scaling
     python -m benchmarks.run --smoke         # tiny config, 2 steps: the CI check
+    python -m benchmarks.run --device cuda --configs C,C1024B8 --seq-scaling ''
 
 A step is forward + backward + global-norm clipping + AdamW, same threads and batch for
 all. Frameworks: ``ours`` (f32; OpenBLAS on this CPU's best kernels), ``ours-avx2`` (the
@@ -13,7 +14,9 @@ casts of f32 master weights), ``torch`` (f32 eager) and ``torch-bf16`` (bf16 aut
 master weights); on request ``ours-recompute`` (recompute='blocks') and
 ``torch-checkpoint`` (torch.utils.checkpoint around every block), e.g.
 ``--configs C1024,M --frameworks ours,ours-recompute,torch,torch-checkpoint
---seq-scaling ''``. Speed is reported, never asserted.
+--seq-scaling ''``. ``--device cuda`` (or ``vulkan``) runs both frameworks there; a
+framework without that device (PyTorch has no Vulkan; a CPU build of torch no CUDA) gets
+a row that says so instead of numbers. Speed is reported, never asserted.
 """
 
 from __future__ import annotations
@@ -88,13 +91,14 @@ def _ours(
     warmup: int,
     matmul_dtype: str = "f32",
     recompute: str = "none",
+    device: str = "cpu",
 ) -> dict:
     from pyggml_train import ggml as G
     from pyggml_train import kernels
     from pyggml_train.gpt2 import GPT2
     from pyggml_train.step import OptimizerStep
 
-    ctx = G.Context("cpu", threads)
+    ctx = G.Context(device, threads)
     mc = cfg.gpt2_config(matmul_dtype=matmul_dtype, recompute=recompute)
     model = GPT2(mc, ctx=ctx, seed=0)
     train = model.graph(cfg.batch_size, cfg.block_size, "train")
@@ -150,10 +154,13 @@ def _torch(
     warmup: int,
     bf16: bool = False,
     checkpoint: bool = False,
+    device: str = "cpu",
 ) -> dict:
+    import torch
+
     from .torch_gpt2 import TorchStep
 
-    step = TorchStep(cfg, threads, autocast_bf16=bf16, checkpoint=checkpoint)
+    step = TorchStep(cfg, threads, autocast_bf16=bf16, checkpoint=checkpoint, device=device)
     times: dict[str, list[float]] = {"forward": [], "backward": [], "optimizer": [], "step": []}
     losses = []
     plan = StepPlan(warmup, steps)
@@ -171,34 +178,66 @@ def _torch(
             times["backward"].append(t2 - t1)
             times["optimizer"].append(t3 - t2)
             times["step"].append(t3 - t0)
-    return {"times": times, "losses": losses}
+    out = {"times": times, "losses": losses}
+    if device == "cuda":
+        out["device_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
 
 
-def measure_one(framework: str, cfg: BenchConfig, threads: int, steps: int, warmup: int) -> dict:
+def unavailable(framework: str, device: str) -> str | None:
+    """Why ``framework`` cannot run on ``device`` here, or None if it can."""
+    if device == "cpu":
+        return None
+    if framework.startswith("torch"):
+        if device != "cuda":
+            return f"PyTorch has no {device} device"
+        import torch
+
+        if not torch.cuda.is_available():
+            return f"this torch ({torch.__version__}) sees no CUDA device; install a CUDA build"
+        return None
+    from pyggml_train import ggml as G
+
+    try:
+        G.Context(device, 1)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def measure_one(
+    framework: str, cfg: BenchConfig, threads: int, steps: int, warmup: int, device: str = "cpu"
+) -> dict:
+    why_not = unavailable(framework, device)
+    if why_not:
+        return {"framework": framework, "config": cfg.name, "device": device, "skipped": why_not}
     runner = {
         "ours": _ours,
         "ours-avx2": _ours,
-        "ours-bf16": lambda *a: _ours(*a, matmul_dtype="bf16"),
-        "ours-recompute": lambda *a: _ours(*a, recompute="blocks"),
+        "ours-bf16": lambda *a, **k: _ours(*a, matmul_dtype="bf16", **k),
+        "ours-recompute": lambda *a, **k: _ours(*a, recompute="blocks", **k),
         "torch": _torch,
-        "torch-bf16": lambda *a: _torch(*a, bf16=True),
-        "torch-checkpoint": lambda *a: _torch(*a, checkpoint=True),
+        "torch-bf16": lambda *a, **k: _torch(*a, bf16=True, **k),
+        "torch-checkpoint": lambda *a, **k: _torch(*a, checkpoint=True, **k),
     }[framework]
-    out = runner(cfg, threads, steps, warmup)
+    out = runner(cfg, threads, steps, warmup, device=device)
+    on_cpu = device == "cpu"  # the BLAS and kernel rule name CPU kernels only
     med = {k: statistics.median(v) for k, v in out["times"].items()}
     return {
         "framework": framework,
         "config": cfg.name,
+        "device": device,
         "threads": threads,
         "steps": len(out["times"]["step"]),
         "tokens_per_s": cfg.tokens_per_step / med["step"],
         "ms": {k: 1000 * v for k, v in med.items()},
         "gflops_per_s": cfg.flops_per_step() / med["step"] / 1e9,
         "peak_rss_mb": out.get("peak_rss_mb", _peak_rss_mb()),
+        "device_peak_mb": out.get("device_peak_mb"),
         "first_loss": out["losses"][0],
-        "blas": _our_blas() if framework.startswith("ours") else "",
-        "kernels": out.get("kernels", []),
-        "kernel_rule": out.get("kernel_rule", {}),
+        "blas": _our_blas() if framework.startswith("ours") and on_cpu else "",
+        "kernels": out.get("kernels", []) if on_cpu else [],
+        "kernel_rule": out.get("kernel_rule", {}) if on_cpu else {},
     }
 
 
@@ -241,10 +280,17 @@ def _run_child(what: str, child_args: list[str], env: dict[str, str], label: str
 
 
 def _child(
-    framework: str, cfg: BenchConfig, threads: int, steps: int, warmup: int, env: dict[str, str]
+    framework: str,
+    cfg: BenchConfig,
+    threads: int,
+    steps: int,
+    warmup: int,
+    env: dict[str, str],
+    device: str = "cpu",
 ) -> dict:
     """One row: ``framework`` trained on ``cfg`` in a process of its own."""
     args = ["--threads", str(threads), "--steps", str(steps), "--warmup", str(warmup)]
+    args += ["--device", device]
     args += ["--config-json", json.dumps(cfg.__dict__)]
     return _run_child(framework, args, env, f"{framework} on {cfg.name}")
 
@@ -333,8 +379,10 @@ def machine() -> dict[str, str]:
 
 
 def render_markdown(result: dict) -> str:
+    device = result.get("device", "cpu")
+    on = "CPU" if device == "cpu" else f"{device}, peak RSS = host memory"
     lines = [
-        "# Training-step benchmark: pyggml_train vs PyTorch (CPU)",
+        f"# Training-step benchmark: pyggml_train vs PyTorch ({on})",
         "",
         f"Measured {result['date']} on {result['machine']['cpu']} "
         f"({result['machine']['cores']} cores; SIMD: {result['machine']['simd']}), "
@@ -351,15 +399,22 @@ def render_markdown(result: dict) -> str:
         "A step is forward + backward + global-norm clipping + AdamW. "
         "Reproduce: `pip install '.[bench]' && python -m benchmarks.run`.",
         "",
-        "Matmul peak measured in the same run (f32, n=2048 unless named): "
-        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in result["matmul_peak"].items())
-        + ".",
-        "",
+        *(
+            [
+                "Matmul peak measured in the same run (f32, n=2048 unless named): "
+                + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in result["matmul_peak"].items())
+                + ".",
+                "",
+            ]
+            if result["matmul_peak"]
+            else []
+        ),
         "| config | framework | tokens/s | ms/step | fwd | bwd | opt | GFLOP/s | peak RSS MB "
         "| vs torch | vs torch-bf16 |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    rows = result["rows"]
+    skipped = [r for r in result["rows"] if "skipped" in r]
+    rows = [r for r in result["rows"] if "skipped" not in r]
 
     def speedup(r: dict, peer_name: str) -> str:
         peer = next(
@@ -376,6 +431,13 @@ def render_markdown(result: dict) -> str:
             f"{r['gflops_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {speedup(r, 'torch')} | "
             f"{speedup(r, 'torch-bf16')} |"
         )
+    lines += [f"| {r['config']} | {r['framework']} | not run: {r['skipped']} |" for r in skipped]
+    devices = [r for r in rows if r.get("device_peak_mb")]
+    if devices:
+        lines += ["", "Device memory at its peak (torch.cuda.max_memory_allocated):"]
+        lines += [
+            f"- {r['config']} {r['framework']}: {r['device_peak_mb']:.0f} MB" for r in devices
+        ]
     if any(r["steps"] < result["steps"] for r in rows):
         lines += [
             "",
@@ -434,6 +496,9 @@ def main(argv: list[str] | None = None) -> None:
         help="for the configs; the block-size scaling runs ours and torch of these",
     )
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--device", default="cpu", help="cpu, cuda or vulkan: where both frameworks train"
+    )
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument(
@@ -457,7 +522,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.child:
         cfg = BenchConfig(**json.loads(args.config_json))
-        print(json.dumps(measure_one(args.child, cfg, args.threads, args.steps, args.warmup)))
+        row = measure_one(args.child, cfg, args.threads, args.steps, args.warmup, args.device)
+        print(json.dumps(row))
         return
 
     if args.smoke:
@@ -482,10 +548,14 @@ def main(argv: list[str] | None = None) -> None:
         best: dict[str, dict] = {}
         for rnd in range(args.rounds):
             for fw in fws:
-                if fw in best and best[fw]["steps"] < args.steps:
+                if fw in best and ("skipped" in best[fw] or best[fw]["steps"] < args.steps):
                     continue  # a single slow step (StepPlan) is not worth repeating
-                row = _child(fw, cfg, args.threads, args.steps, args.warmup, env)
+                row = _child(fw, cfg, args.threads, args.steps, args.warmup, env, args.device)
                 row["round"] = rnd + 1
+                if "skipped" in row:
+                    print(f"{cfg.name:>18} {fw:>10}: not run: {row['skipped']}", flush=True)
+                    best[fw] = row
+                    continue
                 print(
                     f"{cfg.name:>18} {fw:>10} (round {rnd + 1}): "
                     f"{row['tokens_per_s']:8.1f} tok/s  {row['ms']['step']:8.1f} ms/step  "
@@ -495,10 +565,13 @@ def main(argv: list[str] | None = None) -> None:
                 if fw not in best or row["tokens_per_s"] > best[fw]["tokens_per_s"]:
                     best[fw] = row
         rows += [best[fw] for fw in fws]
-    peaks = {p: _run_child(f"peak:{p}", ["--threads", str(args.threads)], env) for p in PEAKS}
-    peaks = {p: v for p, v in peaks.items() if v is not None}
+    peaks = {}
+    if args.device == "cpu":  # the CPU's matmul ceiling; a GPU row is read against its own
+        peaks = {p: _run_child(f"peak:{p}", ["--threads", str(args.threads)], env) for p in PEAKS}
+        peaks = {p: v for p, v in peaks.items() if v is not None}
     result = {
         "date": time.strftime("%Y-%m-%d"),
+        "device": args.device,
         "machine": this_machine,
         "threads": args.threads,
         "steps": args.steps,
@@ -511,8 +584,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.smoke:
         Path(args.json).write_text(json.dumps(result, indent=1))
         write_results(Path(args.out), render_markdown(result))
-    else:
-        print(render_markdown(result))
+    print(render_markdown(result))
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ class TorchGPT2(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         t = idx.shape[1]
-        x = self.wte(idx) + self.wpe(torch.arange(t))
+        x = self.wte(idx) + self.wpe(torch.arange(t, device=idx.device))
         for block in self.blocks:
             if self.checkpoint:
                 x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
@@ -66,7 +66,10 @@ class TorchGPT2(nn.Module):
 
 
 class TorchStep:
-    """One training step, split into forward / backward / optimizer for timing."""
+    """One training step, split into forward / backward / optimizer for timing.
+
+    ``device``: "cpu" or a torch device such as "cuda"; each phase ends with a
+    synchronisation there, so its time is the device's work, not the launch."""
 
     def __init__(
         self,
@@ -75,10 +78,12 @@ class TorchStep:
         seed: int = 0,
         autocast_bf16: bool = False,
         checkpoint: bool = False,
+        device: str = "cpu",
     ):
         torch.manual_seed(seed)
         torch.set_num_threads(threads)
-        self.model = TorchGPT2(cfg, checkpoint)
+        self.device = torch.device(device)
+        self.model = TorchGPT2(cfg, checkpoint).to(self.device)
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         self.opt = torch.optim.AdamW(
@@ -91,14 +96,21 @@ class TorchStep:
         self.autocast = autocast_bf16
         self.loss: torch.Tensor | None = None
 
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def forward(self, idx, targets) -> float:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
-            self.loss = self.model(torch.from_numpy(idx).long(), torch.from_numpy(targets).long())
-        return float(self.loss.detach())
+        idx_t = torch.from_numpy(idx).long().to(self.device)
+        tgt_t = torch.from_numpy(targets).long().to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            self.loss = self.model(idx_t, tgt_t)
+        return float(self.loss.detach())  # a host copy: waits for the device
 
     def backward(self) -> None:
         assert self.loss is not None
         self.loss.backward()
+        self._sync()
 
     def optimizer(self) -> float:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
