@@ -8,11 +8,13 @@ spec models; this module puts them together, so the trainer, ``sample``, ``expor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from . import ggml as G
+from .adapters import LoraConfig, LoraWeights, from_lora_state
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import GPT2Config, LlamaConfig, TrainConfig
 from .gpt2 import GPT2
@@ -29,22 +31,24 @@ def from_config(
     params: dict[str, np.ndarray] | None = None,
     ctx: G.Context | None = None,
     seed: int = 0,
+    lora: LoraConfig | None = None,
 ) -> Model:
     """The model family a config describes (GPT-2, Llama or Qwen2), with ``params`` or
-    initialised from ``seed``."""
+    initialised from ``seed``; ``lora``: LoRA adapters on the frozen base (model.Model)."""
     family = Llama if isinstance(config, LlamaConfig) else GPT2
-    return family(config, params=params, ctx=ctx, seed=seed)
+    return family(config, params=params, ctx=ctx, seed=seed, lora=lora)
 
 
 def new_model(
     config: GPT2Config | LlamaConfig, train_config: TrainConfig, vocab_size: int
 ) -> Model:
     """A freshly initialised model of any family for a run: on its device and threads, from
-    its seed; a config that leaves the vocabulary open takes ``vocab_size`` (the tokenizer's)."""
+    its seed, with the run's LoRA adapters if it has them; a config that leaves the
+    vocabulary open takes ``vocab_size`` (the tokenizer's)."""
     if config.vocab_size is None:
         config = config.with_vocab_size(vocab_size)
     ctx = G.Context(train_config.device, train_config.threads)
-    return from_config(config, ctx=ctx, seed=train_config.seed)
+    return from_config(config, ctx=ctx, seed=train_config.seed, lora=train_config.lora_config)
 
 
 def _with_weights(
@@ -66,9 +70,43 @@ def _with_weights(
 
 
 def from_checkpoint(ckpt: Checkpoint, ctx: G.Context) -> Model:
-    """The model of a training checkpoint, a spec's or a family's, with its weights."""
+    """The model of a training checkpoint, a spec's or a family's, with its weights (and
+    its LoRA adapters, when the run trained some)."""
     tokenizer = tokenizer_from_dict(ckpt.tokenizer)
-    return _with_weights(ckpt.model_config, ckpt.spec, ckpt.params, tokenizer, ctx)
+    lora = ckpt.train_config.lora_config
+    kwargs = {"lora": lora} if lora is not None else {}
+    return _with_weights(ckpt.model_config, ckpt.spec, ckpt.params, tokenizer, ctx, **kwargs)
+
+
+def adapter_from_checkpoint(path: Path) -> LoraWeights:
+    """The LoRA adapters a run of ours trained, from its checkpoint."""
+    ckpt = load_checkpoint(path)
+    lora = ckpt.train_config.lora_config
+    if lora is None:
+        raise ValueError(
+            f"{path} is a checkpoint of a run without LoRA (every weight trained); "
+            "fine-tune from it with --init-from instead of --lora-from"
+        )
+    return from_lora_state(lora, ckpt.params)
+
+
+# detect_format's name of a file -> the reader of the LoRA adapter in it; a format's reader
+# (io/) plugs in here, and --lora-from, sampling and the studio read adapters through it
+ADAPTER_READERS: dict[str, Callable[[Path], LoraWeights]] = {
+    "checkpoint": adapter_from_checkpoint,
+}
+
+
+def read_adapter(path: str | Path) -> LoraWeights:
+    """The LoRA adapter in ``path``, whatever file it is (:data:`ADAPTER_READERS`)."""
+    path = Path(path)
+    fmt = detect_format(path)
+    if fmt not in ADAPTER_READERS:
+        raise ValueError(
+            f"{path} is a {fmt} file; LoRA adapters are read from "
+            f"{', '.join(ADAPTER_READERS)} files (our training checkpoints)"
+        )
+    return ADAPTER_READERS[fmt](path)
 
 
 def load_model(path: str | Path, ctx: G.Context | None = None, **kwargs) -> Model:

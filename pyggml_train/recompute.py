@@ -38,9 +38,10 @@ class Recomputable(Protocol):
 
     net: Any  # with embed(), blocks and head(), as gpt2.GPT2Net
     ctx: G.Context
-    params: dict[str, G.Tensor]
-    matmul_dtype: str
-    fused_attention: bool
+    trainable: dict[str, G.Tensor]  # the parameters that get gradients
+
+    def builder(self, dropout_state: G.Tensor | None = None) -> Build: ...
+
     dropout_rng: Any
     arena: G.Arena | None  # None: every graph its own buffers
     vocab_size: int
@@ -63,10 +64,11 @@ class RecomputeStep:
         self.dropout_rng = model.dropout_rng
         self.idx = ctx.input((batch, seq), dtype="i32", name="idx")  # (B, T)
         self.dropout_state = ctx.input((2,), "i32", name="dropout_state")
-        g = Build(ctx, model.params, model.matmul_dtype, model.fused_attention, self.dropout_state)
+        g = model.builder(self.dropout_state)
         arena = model.arena
-        self.params = model.params
-        self.accs = {p: ctx.tensor(p.shape, name=f"grad_acc:{n}") for n, p in model.params.items()}
+        self.accs = {
+            p: ctx.tensor(p.shape, name=f"grad_acc:{n}") for n, p in model.trainable.items()
+        }
         blocks = net.blocks
         n = len(blocks)
 
