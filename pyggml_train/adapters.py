@@ -163,6 +163,11 @@ def lora_state(weights: LoraWeights) -> dict[str, np.ndarray]:
     return state
 
 
+def lora_names(state: dict[str, np.ndarray]) -> set[str]:
+    """The names of a state dict's adapter matrices (see :func:`lora_state`)."""
+    return {n for n in state if n.endswith((A_SUFFIX, B_SUFFIX))}
+
+
 def from_lora_state(config: LoraConfig, state: dict[str, np.ndarray]) -> LoraWeights:
     """The adapters among a state dict's arrays (inverse of :func:`lora_state`); the other
     arrays (a base's weights) are left out."""

@@ -135,14 +135,16 @@ class Build:
         self.matmul_dtype, self.fused_attention = matmul_dtype, fused_attention
         self.dropout_state = dropout_state
         self.adapters = adapters or {}
+        self.used: set[str] = set()  # the parameters the graph reads, by name
         self._constants: dict[str, G.Tensor] = {}
 
     def __getitem__(self, name: str) -> G.Tensor:
+        self.used.add(name)
         return self.params[name]
 
     def matmul_weight(self, name: str) -> G.Tensor:
         """Parameter ``name`` as a matmul operand, in ``matmul_dtype``."""
-        w = self.params[name]
+        w = self[name]
         return w if self.matmul_dtype == "f32" else G.cast(w, self.matmul_dtype)
 
     def constant(self, key: str, make: Callable[[], np.ndarray]) -> G.Tensor:

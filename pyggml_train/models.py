@@ -8,13 +8,14 @@ spec models; this module puts them together, so the trainer, ``sample``, ``expor
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from . import ggml as G
-from .adapters import LoraConfig, LoraWeights, from_lora_state
+from .adapters import LoraConfig, LoraWeights, from_lora_state, module_of
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import GPT2Config, LlamaConfig, TrainConfig
 from .gpt2 import GPT2
@@ -61,6 +62,11 @@ def _with_weights(
 ) -> Model:
     """The model a file describes, by its family's config or by the JSON of its spec, set
     to ``params``, with the file's tokenizer (a spec's vocabulary is that tokenizer's)."""
+    if spec is not None and kwargs.get("lora") is not None:
+        raise ValueError(
+            "LoRA adapts GPT-2 and Llama-family models; this file is a model spec's: "
+            "train it without --lora"
+        )
     if spec is not None:
         model = build_model(parse_spec(spec, vocab_size=tokenizer.vocab_size), ctx, params=params)
     else:
@@ -69,11 +75,18 @@ def _with_weights(
     return model
 
 
-def from_checkpoint(ckpt: Checkpoint, ctx: G.Context) -> Model:
+def from_checkpoint(ckpt: Checkpoint, ctx: G.Context, lora: LoraConfig | None = None) -> Model:
     """The model of a training checkpoint, a spec's or a family's, with its weights (and
-    its LoRA adapters, when the run trained some)."""
+    its LoRA adapters, when the run trained some); ``lora``: room for other adapters on
+    the checkpoint's weights (the caller loads them)."""
     tokenizer = tokenizer_from_dict(ckpt.tokenizer)
-    lora = ckpt.train_config.lora_config
+    own = ckpt.train_config.lora_config
+    if own is not None and lora is not None:
+        raise ValueError(
+            "this checkpoint's run trained LoRA adapters already; to use other adapters, "
+            "give a base without them (e.g. the checkpoint --init-from started from)"
+        )
+    lora = lora or own
     kwargs = {"lora": lora} if lora is not None else {}
     return _with_weights(ckpt.model_config, ckpt.spec, ckpt.params, tokenizer, ctx, **kwargs)
 
@@ -136,19 +149,34 @@ def gpt2_weights(path: str | Path) -> ModelFile:
     return ModelFile(params, config, loaded.tokenizer, loaded.format)
 
 
+def adapter_config(weights: LoraWeights) -> LoraConfig:
+    """The LoraConfig that builds a model with exactly ``weights``' adapters: the file's,
+    its targets the adapted modules' names when the file names none."""
+    if weights.config.targets:
+        return weights.config
+    return dataclasses.replace(weights.config, targets=tuple(module_of(n) for n in weights.a))
+
+
 def load_sampler(
-    path: str | Path, threads: int | None = None, device: str | None = None
+    path: str | Path,
+    threads: int | None = None,
+    device: str | None = None,
+    lora_from: str | Path | None = None,
 ) -> Sampler:
-    """A Sampler for any model file we read that carries a tokenizer. A training
-    checkpoint's device and threads are the defaults."""
+    """A Sampler for any model file we read that carries a tokenizer, with the LoRA
+    adapter in ``lora_from`` if given. A training checkpoint's device and threads are the
+    defaults."""
     path = Path(path)
+    adapter = read_adapter(lora_from) if lora_from is not None else None
+    lora = {"lora": adapter_config(adapter)} if adapter is not None else {}
     if detect_format(path) == "checkpoint":
         ckpt = load_checkpoint(path)
         tc = ckpt.train_config
-        model = from_checkpoint(ckpt, G.Context(device or tc.device, threads or tc.threads))
+        model = from_checkpoint(ckpt, G.Context(device or tc.device, threads or tc.threads), **lora)
     else:
-        ctx = G.Context(device or "cpu", threads)
-        model = load_model(path, ctx)
+        model = load_model(path, G.Context(device or "cpu", threads), **lora)
+    if adapter is not None:
+        model.load_lora(adapter)
     if model.tokenizer is None:
         raise ValueError(
             f"{path} carries no tokenizer, so its text can't be encoded; sample from a file "

@@ -4,6 +4,7 @@
 - logits within 2e-4 relative (max |ours - peft| / max |peft|) of PEFT's float64 forward;
 - every adapter gradient within 2e-4 relative of PEFT's float64 gradients;
 - the base is frozen: plain tensors with no gradient accumulator, none in the gradients;
+- KV-cache decoding through the adapters equals the full forward;
 - PEFT's init (A Kaiming-uniform, B zero), so a new adapter leaves the base's logits as
   they were; targets by module name, by alias, and refused by name when they name nothing.
 """
@@ -26,6 +27,7 @@ from pyggml_train.adapters import LoraConfig, LoraWeights, lora_state, parse_lor
 from pyggml_train.config import GPT2Config  # noqa: E402
 from pyggml_train.gpt2 import GPT2  # noqa: E402
 from pyggml_train.models import load_model  # noqa: E402
+from pyggml_train.sample import KVCacheDecoder  # noqa: E402
 
 RTOL = 2e-4
 RANK, ALPHA = 4, 12.0
@@ -194,3 +196,12 @@ def test_lora_settings_parse():
     assert got == LoraConfig(16, 32.0, ("q", "k", "v", "o", "gate", "up", "down"), 0.05)
     assert got.scale == 2.0
     assert parse_lora("rank=8").alpha == 16.0  # alpha defaults to 2 * rank
+
+
+def test_kv_cache_decoding_with_adapters_equals_the_full_forward(family):
+    _, _, ours, _ = family
+    idx = tokens(5, (1, 12), ours.vocab_size)
+    want = ours.forward(idx)[0]  # (T, V)
+    decoder = KVCacheDecoder(ours)
+    got = np.stack([decoder.step(int(t)) for t in idx[0]])
+    assert np.abs(got - want).max() <= 1e-4
