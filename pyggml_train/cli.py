@@ -51,6 +51,8 @@ _OVERRIDES = {
     "skip_nonfinite": "skip_nonfinite",
     "tokens_per_step": "tokens_per_step",
     "zero": "zero",
+    "lora": "lora",
+    "base_dtype": "base_dtype",
 }
 
 
@@ -114,6 +116,23 @@ def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -
         "--init-from",
         metavar="PATH",
         help="fine-tune from weights: a checkpoint, HF directory/.safetensors, llm.c .bin or GGUF",
+    )
+    p.add_argument(
+        "--lora",
+        metavar="SETTINGS",
+        help="train LoRA adapters on the frozen --init-from weights, e.g. "
+        "rank=16,alpha=32,targets=q,k,v,o,gate,up,down,dropout=0.05 (docs/lora.md)",
+    )
+    p.add_argument(
+        "--lora-from",
+        metavar="PATH",
+        help="go on from the LoRA adapter in PATH (a LoRA run's checkpoint) on the --init-from "
+        "weights; its settings unless --lora gives them",
+    )
+    p.add_argument(
+        "--base-dtype",
+        choices=["f32", "bf16", "q8_0"],
+        help="with --lora: store the frozen Linear weights in this type (default: f32)",
     )
     p.add_argument("--metrics", help="metrics JSONL path (default: OUT_DIR/metrics.jsonl)")
     p.add_argument(
@@ -200,6 +219,7 @@ def run_train(args: argparse.Namespace) -> int:
         resume=resume,
         init_from=args.init_from,
         overrides=overrides,
+        lora_from=args.lora_from,
     )
     if dist.is_master:
         print(f"final val loss: {result.val_loss:.4f}")
@@ -211,6 +231,8 @@ def run_train_spec(args: argparse.Namespace) -> int:
     override TrainConfig fields. A flag the spec replaces is refused, saying why."""
     refused = {
         "--init-from": (args.init_from, "it loads GPT-2 weights, a spec builds its own model"),
+        "--lora": (args.lora, "LoRA adapts GPT-2 and Llama-family models, not specs"),
+        "--lora-from": (args.lora_from, "LoRA adapts GPT-2 and Llama-family models, not specs"),
         "--preset": (args.preset, "the spec is the model and the optimizer"),
         "--data": (args.data, "the spec's TextDataset node names the corpus (or --data-dir)"),
         "--tokenizer": (args.tokenizer, "the spec's TextDataset node names the tokenizer"),
@@ -256,7 +278,7 @@ def run_sample(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    sampler = load_sampler(_model_path(args.checkpoint), args.threads, args.device)
+    sampler = load_sampler(_model_path(args.checkpoint), args.threads, args.device, args.lora_from)
     text = sampler.generate(
         args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed
     )
@@ -365,6 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         default=f"out/{CHECKPOINT_NAME}",
         help="a checkpoint written by train (its tokenizer and config come with it)",
+    )
+    s.add_argument(
+        "--lora-from",
+        metavar="PATH",
+        help="apply the LoRA adapter in PATH (a LoRA run's checkpoint) to the model",
     )
     s.add_argument("--prompt", default="", help="text to continue (default: token 0)")
     s.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate")

@@ -8,11 +8,14 @@ spec models; this module puts them together, so the trainer, ``sample``, ``expor
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from . import ggml as G
+from .adapters import LoraConfig, LoraWeights, from_lora_state, module_of
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import GPT2Config, LlamaConfig, TrainConfig
 from .gpt2 import GPT2
@@ -29,22 +32,27 @@ def from_config(
     params: dict[str, np.ndarray] | None = None,
     ctx: G.Context | None = None,
     seed: int = 0,
+    lora: LoraConfig | None = None,
+    base_dtype: str = "f32",
 ) -> Model:
     """The model family a config describes (GPT-2, Llama or Qwen2), with ``params`` or
-    initialised from ``seed``."""
+    initialised from ``seed``; ``lora``: LoRA adapters on the frozen base, stored in
+    ``base_dtype`` (model.Model)."""
     family = Llama if isinstance(config, LlamaConfig) else GPT2
-    return family(config, params=params, ctx=ctx, seed=seed)
+    return family(config, params=params, ctx=ctx, seed=seed, lora=lora, base_dtype=base_dtype)
 
 
 def new_model(
     config: GPT2Config | LlamaConfig, train_config: TrainConfig, vocab_size: int
 ) -> Model:
     """A freshly initialised model of any family for a run: on its device and threads, from
-    its seed; a config that leaves the vocabulary open takes ``vocab_size`` (the tokenizer's)."""
+    its seed, with the run's LoRA adapters if it has them; a config that leaves the
+    vocabulary open takes ``vocab_size`` (the tokenizer's)."""
     if config.vocab_size is None:
         config = config.with_vocab_size(vocab_size)
     ctx = G.Context(train_config.device, train_config.threads)
-    return from_config(config, ctx=ctx, seed=train_config.seed)
+    tc = train_config
+    return from_config(config, ctx=ctx, seed=tc.seed, lora=tc.lora_config, base_dtype=tc.base_dtype)
 
 
 def _with_weights(
@@ -57,6 +65,11 @@ def _with_weights(
 ) -> Model:
     """The model a file describes, by its family's config or by the JSON of its spec, set
     to ``params``, with the file's tokenizer (a spec's vocabulary is that tokenizer's)."""
+    if spec is not None and kwargs.get("lora") is not None:
+        raise ValueError(
+            "LoRA adapts GPT-2 and Llama-family models; this file is a model spec's: "
+            "train it without --lora"
+        )
     if spec is not None:
         model = build_model(parse_spec(spec, vocab_size=tokenizer.vocab_size), ctx, params=params)
     else:
@@ -65,10 +78,51 @@ def _with_weights(
     return model
 
 
-def from_checkpoint(ckpt: Checkpoint, ctx: G.Context) -> Model:
-    """The model of a training checkpoint, a spec's or a family's, with its weights."""
+def from_checkpoint(ckpt: Checkpoint, ctx: G.Context, lora: LoraConfig | None = None) -> Model:
+    """The model of a training checkpoint, a spec's or a family's, with its weights (and
+    its LoRA adapters, when the run trained some); ``lora``: room for other adapters on
+    the checkpoint's weights (the caller loads them)."""
     tokenizer = tokenizer_from_dict(ckpt.tokenizer)
-    return _with_weights(ckpt.model_config, ckpt.spec, ckpt.params, tokenizer, ctx)
+    own = ckpt.train_config.lora_config
+    if own is not None and lora is not None:
+        raise ValueError(
+            "this checkpoint's run trained LoRA adapters already; to use other adapters, "
+            "give a base without them (e.g. the checkpoint --init-from started from)"
+        )
+    lora = lora or own
+    kwargs = {"lora": lora, "base_dtype": ckpt.train_config.base_dtype} if lora is not None else {}
+    return _with_weights(ckpt.model_config, ckpt.spec, ckpt.params, tokenizer, ctx, **kwargs)
+
+
+def adapter_from_checkpoint(path: Path) -> LoraWeights:
+    """The LoRA adapters a run of ours trained, from its checkpoint."""
+    ckpt = load_checkpoint(path)
+    lora = ckpt.train_config.lora_config
+    if lora is None:
+        raise ValueError(
+            f"{path} is a checkpoint of a run without LoRA (every weight trained); "
+            "fine-tune from it with --init-from instead of --lora-from"
+        )
+    return from_lora_state(lora, ckpt.params)
+
+
+# detect_format's name of a file -> the reader of the LoRA adapter in it; a format's reader
+# (io/) plugs in here, and --lora-from, sampling and the studio read adapters through it
+ADAPTER_READERS: dict[str, Callable[[Path], LoraWeights]] = {
+    "checkpoint": adapter_from_checkpoint,
+}
+
+
+def read_adapter(path: str | Path) -> LoraWeights:
+    """The LoRA adapter in ``path``, whatever file it is (:data:`ADAPTER_READERS`)."""
+    path = Path(path)
+    fmt = detect_format(path)
+    if fmt not in ADAPTER_READERS:
+        raise ValueError(
+            f"{path} is a {fmt} file; LoRA adapters are read from "
+            f"{', '.join(ADAPTER_READERS)} files (our training checkpoints)"
+        )
+    return ADAPTER_READERS[fmt](path)
 
 
 def load_model(path: str | Path, ctx: G.Context | None = None, **kwargs) -> Model:
@@ -98,19 +152,34 @@ def gpt2_weights(path: str | Path) -> ModelFile:
     return ModelFile(params, config, loaded.tokenizer, loaded.format)
 
 
+def adapter_config(weights: LoraWeights) -> LoraConfig:
+    """The LoraConfig that builds a model with exactly ``weights``' adapters: the file's,
+    its targets the adapted modules' names when the file names none."""
+    if weights.config.targets:
+        return weights.config
+    return dataclasses.replace(weights.config, targets=tuple(module_of(n) for n in weights.a))
+
+
 def load_sampler(
-    path: str | Path, threads: int | None = None, device: str | None = None
+    path: str | Path,
+    threads: int | None = None,
+    device: str | None = None,
+    lora_from: str | Path | None = None,
 ) -> Sampler:
-    """A Sampler for any model file we read that carries a tokenizer. A training
-    checkpoint's device and threads are the defaults."""
+    """A Sampler for any model file we read that carries a tokenizer, with the LoRA
+    adapter in ``lora_from`` if given. A training checkpoint's device and threads are the
+    defaults."""
     path = Path(path)
+    adapter = read_adapter(lora_from) if lora_from is not None else None
+    lora = {"lora": adapter_config(adapter)} if adapter is not None else {}
     if detect_format(path) == "checkpoint":
         ckpt = load_checkpoint(path)
         tc = ckpt.train_config
-        model = from_checkpoint(ckpt, G.Context(device or tc.device, threads or tc.threads))
+        model = from_checkpoint(ckpt, G.Context(device or tc.device, threads or tc.threads), **lora)
     else:
-        ctx = G.Context(device or "cpu", threads)
-        model = load_model(path, ctx)
+        model = load_model(path, G.Context(device or "cpu", threads), **lora)
+    if adapter is not None:
+        model.load_lora(adapter)
     if model.tokenizer is None:
         raise ValueError(
             f"{path} carries no tokenizer, so its text can't be encoded; sample from a file "
