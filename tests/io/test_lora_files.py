@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 from helpers.lora import ALPHA, RANK, TARGETS, logits, write_lora_case
 
+from pyggml_train import cli
 from pyggml_train import ggml as G
 from pyggml_train.adapters import LoraConfig, LoraWeights
 from pyggml_train.config import LlamaConfig
-from pyggml_train.io import export_adapter, export_model, read_adapter
+from pyggml_train.io import export_adapter, export_model, read_adapter, read_model_file
 from pyggml_train.io.gguf_llama import pair_rows
 from pyggml_train.io.lora import adaptable_weights, merge_lora
 from pyggml_train.io.lora_gguf import load_gguf_lora, save_gguf_lora
@@ -237,3 +238,40 @@ def test_peft_file_with_a_base_weight_copy_is_refused_saying_how_to_save(llama_c
     llama_case.peft_model().save_pretrained(out, save_embedding_layers=True)
     with pytest.raises(ValueError, match="save_embedding_layers=False"):
         read_adapter(out, llama_case.base.config)
+
+
+# ---- the export command -------------------------------------------------------------------
+
+
+def test_export_command_converts_and_merges_adapters(llama_case, tmp_path, capsys):
+    """PEFT -> gguf-lora -> peft through ``pyggml-train export`` keeps every tensor;
+    --merge-lora writes merge_lora's weights; missing or misplaced --adapter is refused."""
+    case, base = llama_case, str(llama_case.base_dir)
+    gguf_out, peft_out, merged = tmp_path / "a.gguf", tmp_path / "peft", tmp_path / "merged"
+
+    def export(*args: str) -> int:
+        return cli.main(["export", "--checkpoint", base, *args])
+
+    assert (
+        export("--adapter", str(case.peft_dir), "--format", "gguf-lora", "--out", str(gguf_out))
+        == 0
+    )
+    assert export("--adapter", str(gguf_out), "--format", "peft", "--out", str(peft_out)) == 0
+    assert "4-rank LoRA on 15 weights" in capsys.readouterr().out
+    want = read_adapter(case.peft_dir, case.base.config)
+    got = read_adapter(peft_out, case.base.config)
+    assert got.config == want.config
+    for name in want.a:
+        assert np.array_equal(got.a[name], want.a[name]) and np.array_equal(
+            got.b[name], want.b[name]
+        )
+    args = ("--adapter", str(peft_out), "--merge-lora", "--format", "hf", "--out", str(merged))
+    assert export(*args) == 0
+    written = read_model_file(merged).params
+    for name, value in merge_lora(case.base.params, want, case.base.config).items():
+        assert np.array_equal(written[name], value), name
+    assert export("--format", "peft", "--out", str(tmp_path / "x")) == 2
+    assert "needs a LoRA adapter: pass --adapter" in capsys.readouterr().err
+    assert export("--adapter", str(peft_out), "--format", "gguf", "--out", str(tmp_path / "y")) == 2
+    assert "--format gguf alone writes the base" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
