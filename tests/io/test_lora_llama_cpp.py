@@ -4,14 +4,25 @@ adapter to our GGUF base export as PEFT applies the adapter to the transformers 
 - logits of a 64-token prompt within 1e-2 of PEFT's (f32 files; for ``llama`` this proves
   that B's Q/K rows follow the base's reordering);
 - greedy decoding of 32 tokens equals ours on the merged weights;
-- at scale 0 the adapter is off: llama.cpp gives the base file's logits.
+- at scale 0 the adapter is off: llama.cpp gives the base file's logits;
+- llama.cpp's own convert_lora_to_gguf.py, run on PEFT's adapter, writes the tensors ours
+  writes (names, shapes, values), and its file reads back as PEFT's tensors. Not for GPT-2:
+  that converter (0.3.36) gives a Conv1D weight's A the out-features, a file llama.cpp
+  refuses ("incorrect shape"), and so do we.
 Bases and adapters: helpers/lora.py (random Llama with GQA, Qwen2, GPT-2 and PEFT adapters).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gguf
 import numpy as np
 import pytest
+from helpers.env import child_env, require
 from helpers.llamacpp import llama, llama_logits
 from helpers.lora import TARGETS, logits, write_lora_case
 
@@ -77,3 +88,56 @@ def test_llama_cpp_at_scale_0_gives_the_base_logits(files):
     base = llama_logits(llama(base_gguf), prompt)
     assert np.array_equal(off, base)
     assert np.abs(off - logits(case.base_model(), case.ids)[0]).max() < LOGIT_TOL
+
+
+LLAMA_CPP_VERSION = "0.3.36"  # the one scripts/install_test_components.sh installs
+# where scripts/install_test_components.sh unpacks llama.cpp's converters
+CONVERTERS = Path(
+    os.environ.get("PYGGML_LLAMA_CPP_CONVERTER")
+    or Path(os.environ.get("PYGGML_CACHE_DIR") or Path.home() / ".cache" / "pyggml_train")
+    / f"llama-cpp-converter-{LLAMA_CPP_VERSION}"
+    / "convert_hf_to_gguf.py"
+).parent
+
+# the script imports conversion/ and gguf-py/ from beside itself, which the children's
+# PYTHONSAFEPATH keeps off the path
+CONVERT = """
+import runpy, sys
+script = sys.argv[1]
+root = __import__("pathlib").Path(script).parent
+sys.path[:0] = [str(root), str(root / "gguf-py")]
+sys.argv = sys.argv[1:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def test_llama_cpp_converter_writes_our_adapter_tensors(files, tmp_path):
+    case, lora, _, adapter_gguf = files
+    script = CONVERTERS / "convert_lora_to_gguf.py"
+    require(
+        script.is_file(),
+        f"llama.cpp's convert_lora_to_gguf.py is not at {script}: "
+        "scripts/install_test_components.sh unpacks it from the llama-cpp-python sdist",
+    )
+    out = tmp_path / "converted.gguf"
+    done = subprocess.run(
+        [sys.executable, "-c", CONVERT, str(script), "--base", str(case.base_dir),
+         "--outfile", str(out), str(case.peft_dir)],
+        capture_output=True, text=True, env=child_env(), timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    if case.name == "gpt2":
+        with pytest.raises(ValueError, match=r"transformer.h.0.attn.c_attn.weight is 32 -> 96"):
+            read_adapter(out, case.base.config)
+        return
+    theirs = {t.name: t for t in gguf.GGUFReader(out).tensors}
+    ours = {t.name: t for t in gguf.GGUFReader(adapter_gguf).tensors}
+    assert sorted(theirs) == sorted(ours)
+    for name, t in ours.items():
+        assert list(theirs[name].shape) == list(t.shape), name
+        assert np.array_equal(np.asarray(theirs[name].data, np.float32), t.data), name
+    back = read_adapter(out, case.base.config)
+    assert back.config.rank == lora.config.rank and back.config.alpha == lora.config.alpha
+    for name in lora.a:
+        assert np.array_equal(back.a[name], lora.a[name])
+        assert np.array_equal(back.b[name], lora.b[name])
