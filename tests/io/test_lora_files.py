@@ -184,6 +184,9 @@ def test_names_the_base_lacks_are_refused(case, lora, tmp_path):
     fewer = type(config)(**{**vars(config), "n_layer": 1})  # lora names layer 1
     with pytest.raises(ValueError, match="not matrix weights of the"):
         read_adapter(case.peft_dir, fewer)
+    path = save_gguf_lora(tmp_path / "adapter.gguf", lora, config)
+    with pytest.raises(ValueError, match=r"'blk\.1\..*made for another model"):
+        read_adapter(path, fewer)
     embedding = next(n for n in case.base.params if "wte" in n or "embed_tokens" in n)
     rank, c = 2, case.base.params[embedding].shape[1]
     table = LoraWeights(
