@@ -211,6 +211,10 @@ def test_wrong_architecture_and_wrong_files_are_refused(case, lora, tmp_path):
     )
     with pytest.raises(ValueError, match="general.type is None"):
         read_adapter(base, config)
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(ValueError, match="not a readable GGUF file"):
+        read_adapter(cut, config)
     with pytest.raises(ValueError, match="not a LoRA adapter"):
         read_adapter(case.base_dir / "model.safetensors", config)
     with pytest.raises(ValueError, match="without adapter_config.json"):
