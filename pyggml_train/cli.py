@@ -27,10 +27,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .adapters import LoraWeights
+from .adapters import lora_names
 from .config import (
-    GPT2Config,
-    LlamaConfig,
     follow_given,
     list_presets,
     load_preset,
@@ -45,12 +43,11 @@ from .io import (
     LLMC_DTYPES,
     export_adapter,
     export_model,
-    read_adapter,
 )
 from .io.bpe import gpt2_from_files
 from .io.lora import merge_lora
 from .memory import check_training_fits
-from .models import gpt2_weights, load_sampler
+from .models import gpt2_weights, load_sampler, read_adapter
 from .recipes import train_gpt2, train_spec
 from .spec import SpecError, load_spec, train_config_for
 from .tokenizer import GPT2Tokenizer
@@ -69,6 +66,7 @@ _OVERRIDES = {
     "skip_nonfinite": "skip_nonfinite",
     "tokens_per_step": "tokens_per_step",
     "zero": "zero",
+    "lora": "lora",
 }
 
 
@@ -132,6 +130,19 @@ def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -
         "--init-from",
         metavar="PATH",
         help="fine-tune from weights: a checkpoint, HF directory/.safetensors, llm.c .bin or GGUF",
+    )
+    p.add_argument(
+        "--lora",
+        metavar="SETTINGS",
+        help="train LoRA adapters on the frozen --init-from weights, e.g. "
+        "rank=16,alpha=32,targets=q,k,v,o,gate,up,down,dropout=0.05 (docs/lora.md)",
+    )
+    p.add_argument(
+        "--lora-from",
+        metavar="PATH",
+        help="go on from the LoRA adapter in PATH (a LoRA run's checkpoint, a llama.cpp adapter "
+        "GGUF or a PEFT directory) on the --init-from weights; its settings unless --lora "
+        "gives them",
     )
     p.add_argument("--metrics", help="metrics JSONL path (default: OUT_DIR/metrics.jsonl)")
     p.add_argument(
@@ -218,6 +229,7 @@ def run_train(args: argparse.Namespace) -> int:
         resume=resume,
         init_from=args.init_from,
         overrides=overrides,
+        lora_from=args.lora_from,
     )
     if dist.is_master:
         print(f"final val loss: {result.val_loss:.4f}")
@@ -229,6 +241,8 @@ def run_train_spec(args: argparse.Namespace) -> int:
     override TrainConfig fields. A flag the spec replaces is refused, saying why."""
     refused = {
         "--init-from": (args.init_from, "it loads GPT-2 weights, a spec builds its own model"),
+        "--lora": (args.lora, "LoRA adapts GPT-2 and Llama-family models, not specs"),
+        "--lora-from": (args.lora_from, "LoRA adapts GPT-2 and Llama-family models, not specs"),
         "--preset": (args.preset, "the spec is the model and the optimizer"),
         "--data": (args.data, "the spec's TextDataset node names the corpus (or --data-dir)"),
         "--tokenizer": (args.tokenizer, "the spec's TextDataset node names the tokenizer"),
@@ -274,7 +288,7 @@ def run_sample(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    sampler = load_sampler(_model_path(args.checkpoint), args.threads, args.device)
+    sampler = load_sampler(_model_path(args.checkpoint), args.threads, args.device, args.lora_from)
     text = sampler.generate(
         args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed
     )
@@ -291,7 +305,8 @@ def _model_path(path: str) -> Path:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    loaded = gpt2_weights(_model_path(args.checkpoint))
+    checkpoint = _model_path(args.checkpoint)
+    loaded = gpt2_weights(checkpoint)
     cfg = loaded.config
     adapter_out = args.format in ADAPTER_FORMATS
     if args.adapter is not None and not (adapter_out or args.merge_lora):
@@ -304,9 +319,17 @@ def run_export(args: argparse.Namespace) -> int:
             f"--merge-lora writes the merged model (--format {', '.join(FORMATS)}); "
             f"--format {args.format} writes the adapter alone"
         )
-    params = loaded.params
+    # a LoRA run's checkpoint holds base and adapters: the base is the one without them
+    adapters = lora_names(loaded.params)
+    params = {n: v for n, v in loaded.params.items() if n not in adapters}
     if adapter_out or args.merge_lora:
-        lora = _adapter(args, cfg)
+        if args.adapter is None and not adapters:
+            raise ValueError(
+                f"--format {args.format}{' --merge-lora' if args.merge_lora else ''} needs a "
+                "LoRA adapter: pass --adapter PATH (a LoRA run's checkpoint, a llama.cpp "
+                f"adapter GGUF or a PEFT directory), or export a LoRA run's checkpoint"
+            )
+        lora = read_adapter(args.adapter or checkpoint, cfg)
         summary = f"{lora.config.rank}-rank LoRA on {len(lora.a)} weights"
         if adapter_out:
             out = export_adapter(args.out, args.format, lora, cfg, args.dtype)
@@ -329,16 +352,6 @@ def run_export(args: argparse.Namespace) -> int:
         f"vocab {cfg.vocab_size} ({tokenizer.name})"
     )
     return 0
-
-
-def _adapter(args: argparse.Namespace, config: GPT2Config | LlamaConfig) -> LoraWeights:
-    """The LoRA adapter export writes or merges: the --adapter file's."""
-    if args.adapter is None:
-        raise ValueError(
-            f"--format {args.format}{' --merge-lora' if args.merge_lora else ''} needs a LoRA "
-            "adapter: pass --adapter PATH (a llama.cpp adapter GGUF or a PEFT directory)"
-        )
-    return read_adapter(args.adapter, config)
 
 
 def run_config(args: argparse.Namespace) -> int:
@@ -413,6 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=f"out/{CHECKPOINT_NAME}",
         help="a checkpoint written by train (its tokenizer and config come with it)",
     )
+    s.add_argument(
+        "--lora-from",
+        metavar="PATH",
+        help="apply the LoRA adapter in PATH (a LoRA run's checkpoint, a llama.cpp adapter GGUF "
+        "or a PEFT directory) to the model",
+    )
     s.add_argument("--prompt", default="", help="text to continue (default: token 0)")
     s.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate")
     s.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
@@ -458,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--adapter",
         metavar="PATH",
         help="the LoRA adapter of the base to write (--format gguf-lora/peft) or merge "
-        "(--merge-lora): a llama.cpp adapter GGUF or a PEFT directory (docs/lora.md)",
+        "(--merge-lora): a LoRA run's checkpoint, a llama.cpp adapter GGUF or a PEFT "
+        "directory (default: the --checkpoint's own, for a LoRA run's) (docs/lora.md)",
     )
     e.add_argument(
         "--merge-lora",

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from .adapters import LoraConfig, parse_lora
+
 PRESET_DIR = Path(__file__).parent / "presets"
 TOKENIZERS = ("char", "gpt2")  # what a run builds by name
 # what a model file carries (tokenizer.json, tokenizer.model), named in checkpoints
@@ -223,6 +225,7 @@ class TrainConfig:
     top_k: int | None = None  # keep only the k most likely tokens when sampling; None = all
     skip_nonfinite: int = 0  # steps with a NaN/Inf loss or gradient norm skipped before stopping
     zero: int = 0  # ZeRO stage over MPI ranks: 0 = AdamW moments on every rank, 1 = sharded
+    lora: str | None = None  # LoRA on a frozen base: "rank=16,alpha=32,targets=q,v"; None = off
 
     def __post_init__(self) -> None:
         self.validate()
@@ -288,6 +291,13 @@ class TrainConfig:
             raise ValueError(f"top_k must be > 0 or None, got {self.top_k}")
         if self.zero not in (0, 1):
             raise ValueError(f"zero must be 0 (off) or 1 (shard AdamW moments), got {self.zero}")
+        if self.lora is not None:
+            parse_lora(self.lora)  # a clear error now, not when the model is built
+
+    @property
+    def lora_config(self) -> LoraConfig | None:
+        """The parsed ``lora`` setting (None: every weight trains)."""
+        return parse_lora(self.lora) if self.lora is not None else None
 
     @property
     def tokens_per_micro_batch(self) -> int:

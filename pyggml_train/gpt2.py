@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from . import ggml as G
+from .adapters import LoraConfig
 from .config import GPT2Config
 from .layers import (
     Build,
@@ -108,6 +109,7 @@ class GPT2(Model):
         params: dict[str, np.ndarray] | None = None,
         ctx: G.Context | None = None,
         seed: int = 0,
+        lora: LoraConfig | None = None,
     ):
         self.config = config  # validated once in config.py, including the graph options below
         ctx = ctx or G.Context("cpu")
@@ -118,6 +120,7 @@ class GPT2(Model):
             config.block_size,
             params=params,
             seed=seed,
+            lora=lora,
             **graph_options(config, ctx),
         )
 

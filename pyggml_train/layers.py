@@ -17,14 +17,14 @@ size, F feed-forward width, V vocab, Vp padded vocab, Tmax cache length.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import ggml as G
 
-INITS = ("normal", "zeros", "ones")
+INITS = ("normal", "zeros", "ones", "kaiming_uniform")
 ACTIVATIONS = ("gelu", "relu")
 
 
@@ -34,7 +34,7 @@ class Param:
 
     name: str
     shape: tuple[int, ...]  # exchange layout (HF for GPT-2), numpy order
-    init: str = "normal"  # 'normal' (N(0, std)), 'zeros' or 'ones'
+    init: str = "normal"  # 'normal' (N(0, std)), 'zeros', 'ones', 'kaiming_uniform' (see initial)
     std: float = 0.02
     transposed: bool = False  # the device holds the 2-D transpose: HF Conv1D (in, out) as (out, in)
     device_rows: int | None = None  # rows on the device when padded; the extra rows stay zero
@@ -63,7 +63,12 @@ class Param:
         return math.prod(self.shape)
 
     def initial(self, rng: np.random.Generator) -> np.ndarray:
-        """The initial value (exchange layout, float32); only 'normal' draws from ``rng``."""
+        """The initial value (exchange layout, float32); 'normal' and 'kaiming_uniform' draw
+        from ``rng``. 'kaiming_uniform' is torch's default for a Linear weight (out, in), and
+        PEFT's for LoRA's A: kaiming_uniform_(a=sqrt(5)), i.e. U(-1/sqrt(in), 1/sqrt(in))."""
+        if self.init == "kaiming_uniform":
+            bound = 1.0 / math.sqrt(self.shape[-1])
+            return rng.uniform(-bound, bound, size=self.shape).astype(np.float32)
         if self.init == "ones":
             return np.ones(self.shape, dtype=np.float32)
         if self.init == "zeros":
@@ -92,9 +97,12 @@ class Param:
         return np.ascontiguousarray(value.T) if self.transposed else value
 
 
-def init_values(params: Iterable[Param], seed: int) -> Iterator[tuple[Param, np.ndarray]]:
+def init_values(
+    params: Iterable[Param], seed: int | Sequence[int]
+) -> Iterator[tuple[Param, np.ndarray]]:
     """Initial values one parameter at a time from one RNG, drawn in ``params`` order (a
-    caller that copies each away never holds a second copy of the model)."""
+    caller that copies each away never holds a second copy of the model). ``seed`` may be
+    a sequence, (seed, stream), for a stream of draws apart from the model's own."""
     rng = np.random.default_rng(seed)
     for p in params:
         yield p, p.initial(rng)
@@ -111,6 +119,7 @@ class Build:
     instead of mul_mat + masked soft_max (every backend).
     ``dropout_state``: the i32 (2,) (seed, counter) input of a training graph's
     :class:`Dropout` layers; None (validation, sampling) leaves them out.
+    ``adapters``: LoRA adapters by the name of the Linear weight they adapt (Model.adapters).
     """
 
     def __init__(
@@ -120,18 +129,22 @@ class Build:
         matmul_dtype: str = "f32",
         fused_attention: bool = True,
         dropout_state: G.Tensor | None = None,
+        adapters: dict[str, LoraAdapter] | None = None,
     ):
         self.ctx, self.params = ctx, params
         self.matmul_dtype, self.fused_attention = matmul_dtype, fused_attention
         self.dropout_state = dropout_state
+        self.adapters = adapters or {}
+        self.used: set[str] = set()  # the parameters the graph reads, by name
         self._constants: dict[str, G.Tensor] = {}
 
     def __getitem__(self, name: str) -> G.Tensor:
+        self.used.add(name)
         return self.params[name]
 
     def matmul_weight(self, name: str) -> G.Tensor:
         """Parameter ``name`` as a matmul operand, in ``matmul_dtype``."""
-        w = self.params[name]
+        w = self[name]
         return w if self.matmul_dtype == "f32" else G.cast(w, self.matmul_dtype)
 
     def constant(self, key: str, make: Callable[[], np.ndarray]) -> G.Tensor:
@@ -299,7 +312,67 @@ class Linear:
 
     def __call__(self, g: Build, x: G.Tensor) -> G.Tensor:
         bias = g[self.bias.name] if self.bias is not None else None
-        return G.linear(x, g.matmul_weight(self.weight.name), bias)
+        y = G.linear(x, g.matmul_weight(self.weight.name), bias)  # (..., out)
+        adapter = g.adapters.get(self.weight.name)
+        return y if adapter is None else y + adapter(g, x)
+
+
+class LoraAdapter:
+    """LoRA beside a frozen Linear weight W (out, in): adds ``scale * B @ A`` to it without
+    forming it, as ``scale * (dropout(x) @ A^T) @ B^T``. ``lora_A`` (rank, in) starts
+    Kaiming-uniform and ``lora_B`` (out, rank) at zero, so training starts from the base
+    (PEFT's init and names, under the adapted module's prefix). ``dropout`` acts on the
+    adapter's input in training graphs, stream ``stream``."""
+
+    def __init__(
+        self,
+        module: str,
+        in_features: int,
+        out_features: int,
+        rank: int,
+        scale: float,
+        dropout: float = 0.0,
+        stream: int = 0,
+    ):
+        self.rank, self.scale = rank, scale
+        self.a = Param(f"{module}.lora_A.weight", (rank, in_features), init="kaiming_uniform")
+        self.b = Param(f"{module}.lora_B.weight", (out_features, rank), init="zeros")
+        self.dropout = Dropout(dropout, stream)
+
+    def params(self) -> list[Param]:
+        return [self.a, self.b]
+
+    def __call__(self, g: Build, x: G.Tensor) -> G.Tensor:
+        """x (..., in) -> the update's output (..., out)."""
+        h = G.linear(self.dropout(g, x), g.matmul_weight(self.a.name))  # (..., rank)
+        return G.linear(h, g.matmul_weight(self.b.name)) * self.scale  # (..., out)
+
+
+def linear_layers(root: object) -> dict[str, Linear]:
+    """Every Linear with a weight of its own in a layer tree, by weight name, in the order
+    the tree's attributes hold them (tied LM heads own none and are left out)."""
+    found: dict[str, Linear] = {}
+    seen: set[int] = set()
+
+    def walk(node: object) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, Linear):
+            if not node.tied:
+                found[node.weight.name] = node
+        elif isinstance(node, (list, tuple)):
+            for child in node:
+                walk(child)
+        elif isinstance(node, dict):
+            for child in node.values():
+                walk(child)
+        elif hasattr(node, "params"):  # a layer: its attributes hold its children
+            for child in vars(node).values():
+                walk(child)
+
+    walk(root)
+    return found
 
 
 class Dropout:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import ggml as G
+from .adapters import LoraConfig
 from .config import LlamaConfig
 from .layers import (
     Build,
@@ -102,6 +103,7 @@ class Llama(Model):
         params: dict[str, np.ndarray] | None = None,
         ctx: G.Context | None = None,
         seed: int = 0,
+        lora: LoraConfig | None = None,
     ):
         self.config = config
         ctx = ctx or G.Context("cpu")
@@ -112,6 +114,7 @@ class Llama(Model):
             config.block_size,
             params=params,
             seed=seed,
+            lora=lora,
             **graph_options(config, ctx),
         )
 

@@ -7,6 +7,7 @@ logits (B, T, Vp), Vp >= V (padded vocabulary columns are cut off or kept out of
 here). :class:`Model` gives every such net the trainer's protocol::
 
     params: dict[str, G.Tensor]        # device tensors by name (HF names for GPT-2)
+    trainable: dict[str, G.Tensor]     # those the optimizer updates (all, or LoRA's adapters)
     graph(batch, seq, mode) -> StepGraph   # 'logits' | 'loss' | 'train', cached per (B, T)
     state_dict() / load_state_dict(d)   # numpy, exchange layout (HF for GPT-2)
     num_params() -> int
@@ -26,14 +27,17 @@ import numpy as np
 
 from . import ggml as G
 from . import kernels
+from .adapters import LoraConfig, LoraWeights, from_lora_state, lora_state, select_targets
 from .config import LOSS_KINDS, MATMUL_DTYPES
-from .layers import Build, Param, init_values
+from .layers import Build, LoraAdapter, Param, init_values, linear_layers
 from .loss import LossHead, vocab_logits
 from .recompute import RecomputeStep
 from .step import accumulate
 from .tokenizer import Tokenizer
 
 GRAPH_CACHE_SIZE = 8  # graphs a model keeps built, most recently used (buffers: the arena)
+LORA_STREAM = 1 << 20  # first dropout stream of LoRA adapters, above any layer's own
+LORA_SEED_STREAM = 1  # adapters draw their init from (seed, this), apart from the base's
 
 
 class Net(Protocol):
@@ -109,6 +113,11 @@ class Model:
     ``config``, ``spec_source`` and ``tokenizer`` say what the model is, for checkpoints
     and logs: a GPT2Config-like config, or the JSON of the spec it was compiled from, and
     the tokenizer of the file it was loaded from (models.py), if any.
+
+    ``lora``: LoRA fine-tuning (docs/lora.md). The Linear weights its targets name get an
+    adapter (layers.LoraAdapter); the net's own parameters are frozen: plain tensors with
+    no gradient accumulator and no optimizer state, unchanged by training. ``trainable``
+    then holds the adapters only; ``params``, ``state_dict`` and checkpoints hold both.
     """
 
     config: object | None = None
@@ -127,6 +136,7 @@ class Model:
         matmul_dtype: str = "f32",
         fused_attention: bool = True,
         recompute: bool = False,
+        lora: LoraConfig | None = None,
     ):
         if loss_kind not in LOSS_KINDS:
             raise ValueError(f"loss_kind must be one of {LOSS_KINDS}, got {loss_kind!r}")
@@ -139,19 +149,27 @@ class Model:
         self.loss_kind, self.matmul_dtype = loss_kind, matmul_dtype
         self.fused_attention = fused_attention
         self.recompute = recompute  # train graphs recompute blocks in the backward (recompute.py)
+        self.lora = lora
+        self.adapters = self._adapters(net, lora) if lora is not None else {}
+        adapter_params = [p for a in self.adapters.values() for p in a.params()]
         self.layout: dict[str, Param] = {}  # name -> Param, in init order
-        for p in net.params():
+        for p in [*net.params(), *adapter_params]:
             if p.name in self.layout:
                 raise ValueError(f"two layers declare the parameter {p.name!r}; names must differ")
             self.layout[p.name] = p
+        trained = {p.name for p in adapter_params} if lora is not None else set(self.layout)
         self.params: dict[str, G.Tensor] = {
-            name: ctx.param(p.device_shape, name=name) for name, p in self.layout.items()
+            name: (ctx.param if name in trained else ctx.tensor)(p.device_shape, name=name)
+            for name, p in self.layout.items()
         }
-        if params is not None:
-            self.load_state_dict(params)
-        else:
-            for p, value in init_values(self.layout.values(), seed):  # one tensor at a time
+        self.trainable = {name: t for name, t in self.params.items() if name in trained}
+        for p, value in init_values(adapter_params, (seed, LORA_SEED_STREAM)):
+            self.params[p.name].set(p.to_device(value))
+        if params is None:  # the base draws as it would without LoRA
+            for p, value in init_values(net.params(), seed):  # one tensor at a time
                 self.params[p.name].set(p.to_device(value))
+        else:  # a base's weights, or a LoRA model's with its adapters (a checkpoint)
+            self.load_state_dict(params, adapters=any(p.name in params for p in adapter_params))
         self._graphs: OrderedDict[tuple[str, int, int], StepGraph | RecomputeStep] = OrderedDict()
         # every graph of the model (train, validation, logits, decoding) runs one at a time,
         # so on the CPU they share one set of compute buffers: a run peaks at its largest
@@ -162,23 +180,92 @@ class Model:
         self.dropout_rng = DropoutRNG(seed)
         self.tokenizer: Tokenizer | None = None
 
+    @staticmethod
+    def _adapters(net: Net, lora: LoraConfig) -> dict[str, LoraAdapter]:
+        """A LoRA adapter for each Linear weight ``lora.targets`` names."""
+        linears = linear_layers(net)
+        adapters = {}
+        for i, name in enumerate(select_targets(list(linears), lora.targets)):
+            layer = linears[name]
+            adapters[name] = LoraAdapter(
+                name.removesuffix(".weight"),
+                layer.in_features,
+                layer.out_features,
+                lora.rank,
+                lora.scale,
+                lora.dropout,
+                stream=LORA_STREAM + i,
+            )
+        return adapters
+
     def describe(self) -> str:
         """The model's shape in a few words, for the run's log."""
         return type(self.net).__name__
+
+    def builder(
+        self, dropout_state: G.Tensor | None = None, matmul_dtype: str | None = None
+    ) -> Build:
+        """A :class:`layers.Build` of this model's tensors and adapters."""
+        return Build(
+            self.ctx,
+            self.params,
+            matmul_dtype or self.matmul_dtype,
+            self.fused_attention,
+            dropout_state,
+            self.adapters,
+        )
 
     # -- parameters ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """All parameters as float32 numpy in exchange names and shapes."""
         return self.from_device({name: t.numpy() for name, t in self.params.items()})
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Set every parameter from exchange-layout arrays."""
-        missing = sorted(set(self.layout) - set(state))
-        extra = sorted(set(state) - set(self.layout))
+    def load_state_dict(self, state: dict[str, np.ndarray], adapters: bool = True) -> None:
+        """Set every parameter from exchange-layout arrays; ``adapters`` False: the base's
+        only (a LoRA model's adapters keep their values), e.g. from a base model's file."""
+        names = set(self.layout)
+        if not adapters:
+            names -= {p.name for a in self.adapters.values() for p in a.params()}
+        missing = sorted(names - set(state))
+        extra = sorted(set(state) - names)
         if missing or extra:
-            raise ValueError(f"state dict mismatch: missing {missing[:5]}, unexpected {extra[:5]}")
-        for name, p in self.layout.items():
-            self.params[name].set(p.to_device(state[name]))
+            hint = ""
+            if not self.adapters and any(n.endswith(".lora_A.weight") for n in extra):
+                hint = "; the state holds LoRA adapters: build the model with their lora config"
+            raise ValueError(
+                f"state dict mismatch: missing {missing[:5]}, unexpected {extra[:5]}{hint}"
+            )
+        for name in names:
+            self.params[name].set(self.layout[name].to_device(state[name]))
+
+    # -- LoRA -----------------------------------------------------------------------------------
+    def lora_weights(self) -> LoraWeights:
+        """The adapters' current values, keyed by the base weights' HF names."""
+        if self.lora is None:
+            raise ValueError("this model has no LoRA adapters (build it with lora=LoraConfig)")
+        names = [p.name for a in self.adapters.values() for p in a.params()]
+        return from_lora_state(self.lora, {n: self.params[n].numpy() for n in names})
+
+    def load_lora(self, weights: LoraWeights) -> None:
+        """Set the adapters from ``weights`` (trained here, or read from a file), which
+        must adapt the same weights with the same rank and scale."""
+        if self.lora is None:
+            raise ValueError("this model has no LoRA adapters (build it with lora=LoraConfig)")
+        mine, given = set(self.adapters), set(weights.a)
+        if mine != given or weights.config.rank != self.lora.rank:
+            raise ValueError(
+                f"the LoRA adapters given (rank {weights.config.rank}, {len(given)} weights) "
+                f"do not fit this model's (rank {self.lora.rank}, {len(mine)} weights): "
+                f"missing {sorted(mine - given)[:3]}, unexpected {sorted(given - mine)[:3]}; "
+                "build the model with the adapter's own LoraConfig"
+            )
+        if weights.config.scale != self.lora.scale:
+            raise ValueError(
+                f"the LoRA adapters given scale by alpha/rank = {weights.config.scale:g}, this "
+                f"model's by {self.lora.scale:g}: build it with the adapter's LoraConfig"
+            )
+        for name, value in lora_state(weights).items():
+            self.params[name].set(self.layout[name].to_device(value))
 
     def to_device(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Per-parameter arrays (e.g. AdamW moments) from exchange to device layout."""
@@ -189,8 +276,13 @@ class Model:
         return {name: self.layout[name].from_device(a) for name, a in arrays.items()}
 
     def num_params(self) -> int:
-        """Trainable entries (a tied weight counted once, padding rows not at all)."""
+        """Parameter entries, frozen included (a tied weight counted once, padding rows not
+        at all)."""
         return sum(p.size for p in self.layout.values())
+
+    def num_trainable(self) -> int:
+        """Entries the optimizer updates (all of them, or LoRA's adapters)."""
+        return sum(self.layout[name].size for name in self.trainable)
 
     # -- graphs ---------------------------------------------------------------------------------
     def build(self, batch: int, seq: int, mode: str) -> StepGraph | RecomputeStep:
@@ -202,7 +294,7 @@ class Model:
         idx = self.ctx.input((batch, seq), dtype="i32", name="idx")  # (B, T)
         # dropout in training graphs only: validation and sampling see the whole network
         state = self.ctx.input((2,), "i32", name="dropout_state") if mode == "train" else None
-        g = Build(self.ctx, self.params, self.matmul_dtype, self.fused_attention, state)
+        g = self.builder(state)
         logits = self.net(g, idx)  # (B, T, Vp)
         logits = G.reshape(logits, (batch * seq, logits.shape[-1]))  # (N, Vp)
         if mode == "logits":
@@ -248,8 +340,8 @@ class Model:
     def loss_and_grads(
         self, idx: np.ndarray, targets: np.ndarray
     ) -> tuple[float, dict[str, np.ndarray]]:
-        """Mean cross-entropy and its gradient for every parameter (exchange layout)."""
+        """Mean cross-entropy and its gradient for every trainable parameter (exchange layout)."""
         b, t = np.shape(idx)
         step = self.graph(b, t, "train")
         loss = accumulate(step, [(idx, targets)])  # step.py owns the loss scale and the reset
-        return loss, self.from_device({n: step.graph.grad(p) for n, p in self.params.items()})
+        return loss, self.from_device({n: step.graph.grad(p) for n, p in self.trainable.items()})

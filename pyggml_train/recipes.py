@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from . import ggml as G
+from .adapters import format_lora, lora_names
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import GRAPH_OPTIONS, GPT2Config, TrainConfig, follow_given, resumed_config
 from .data import prepare, tiny_shakespeare
-from .models import from_checkpoint, gpt2_weights, new_model
+from .models import adapter_config, from_checkpoint, gpt2_weights, new_model, read_adapter
 from .spec import Spec, SpecError, build_model, corpus_path, parse_spec, summary
 from .spec import train_config_for as spec_train_config
 from .tokenizer import Tokenizer, tokenizer_from_dict
@@ -36,6 +37,7 @@ def train_gpt2(
     resume: str | Path | None = None,
     init_from: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
+    lora_from: str | Path | None = None,
 ) -> TrainResult:
     """Train a GPT-2 of ``model_config`` on ``data`` (a text file or URL, a directory
     written by ``prepare``, or None for tiny shakespeare).
@@ -46,11 +48,17 @@ def train_gpt2(
     the others are refused by name). init_from: fine-tune
     from the weights of any model file we read; the model's shape, and its tokenizer where
     the file has one, come from it.
+
+    LoRA (``train_config.lora``, docs/lora.md) trains adapters on the frozen weights of
+    ``init_from``; lora_from: an adapter to go on from (any file models.read_adapter
+    reads), whose settings the run takes unless train_config.lora gives them.
     """
     run = run or Run()
     if resume is not None:
-        if init_from is not None:
-            raise ValueError("--init-from starts a run from weights; it excludes --resume")
+        if init_from is not None or lora_from is not None:
+            raise ValueError(
+                "--init-from and --lora-from start a run from weights; they exclude --resume"
+            )
         ckpt = load_checkpoint(resume)
         if ckpt.spec is not None:
             raise ValueError(f"{resume} is a model spec's checkpoint: resume it with --model")
@@ -62,15 +70,31 @@ def train_gpt2(
         raise ValueError("a new run needs a model config and a train config (e.g. a preset)")
     tok: Tokenizer | str = tokenizer
     init = None
+    if (train_config.lora is not None or lora_from is not None) and init_from is None:
+        raise ValueError(
+            "LoRA trains adapters on the frozen weights of a model: give them with "
+            "--init-from (a checkpoint, HF directory, GGUF or llm.c file)"
+        )
+    adapter = None
     if init_from is not None:
         init = gpt2_weights(init_from)
         model_config, tok = _graph_options(init.config, overrides or {}), init.tokenizer or tok
+    if lora_from is not None:
+        adapter = read_adapter(lora_from, init.config)
+        if train_config.lora is None:
+            lora = format_lora(adapter_config(adapter, init.config))
+            train_config = dataclasses.replace(train_config, lora=lora)
     train_config.accum_steps(run.dist.world_size)  # an indivisible batch fails before any work
     data_set = load_run_data(data, tok, run, train_config.val_fraction)
     model = new_model(model_config, train_config, data_set.tokenizer.vocab_size)
     if init is not None:
-        model.load_state_dict(init.params)
+        # a LoRA run's checkpoint is a base too: its own adapters stay out
+        base = {n: v for n, v in init.params.items() if n not in lora_names(init.params)}
+        model.load_state_dict(base, adapters=False)
         run.log(f"initialized from {init_from} ({init.format})")
+    if adapter is not None:
+        model.load_lora(adapter)
+        run.log(f"LoRA adapters from {lora_from}: {len(adapter.a)} weights")
     return train(model, data_set, train_config, run)
 
 

@@ -11,7 +11,8 @@ into one set of gradient accumulators and sharing one set of compute buffers (G.
    dL/dx_n;
 3. block i = n-1 .. 0: the block again from x_i, with the loss sum(block(x_i) * dL/dx_{i+1})
    whose gradients are the block's parameter gradients and dL/dx_i;
-4. embeddings: again from the token ids, loss sum(x_0 * dL/dx_0), for wte and wpe.
+4. embeddings: again from the token ids, loss sum(x_0 * dL/dx_0), for wte and wpe (when
+   they train: LoRA freezes them).
 
 Each graph holds one block's activations, so the peak is the largest of the head's and
 one block's instead of all blocks', for one extra forward pass of the blocks. The ops and
@@ -38,9 +39,10 @@ class Recomputable(Protocol):
 
     net: Any  # with embed(), blocks and head(), as gpt2.GPT2Net
     ctx: G.Context
-    params: dict[str, G.Tensor]
-    matmul_dtype: str
-    fused_attention: bool
+    trainable: dict[str, G.Tensor]  # the parameters that get gradients
+
+    def builder(self, dropout_state: G.Tensor | None = None) -> Build: ...
+
     dropout_rng: Any
     arena: G.Arena | None  # None: every graph its own buffers
     vocab_size: int
@@ -63,10 +65,11 @@ class RecomputeStep:
         self.dropout_rng = model.dropout_rng
         self.idx = ctx.input((batch, seq), dtype="i32", name="idx")  # (B, T)
         self.dropout_state = ctx.input((2,), "i32", name="dropout_state")
-        g = Build(ctx, model.params, model.matmul_dtype, model.fused_attention, self.dropout_state)
+        g = model.builder(self.dropout_state)
         arena = model.arena
-        self.params = model.params
-        self.accs = {p: ctx.tensor(p.shape, name=f"grad_acc:{n}") for n, p in model.params.items()}
+        self.accs = {
+            p: ctx.tensor(p.shape, name=f"grad_acc:{n}") for n, p in model.trainable.items()
+        }
         blocks = net.blocks
         n = len(blocks)
 
@@ -99,10 +102,15 @@ class RecomputeStep:
             accs = {**self.accs, self.slots[i]: self.dx[i % 2]}
             self.block_graphs.append(ctx.graph(loss, True, grad_accs=accs, arena=arena))
 
-        # 4. embeddings
-        loss = G.sum(G.mul(net.embed(g, self.idx), self.dx[0])).set_loss()
-        self.embed_graph = ctx.graph(loss, True, grad_accs=self.accs, arena=arena)
-        self._graphs = [self.head_graph, *self.block_graphs, self.embed_graph]
+        # 4. embeddings, when they train (LoRA freezes them)
+        g = model.builder(self.dropout_state)
+        x = net.embed(g, self.idx)  # (B, T, C)
+        self.embed_graph = None
+        if g.used & set(model.trainable):
+            loss = G.sum(G.mul(x, self.dx[0])).set_loss()
+            self.embed_graph = ctx.graph(loss, True, grad_accs=self.accs, arena=arena)
+        self._graphs = [self.head_graph, *self.block_graphs]
+        self._graphs += [self.embed_graph] if self.embed_graph is not None else []
 
     # -- the train-graph protocol ---------------------------------------------------------------
     def set_loss_scale(self, scale: float) -> None:
@@ -132,5 +140,6 @@ class RecomputeStep:
         for i in reversed(range(n)):
             self.dx[i % 2].fill(0.0)
             self.block_graphs[i].compute()
-        self.embed_graph.compute()
+        if self.embed_graph is not None:
+            self.embed_graph.compute()
         return loss

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ggml as G
-from .layers import Build, KVCache
+from .layers import KVCache
 from .loss import vocab_logits
 from .model import Model
 from .tokenizer import Tokenizer
@@ -98,7 +98,7 @@ class KVCacheDecoder:
             cache.keys.fill(0.0)
             cache.values.fill(0.0)
         # f32 matmuls: a bf16 model would re-cast every weight for each token
-        g = Build(ctx, model.params, "f32", model.fused_attention)
+        g = model.builder(matmul_dtype="f32")
         logits = net(g, self.token, positions, caches)  # (1, 1, Vp)
         self.logits = vocab_logits(G.reshape(logits, (1, logits.shape[-1])), model.vocab_size)
         # self.logits (1, V)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .adapters import format_lora
 from .checkpoint import Checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import BatchLoader, load_prepared, prepare, resolve_text
@@ -122,7 +123,7 @@ class Trainer:
         self.train_step = self.model.graph(b, t, "train")
         self.eval_step = self.model.graph(b, t, "loss")
         self.optimizer_step = OptimizerStep.for_run(
-            self.ctx, self.model.params, self.train_step, tc, self.dist
+            self.ctx, self.model.trainable, self.train_step, tc, self.dist
         )
         self.loader = BatchLoader(data.train, b, t, tc.data_mode, tc.seed, rank, world)
         self.sample_rng = np.random.default_rng(tc.seed + 1)
@@ -345,9 +346,16 @@ def train(
         run.log(f"resumed at step {trainer.step} of {tc.max_steps}")
     ranks = f"{dist.world_size} ranks x " if dist.world_size > 1 else ""
     threads = trainer.ctx.threads
+    trained = ""
+    if model.lora is not None:
+        share = model.num_trainable() / model.num_params()
+        trained = (
+            f" ({model.num_trainable() / 1e6:.3f}M trained: LoRA {format_lora(model.lora)} "
+            f"on {len(model.adapters)} weights, {share:.2%})"
+        )
     run.log(
         f"model: {model.describe()}, "
-        f"{model.num_params() / 1e6:.2f}M parameters; {ranks}{trainer.accum_steps} x "
+        f"{model.num_params() / 1e6:.2f}M parameters{trained}; {ranks}{trainer.accum_steps} x "
         f"({tc.batch_size} x {tc.block_size}) tokens per step, {threads} "
         f"thread{'s' if threads != 1 else ''}; optimizer state "
         f"{trainer.optimizer_step.optimizer_state_bytes / 1e6:.1f} MB on rank 0"

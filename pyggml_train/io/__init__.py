@@ -134,33 +134,6 @@ def export_model(
     raise ValueError(f"export format must be one of {FORMATS}, got {fmt!r}")
 
 
-def read_adapter(path: str | Path, config: GPT2Config | LlamaConfig) -> LoraWeights:
-    """The LoRA adapter in a llama.cpp GGUF adapter or a PEFT directory (or either of its
-    two files), checked against the base ``config`` describes."""
-    from .peft import CONFIG_FILE, TENSOR_FILE, is_peft_dir, load_peft
-
-    path = Path(path)
-    if path.name in (CONFIG_FILE, TENSOR_FILE):
-        path = path.parent
-    if is_peft_dir(path):
-        from .lora import check_adapter
-
-        lora = load_peft(path)
-        check_adapter(lora, config, str(path))
-        return lora
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory without {CONFIG_FILE}, not a PEFT adapter")
-    fmt = detect_format(path)
-    if fmt == "gguf":
-        from .lora_gguf import load_gguf_lora
-
-        return load_gguf_lora(path, config)
-    raise ValueError(
-        f"{path} is a {fmt} file, not a LoRA adapter; expected a llama.cpp adapter GGUF "
-        f"(export --format gguf-lora) or a PEFT directory ({CONFIG_FILE} + {TENSOR_FILE})"
-    )
-
-
 def export_adapter(
     out: str | Path,
     fmt: str,

@@ -15,26 +15,14 @@ import numpy as np
 from ..adapters import LoraWeights
 from ..config import GPT2Config, LlamaConfig
 from ..gpt2 import GPT2Net
-from ..layers import Param
+from ..layers import Linear, linear_layers
 from ..llama import LlamaNet
 
 
-def adaptable_weights(config: GPT2Config | LlamaConfig) -> dict[str, Param]:
-    """The base's matrix-multiply weights by HF name (embeddings excluded: llama.cpp and
-    PEFT treat a LoRA on a lookup table differently)."""
-    if isinstance(config, LlamaConfig):
-        net = LlamaNet(config)
-        tables = {net.embed_tokens.weight.name}
-    else:
-        net = GPT2Net(config)
-        tables = {net.wte.weight.name, net.wpe.weight.name}
-    return {p.name: p for p in net.params() if len(p.shape) == 2 and p.name not in tables}
-
-
-def in_out(param: Param) -> tuple[int, int]:
-    """(in_features, out_features) of a weight, from its HF layout."""
-    rows, cols = param.shape
-    return (rows, cols) if param.transposed else (cols, rows)
+def adaptable_weights(config: GPT2Config | LlamaConfig) -> dict[str, Linear]:
+    """The base's Linear layers by weight name (HF), the weights an adapter may update:
+    embeddings and a tied LM head own no Linear weight."""
+    return linear_layers(LlamaNet(config) if isinstance(config, LlamaConfig) else GPT2Net(config))
 
 
 def check_adapter(lora: LoraWeights, config: GPT2Config | LlamaConfig, source: str) -> None:
@@ -49,7 +37,7 @@ def check_adapter(lora: LoraWeights, config: GPT2Config | LlamaConfig, source: s
             f"{next(iter(weights))!r}); was it trained on another model?"
         )
     for name in lora.a:
-        n_in, n_out = in_out(weights[name])
+        n_in, n_out = weights[name].in_features, weights[name].out_features
         a, b = lora.a[name].shape, lora.b[name].shape
         if a[1] != n_in or b[0] != n_out:
             raise ValueError(
@@ -71,7 +59,7 @@ def merge_lora(
         if name not in params:
             raise ValueError(f"the base weights lack {name}, which the adapter updates")
         delta = lora.delta(name)  # (out, in), float64
-        if weights[name].transposed:
+        if weights[name].weight.transposed:
             delta = delta.T  # Conv1D stores (in, out)
         merged[name] = (np.asarray(params[name], dtype=np.float64) + delta).astype(np.float32)
     return merged

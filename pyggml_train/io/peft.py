@@ -12,12 +12,19 @@ that arithmetic (rsLoRA, DoRA, per-module ranks, trained biases) are refused by 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
-from ..adapters import LoraConfig, LoraWeights
+from ..adapters import (
+    A_SUFFIX,
+    B_SUFFIX,
+    LoraConfig,
+    LoraWeights,
+    from_lora_state,
+    lora_state,
+    module_of,
+)
 from ..atomic import atomic_dir
 from ..config import GPT2Config, LlamaConfig
 from .lora import adaptable_weights, check_adapter
@@ -25,8 +32,7 @@ from .safetensors import load_safetensors, save_safetensors
 
 CONFIG_FILE = "adapter_config.json"
 TENSOR_FILE = "adapter_model.safetensors"
-_PREFIX = "base_model.model."
-_KEY = re.compile(r"base_model\.model\.(.+)\.lora_([AB])\.weight")
+PREFIX = "base_model.model."  # before our state names (adapters.lora_state)
 # settings whose non-default value changes the update beyond scale * B @ A
 _REFUSED = {
     "use_rslora": False,
@@ -40,17 +46,12 @@ _REFUSED = {
 }
 
 
-def _module(name: str) -> str:
-    """The transformers module that holds the weight ``name``."""
-    return name.removesuffix(".weight")
-
-
 def _target_modules(lora: LoraWeights, config: GPT2Config | LlamaConfig) -> list[str]:
     """PEFT's target_modules: the adapted modules' short names (q_proj, c_attn) when the
     adapter covers every weight of those names, else each module's full name."""
-    modules = sorted(_module(n) for n in lora.a)
+    modules = sorted(module_of(n) for n in lora.a)
     leaves = {m.rsplit(".", 1)[-1] for m in modules}
-    covered = sorted(_module(n) for n in adaptable_weights(config) if n.split(".")[-2] in leaves)
+    covered = sorted(module_of(n) for n in adaptable_weights(config) if n.split(".")[-2] in leaves)
     return sorted(leaves) if covered == modules else modules
 
 
@@ -76,10 +77,7 @@ def save_peft(
         "inference_mode": True,
         **_REFUSED,
     }
-    tensors = {}
-    for name in sorted(lora.a):
-        tensors[f"{_PREFIX}{_module(name)}.lora_A.weight"] = np.asarray(lora.a[name], np.float32)
-        tensors[f"{_PREFIX}{_module(name)}.lora_B.weight"] = np.asarray(lora.b[name], np.float32)
+    tensors = {PREFIX + k: np.asarray(v, np.float32) for k, v in lora_state(lora).items()}
     with atomic_dir(path) as tmp:
         save_safetensors(tmp / TENSOR_FILE, tensors, {"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(settings, indent=2), encoding="utf-8")
@@ -111,20 +109,19 @@ def load_peft(path: str | Path) -> LoraWeights:
                 f"{plain!r}): only plain LoRA, scale lora_alpha / r, reads into LoraWeights"
             )
     tensors, _ = load_safetensors(tensor_file)
-    halves: dict[str, dict[str, np.ndarray]] = {"A": {}, "B": {}}
+    state = {}
     for key, value in tensors.items():
-        m = _KEY.fullmatch(key)
         if key.endswith(".base_layer.weight"):
             raise ValueError(
                 f"{tensor_file}: holds a copy of the base weight {key!r} (PEFT saves one when "
                 "target_modules name lm_head or an embedding); only the adapter is read, so "
                 "save it with save_pretrained(..., save_embedding_layers=False)"
             )
-        if m is None:
+        if not key.startswith(PREFIX) or not key.endswith((A_SUFFIX, B_SUFFIX)):
             raise ValueError(
-                f"{tensor_file}: tensor {key!r} is not {_PREFIX}<module>.lora_A/lora_B.weight"
+                f"{tensor_file}: tensor {key!r} is not {PREFIX}<module>{A_SUFFIX} or {B_SUFFIX}"
             )
-        halves[m.group(2)][m.group(1) + ".weight"] = value.astype(np.float32)
+        state[key.removeprefix(PREFIX)] = value.astype(np.float32)
     targets = settings.get("target_modules") or ()
     lora_config = LoraConfig(
         rank=int(settings["r"]),
@@ -133,6 +130,6 @@ def load_peft(path: str | Path) -> LoraWeights:
         dropout=float(settings.get("lora_dropout") or 0.0),
     )
     try:
-        return LoraWeights(lora_config, halves["A"], halves["B"])
+        return from_lora_state(lora_config, state)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None

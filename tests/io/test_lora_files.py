@@ -24,14 +24,15 @@ from helpers.lora import ALPHA, RANK, TARGETS, logits, write_lora_case
 
 from pyggml_train import cli
 from pyggml_train import ggml as G
-from pyggml_train.adapters import LoraConfig, LoraWeights
-from pyggml_train.config import LlamaConfig
-from pyggml_train.io import export_adapter, export_model, read_adapter, read_model_file
+from pyggml_train.adapters import LoraConfig, LoraWeights, format_lora
+from pyggml_train.checkpoint import Checkpoint, save_checkpoint
+from pyggml_train.config import LlamaConfig, TrainConfig
+from pyggml_train.io import export_adapter, export_model, read_model_file
 from pyggml_train.io.gguf_llama import pair_rows
 from pyggml_train.io.lora import adaptable_weights, merge_lora
 from pyggml_train.io.lora_gguf import load_gguf_lora, save_gguf_lora
 from pyggml_train.io.peft import CONFIG_FILE, TENSOR_FILE
-from pyggml_train.models import from_config
+from pyggml_train.models import adapter_config, from_config, load_sampler, read_adapter
 
 PEFT_ATOL = 1e-5  # our PEFT file vs PEFT's own, through PEFT
 MERGED_ATOL = 1e-4  # our model on merged weights vs PEFT (measured 3.0e-5, 1.3e-5, 3.3e-6)
@@ -105,6 +106,23 @@ def test_merged_weights_run_by_our_model_give_peft_logits(case, lora):
     assert merged[untouched] is case.base.params[untouched]
 
 
+def test_our_lora_model_with_a_peft_adapter_gives_peft_logits(case):
+    """``sample --lora-from`` (models.load_sampler): the base, a LoRA model whose targets
+    select exactly the file's weights (qwen2: layer 1 only), the adapter loaded into it.
+    (The GPT-2 base directory carries no tokenizer to sample with: built the same way.)"""
+    config = case.base.config
+    lora = read_adapter(case.peft_dir, config)
+    if case.name == "gpt2":
+        ctx = G.Context(threads=2)
+        model = from_config(config, case.base.params, ctx, lora=adapter_config(lora, config))
+        model.load_lora(lora)
+    else:
+        model = load_sampler(case.base_dir, threads=2, lora_from=case.peft_dir).model
+    assert set(model.adapters) == set(lora.a)
+    err = np.abs(model.forward(case.ids) - logits(case.peft_model(), case.ids)).max()
+    assert err <= MERGED_ATOL
+
+
 def test_gguf_adapter_is_what_llama_cpp_loads(case, lora, tmp_path):
     """general.type adapter, adapter.type lora, alpha, the base's architecture; tensors
     <base tensor>.lora_a with ne {in, rank} and .lora_b with ne {rank, out}, named as our
@@ -161,8 +179,7 @@ def small_lora(config, names, rank=2) -> LoraWeights:
     rng = np.random.default_rng(0)
     a, b = {}, {}
     for name in names:
-        rows, cols = weights[name].shape
-        n_in, n_out = (rows, cols) if weights[name].transposed else (cols, rows)
+        n_in, n_out = weights[name].in_features, weights[name].out_features
         a[name] = rng.normal(size=(rank, n_in)).astype(np.float32)
         b[name] = rng.normal(size=(n_out, rank)).astype(np.float32)
     return LoraWeights(LoraConfig(rank=rank, alpha=4.0), a, b)
@@ -217,7 +234,7 @@ def test_wrong_architecture_and_wrong_files_are_refused(case, lora, tmp_path):
         read_adapter(cut, config)
     with pytest.raises(ValueError, match="not a LoRA adapter"):
         read_adapter(case.base_dir / "model.safetensors", config)
-    with pytest.raises(ValueError, match="without adapter_config.json"):
+    with pytest.raises(ValueError, match="hf model file, not a LoRA adapter"):
         read_adapter(case.base_dir, config)
 
 
@@ -282,3 +299,40 @@ def test_export_command_converts_and_merges_adapters(llama_case, tmp_path, capsy
     assert export("--adapter", str(peft_out), "--format", "gguf", "--out", str(tmp_path / "y")) == 2
     assert "--format gguf alone writes the base" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_export_command_on_a_lora_runs_checkpoint(llama_case, tmp_path, capsys):
+    """A LoRA run's checkpoint holds base and adapter: --format gguf writes the base alone,
+    --format peft its adapter, --merge-lora both merged."""
+    case, config = llama_case, llama_case.base.config
+    lora = read_adapter(case.peft_dir, config)
+    model = from_config(
+        config, case.base.params, G.Context(threads=2), lora=adapter_config(lora, config)
+    )
+    model.load_lora(lora)
+    ckpt = tmp_path / "ckpt.npz"
+    train_config = TrainConfig(block_size=64, lora=format_lora(model.lora))
+    tok = case.base.tokenizer.to_dict()
+    save_checkpoint(ckpt, Checkpoint(1, config, train_config, tok, model.state_dict()))
+
+    def export(*args: str) -> int:
+        return cli.main(["export", "--checkpoint", str(ckpt), *args])
+
+    assert export("--format", "peft", "--out", str(tmp_path / "peft")) == 0
+    back = read_adapter(tmp_path / "peft", config)
+    for name in lora.a:
+        assert np.array_equal(back.a[name], lora.a[name])
+        assert np.array_equal(back.b[name], lora.b[name])
+    assert read_adapter(ckpt, config).a.keys() == lora.a.keys()
+    assert export("--format", "hf", "--out", str(tmp_path / "base")) == 0
+    assert export("--merge-lora", "--format", "hf", "--out", str(tmp_path / "merged")) == 0
+    base, merged = (read_model_file(tmp_path / d).params for d in ("base", "merged"))
+    assert base.keys() == case.base.params.keys()
+    want = merge_lora(case.base.params, lora, config)
+    for name, value in case.base.params.items():
+        assert np.array_equal(base[name], value), name
+        assert np.array_equal(merged[name], want[name]), name
+    plain = tmp_path / "plain.npz"
+    save_checkpoint(plain, Checkpoint(1, config, TrainConfig(block_size=64), tok, case.base.params))
+    assert cli.main(["export", "--checkpoint", str(plain), "--format", "peft", "--out", "x"]) == 2
+    assert "needs a LoRA adapter" in capsys.readouterr().err

@@ -27,9 +27,9 @@ from helpers.llamacpp import llama, llama_logits
 from helpers.lora import TARGETS, logits, write_lora_case
 
 from pyggml_train import ggml as G
-from pyggml_train.io import export_adapter, export_model, read_adapter
+from pyggml_train.io import export_adapter, export_model
 from pyggml_train.io.lora import merge_lora
-from pyggml_train.models import from_config
+from pyggml_train.models import from_config, read_adapter
 from pyggml_train.sample import KVCacheDecoder, generate
 
 pytestmark = pytest.mark.slow  # runs llama.cpp
