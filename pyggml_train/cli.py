@@ -67,6 +67,7 @@ _OVERRIDES = {
     "tokens_per_step": "tokens_per_step",
     "zero": "zero",
     "lora": "lora",
+    "base_dtype": "base_dtype",
 }
 
 
@@ -143,6 +144,11 @@ def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -
         help="go on from the LoRA adapter in PATH (a LoRA run's checkpoint, a llama.cpp adapter "
         "GGUF or a PEFT directory) on the --init-from weights; its settings unless --lora "
         "gives them",
+    )
+    p.add_argument(
+        "--base-dtype",
+        choices=["f32", "bf16", "q8_0"],
+        help="with --lora: store the frozen Linear weights in this type (default: f32)",
     )
     p.add_argument("--metrics", help="metrics JSONL path (default: OUT_DIR/metrics.jsonl)")
     p.add_argument(

@@ -32,6 +32,8 @@ ATTENTION_KINDS = ("auto", "fused", "unfused")  # auto: fused on the CPU, unfuse
 MATMUL_DTYPES = ("f32", "bf16", "auto")
 RECOMPUTE = ("none", "blocks")  # blocks: keep block inputs only, recompute in the backward
 LLAMA_TYPES = ("llama", "qwen2")  # model_type values of LlamaConfig
+# storage of a LoRA run's frozen Linear weights (embeddings and norms stay f32)
+BASE_DTYPES = ("f32", "bf16", "q8_0")
 OPTIMIZERS = ("adamw", "adam", "sgd")  # adam: AdamW without weight decay; sgd: plain SGD
 
 
@@ -226,6 +228,7 @@ class TrainConfig:
     skip_nonfinite: int = 0  # steps with a NaN/Inf loss or gradient norm skipped before stopping
     zero: int = 0  # ZeRO stage over MPI ranks: 0 = AdamW moments on every rank, 1 = sharded
     lora: str | None = None  # LoRA on a frozen base: "rank=16,alpha=32,targets=q,v"; None = off
+    base_dtype: str = "f32"  # with lora: the frozen Linear weights in "f32", "bf16" or "q8_0"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -293,6 +296,12 @@ class TrainConfig:
             raise ValueError(f"zero must be 0 (off) or 1 (shard AdamW moments), got {self.zero}")
         if self.lora is not None:
             parse_lora(self.lora)  # a clear error now, not when the model is built
+        _check_choice(self, "base_dtype", BASE_DTYPES)
+        if self.base_dtype != "f32" and self.lora is None:
+            raise ValueError(
+                f"base_dtype {self.base_dtype!r} stores the frozen weights of a LoRA run; "
+                "without --lora every weight trains in f32: add --lora or drop --base-dtype"
+            )
 
     @property
     def lora_config(self) -> LoraConfig | None:

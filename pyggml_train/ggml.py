@@ -25,7 +25,8 @@ _C = load_extension()
 _DTYPES = {
     "f32": (_C.Type.f32, np.float32),
     "f16": (_C.Type.f16, np.float16),
-    "bf16": (_C.Type.bf16, np.float32),  # made by cast() in graphs; read back as f32
+    "bf16": (_C.Type.bf16, np.float32),  # cast() in graphs, or a leaf set from f32; reads as f32
+    "q8_0": (_C.Type.q8_0, np.float32),  # a leaf set from f32 (quantized), read back dequantized
     "i32": (_C.Type.i32, np.int32),
 }
 _NAMES = {v[0]: k for k, v in _DTYPES.items()}
@@ -208,7 +209,9 @@ class Context:
         return self._c.persistent_bytes
 
     def tensor(self, shape: Sequence[int], dtype: str = "f32", name: str = "") -> Tensor:
-        """A leaf tensor whose data persists across computes (inputs, optimizer state)."""
+        """A leaf tensor whose data persists across computes (inputs, optimizer state). A
+        'bf16' or 'q8_0' leaf (a frozen weight) is set from float32 and reads back as
+        float32; q8_0 rows come in blocks of 32 values, so its last axis is a multiple of 32."""
         if dtype not in _DTYPES:
             raise TypeError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         shape = tuple(int(d) for d in shape)

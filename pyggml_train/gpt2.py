@@ -110,6 +110,7 @@ class GPT2(Model):
         ctx: G.Context | None = None,
         seed: int = 0,
         lora: LoraConfig | None = None,
+        base_dtype: str = "f32",
     ):
         self.config = config  # validated once in config.py, including the graph options below
         ctx = ctx or G.Context("cpu")
@@ -121,6 +122,7 @@ class GPT2(Model):
             params=params,
             seed=seed,
             lora=lora,
+            base_dtype=base_dtype,
             **graph_options(config, ctx),
         )
 

@@ -143,9 +143,10 @@ class Build:
         return self.params[name]
 
     def matmul_weight(self, name: str) -> G.Tensor:
-        """Parameter ``name`` as a matmul operand, in ``matmul_dtype``."""
+        """Parameter ``name`` as a matmul operand, in ``matmul_dtype``; a weight stored in
+        bf16 or q8_0 (a frozen LoRA base) multiplies as it is stored."""
         w = self[name]
-        return w if self.matmul_dtype == "f32" else G.cast(w, self.matmul_dtype)
+        return w if self.matmul_dtype == "f32" or w.dtype != "f32" else G.cast(w, self.matmul_dtype)
 
     def constant(self, key: str, make: Callable[[], np.ndarray]) -> G.Tensor:
         """A constant leaf shared by the layers of this graph, ``make()`` on first use."""

@@ -104,6 +104,7 @@ class Llama(Model):
         ctx: G.Context | None = None,
         seed: int = 0,
         lora: LoraConfig | None = None,
+        base_dtype: str = "f32",
     ):
         self.config = config
         ctx = ctx or G.Context("cpu")
@@ -115,6 +116,7 @@ class Llama(Model):
             params=params,
             seed=seed,
             lora=lora,
+            base_dtype=base_dtype,
             **graph_options(config, ctx),
         )
 

@@ -28,7 +28,7 @@ import numpy as np
 from . import ggml as G
 from . import kernels
 from .adapters import LoraConfig, LoraWeights, from_lora_state, lora_state, select_targets
-from .config import LOSS_KINDS, MATMUL_DTYPES
+from .config import BASE_DTYPES, LOSS_KINDS, MATMUL_DTYPES
 from .layers import Build, LoraAdapter, Param, init_values, linear_layers
 from .loss import LossHead, vocab_logits
 from .recompute import RecomputeStep
@@ -118,6 +118,8 @@ class Model:
     adapter (layers.LoraAdapter); the net's own parameters are frozen: plain tensors with
     no gradient accumulator and no optimizer state, unchanged by training. ``trainable``
     then holds the adapters only; ``params``, ``state_dict`` and checkpoints hold both.
+    ``base_dtype`` 'bf16' or 'q8_0' (LoRA only) stores the frozen Linear weights so; they
+    multiply in that type and read back (state_dict) as the f32 values they hold.
     """
 
     config: object | None = None
@@ -137,6 +139,7 @@ class Model:
         fused_attention: bool = True,
         recompute: bool = False,
         lora: LoraConfig | None = None,
+        base_dtype: str = "f32",
     ):
         if loss_kind not in LOSS_KINDS:
             raise ValueError(f"loss_kind must be one of {LOSS_KINDS}, got {loss_kind!r}")
@@ -158,10 +161,19 @@ class Model:
                 raise ValueError(f"two layers declare the parameter {p.name!r}; names must differ")
             self.layout[p.name] = p
         trained = {p.name for p in adapter_params} if lora is not None else set(self.layout)
-        self.params: dict[str, G.Tensor] = {
-            name: (ctx.param if name in trained else ctx.tensor)(p.device_shape, name=name)
-            for name, p in self.layout.items()
-        }
+        if base_dtype not in BASE_DTYPES or (base_dtype != "f32" and lora is None):
+            raise ValueError(
+                f"base_dtype must be one of {BASE_DTYPES}, and other than f32 only with LoRA "
+                f"(the base is then frozen); got {base_dtype!r} with lora={lora}"
+            )
+        stored = set(linear_layers(net)) if base_dtype != "f32" else set()
+        self.params: dict[str, G.Tensor] = {}
+        for name, p in self.layout.items():
+            if name in trained:
+                self.params[name] = ctx.param(p.device_shape, name=name)
+            else:
+                dtype = base_dtype if name in stored else "f32"
+                self.params[name] = ctx.tensor(p.device_shape, dtype, name=name)
         self.trainable = {name: t for name, t in self.params.items() if name in trained}
         for p, value in init_values(adapter_params, (seed, LORA_SEED_STREAM)):
             self.params[p.name].set(p.to_device(value))

@@ -38,11 +38,13 @@ def from_config(
     ctx: G.Context | None = None,
     seed: int = 0,
     lora: LoraConfig | None = None,
+    base_dtype: str = "f32",
 ) -> Model:
     """The model family a config describes (GPT-2, Llama or Qwen2), with ``params`` or
-    initialised from ``seed``; ``lora``: LoRA adapters on the frozen base (model.Model)."""
+    initialised from ``seed``; ``lora``: LoRA adapters on the frozen base, stored in
+    ``base_dtype`` (model.Model)."""
     family = Llama if isinstance(config, LlamaConfig) else GPT2
-    return family(config, params=params, ctx=ctx, seed=seed, lora=lora)
+    return family(config, params=params, ctx=ctx, seed=seed, lora=lora, base_dtype=base_dtype)
 
 
 def new_model(
@@ -54,7 +56,8 @@ def new_model(
     if config.vocab_size is None:
         config = config.with_vocab_size(vocab_size)
     ctx = G.Context(train_config.device, train_config.threads)
-    return from_config(config, ctx=ctx, seed=train_config.seed, lora=train_config.lora_config)
+    tc = train_config
+    return from_config(config, ctx=ctx, seed=tc.seed, lora=tc.lora_config, base_dtype=tc.base_dtype)
 
 
 def _with_weights(
@@ -92,7 +95,7 @@ def from_checkpoint(ckpt: Checkpoint, ctx: G.Context, lora: LoraConfig | None = 
             "give a base without them (e.g. the checkpoint --init-from started from)"
         )
     lora = lora or own
-    kwargs = {"lora": lora} if lora is not None else {}
+    kwargs = {"lora": lora, "base_dtype": ckpt.train_config.base_dtype} if lora is not None else {}
     return _with_weights(ckpt.model_config, ckpt.spec, ckpt.params, tokenizer, ctx, **kwargs)
 
 

@@ -85,11 +85,44 @@ void check_allocated(const TensorRef & r, const char * what) {
     }
 }
 
+// bf16 and q8_0 leaves (a frozen LoRA base) are written from f32 and read back as f32:
+// numpy has neither type, and their rounding belongs to ggml's own conversions
+bool stored_from_f32(ggml_type type) { return type == GGML_TYPE_BF16 || type == GGML_TYPE_Q8_0; }
+
+void set_from_f32(ggml_tensor * t, const py::array & arr) {
+    if (!arr.dtype().is(py::dtype::of<float>())) {
+        fail_type("dtype mismatch for " + describe(t) + ": got numpy " + std::string(py::str(arr.dtype())) +
+                  ", expected float32 (converted to " + ggml_type_name(t->type) + ")");
+    }
+    if (arr.size() != ggml_nelements(t)) {
+        fail("size mismatch for " + describe(t) + ": got " + std::to_string(arr.size()) + " elements, expected " +
+             std::to_string(ggml_nelements(t)));
+    }
+    const float * src = static_cast<const float *>(arr.data());
+    std::vector<uint8_t> raw(ggml_nbytes(t));
+    if (t->type == GGML_TYPE_BF16) {
+        ggml_fp32_to_bf16_row_ref(src, reinterpret_cast<ggml_bf16_t *>(raw.data()), ggml_nelements(t));
+    } else {
+        ggml_quantize_chunk(t->type, src, raw.data(), 0, ggml_nrows(t), t->ne[0], nullptr);
+    }
+    ggml_backend_tensor_set(t, raw.data(), 0, raw.size());
+}
+
 void set_data(TensorRef & r, const py::array & arr) {
     ggml_tensor * t = r.t;
     if (t->op != GGML_OP_NONE) {
         fail("cannot set data of " + describe(t) + ": it is the result of op " + ggml_op_desc(t) +
              "; only tensors created with param/input/constant hold data you can set");
+    }
+    if (stored_from_f32(t->type)) {
+        if (!(arr.flags() & py::array::c_style)) {
+            fail("array for " + describe(t) + " must be C-contiguous (use np.ascontiguousarray)");
+        }
+        if (!t->buffer) {
+            r.ctx->allocate();
+        }
+        set_from_f32(t, arr);
+        return;
     }
     if (!arr.dtype().is(numpy_dtype(t->type))) {
         fail_type("dtype mismatch for " + describe(t) + ": got numpy " +
@@ -117,11 +150,11 @@ py::array get_data(const TensorRef & r) {
              "read cont() of it instead");
     }
     std::vector<py::ssize_t> shape = {t->ne[3], t->ne[2], t->ne[1], t->ne[0]};
-    if (t->type == GGML_TYPE_BF16) {  // numpy has no bfloat16: widen to f32 (exact)
-        std::vector<ggml_bf16_t> raw(ggml_nelements(t));
-        ggml_backend_tensor_get(t, raw.data(), 0, ggml_nbytes(t));
+    if (stored_from_f32(t->type)) {  // numpy has no bfloat16 nor q8_0: widen to f32 (exact)
+        std::vector<uint8_t> raw(ggml_nbytes(t));
+        ggml_backend_tensor_get(t, raw.data(), 0, raw.size());
         py::array_t<float> out(shape);
-        ggml_bf16_to_fp32_row(raw.data(), out.mutable_data(), ggml_nelements(t));
+        ggml_get_type_traits(t->type)->to_float(raw.data(), out.mutable_data(), ggml_nelements(t));
         return std::move(out);
     }
     py::array out(numpy_dtype(t->type), shape);
@@ -272,6 +305,11 @@ TensorRef Context::new_persistent(ggml_type type, const Ne & ne, const std::stri
     for (int i = 0; i < 4; ++i) {
         if (ne[i] < 1) fail("tensor dimensions must be >= 1, got " + std::to_string(ne[i]));
     }
+    if (ne[0] % ggml_blck_size(type) != 0) {
+        fail(std::string(ggml_type_name(type)) + " stores rows in blocks of " + std::to_string(ggml_blck_size(type)) +
+             " values: the last dimension must be a multiple of it, got " + std::to_string(ne[0]) +
+             "; keep this tensor in f32 or bf16");
+    }
     if (persistent_ctxs_.empty() || room(persistent_ctxs_.back().get()) < 1) {
         persistent_ctxs_.push_back(new_meta_ctx(kPersistentTensorsPerCtx));
     }
@@ -335,6 +373,7 @@ void init_context(py::module_ & m) {
         .value("f32", GGML_TYPE_F32)
         .value("f16", GGML_TYPE_F16)
         .value("bf16", GGML_TYPE_BF16)
+        .value("q8_0", GGML_TYPE_Q8_0)
         .value("i32", GGML_TYPE_I32);
 
     py::class_<Context, std::shared_ptr<Context>>(m, "Context")

@@ -65,8 +65,9 @@ void check_eps(float eps, const char * op) {
 
 T mul_mat(const T & a, const T & b) {
     check_same_context(a, b);
-    if (a.t->type != GGML_TYPE_F32 && a.t->type != GGML_TYPE_F16 && a.t->type != GGML_TYPE_BF16) {
-        fail_type("mul_mat: a must be f32, f16 or bf16, got " + describe(a.t));
+    if (a.t->type != GGML_TYPE_F32 && a.t->type != GGML_TYPE_F16 && a.t->type != GGML_TYPE_BF16 &&
+        a.t->type != GGML_TYPE_Q8_0) {
+        fail_type("mul_mat: a must be f32, f16, bf16 or q8_0 (a frozen weight), got " + describe(a.t));
     }
     check_f32(b, "mul_mat");
     const ggml_tensor *x = a.t, *y = b.t;

@@ -133,6 +133,27 @@ def test_zero1_shards_adamw_and_trains_as_the_replicated_step(runs):
     assert "(ZeRO-1)" in log
 
 
+def test_lora_on_two_ranks_matches_one_process_and_sums_only_the_adapters(runs, tmp_path):
+    """LoRA on the frozen weights of the single run: the ranks all-reduce the adapters'
+    gradients (nothing else has one), and train as one process at the global batch."""
+    base = str(runs / "single" / "checkpoint.npz")
+    lora = ["--init-from", base, "--lora", "rank=4,alpha=8,targets=qkv,o,up,down"]
+    logs = {}
+    for ranks, batch in ((1, 4), (2, 2)):
+        out = tmp_path / f"lora{ranks}"
+        logs[ranks] = run(train_cmd(ranks, batch, out, 10, *lora)).stdout
+    np.testing.assert_allclose(losses(tmp_path / "lora2"), losses(tmp_path / "lora1"), rtol=1e-5)
+    one, two = params(tmp_path / "lora1"), params(tmp_path / "lora2")
+    frozen = params(runs / "single")
+    for name, w in one.items():
+        assert np.abs(two[name] - w).max() <= 1e-5, name
+        if name in frozen:  # the base went through both runs bit for bit
+            assert np.array_equal(two[name], frozen[name]) and np.array_equal(w, frozen[name])
+    ckpt = load_checkpoint(tmp_path / "lora2" / "checkpoint.npz")
+    assert set(ckpt.adam_m) == set(one) - set(frozen)  # AdamW state of the adapters only
+    assert "trained: LoRA" in logs[2]
+
+
 def test_a_checkpoint_of_two_ranks_resumes_exactly_on_two_ranks(runs, tmp_path):
     out = tmp_path / "resumed"
     shutil.copytree(runs / "mpi10", out)

@@ -26,8 +26,9 @@ def lora_trainer(**train_kw) -> Trainer:
     return Trainer(new_model(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
 
 
-def test_only_the_adapters_train_and_the_base_keeps_its_bytes():
-    trainer = lora_trainer()
+@pytest.mark.parametrize("base_dtype", ["f32", "q8_0"])
+def test_only_the_adapters_train_and_the_base_keeps_its_bytes(base_dtype):
+    trainer = lora_trainer(base_dtype=base_dtype)
     model = trainer.model
     adapters = lora_names(model.state_dict())
     assert set(model.trainable) == adapters and len(adapters) == 2 * 4  # 4 Linear weights
@@ -74,10 +75,11 @@ def test_the_first_step_is_adamws_on_the_adapters_gradient():
 
 
 @pytest.mark.slow
-def test_resume_is_bit_identical(tmp_path):
-    straight = lora_trainer()
+@pytest.mark.parametrize("base_dtype", ["f32", "q8_0"])
+def test_resume_is_bit_identical(tmp_path, base_dtype):
+    straight = lora_trainer(base_dtype=base_dtype)
     want = [straight.train_one_step()[0] for _ in range(6)]
-    first = lora_trainer()
+    first = lora_trainer(base_dtype=base_dtype)
     got = [first.train_one_step()[0] for _ in range(3)]
     path = first.save(tmp_path / "ckpt.npz")
     del first
