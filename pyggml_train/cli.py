@@ -7,7 +7,8 @@ commands:
              pyggml-train sample --checkpoint out/checkpoint.npz --prompt "ROMEO:"
   prepare  tokenize a text once into train.bin / val.bin for repeated runs
              pyggml-train prepare --data input.txt --out-dir data
-  export   write a checkpoint for llama.cpp (GGUF), Hugging Face or llm.c
+  export   write a checkpoint for llama.cpp (GGUF), Hugging Face or llm.c, or a LoRA
+           adapter for llama.cpp (gguf-lora) or PEFT
              pyggml-train export --format gguf --out model.gguf
   config   list the settings --set accepts, with the preset's values
              pyggml-train config --preset char-tiny
@@ -26,13 +27,27 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .config import follow_given, list_presets, load_preset, settings_help
+from .adapters import lora_names
+from .config import (
+    follow_given,
+    list_presets,
+    load_preset,
+    settings_help,
+)
 from .data import prepare, resolve_text, tiny_shakespeare
 from .distributed import Distributed
-from .io import FORMATS, GGUF_DTYPES, LLMC_DTYPES, export_model
+from .io import (
+    ADAPTER_FORMATS,
+    FORMATS,
+    GGUF_DTYPES,
+    LLMC_DTYPES,
+    export_adapter,
+    export_model,
+)
 from .io.bpe import gpt2_from_files
+from .io.lora import merge_lora
 from .memory import check_training_fits
-from .models import gpt2_weights, load_sampler
+from .models import gpt2_weights, load_sampler, read_adapter
 from .recipes import train_gpt2, train_spec
 from .spec import SpecError, load_spec, train_config_for
 from .tokenizer import GPT2Tokenizer
@@ -126,8 +141,9 @@ def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -
     p.add_argument(
         "--lora-from",
         metavar="PATH",
-        help="go on from the LoRA adapter in PATH (a LoRA run's checkpoint) on the --init-from "
-        "weights; its settings unless --lora gives them",
+        help="go on from the LoRA adapter in PATH (a LoRA run's checkpoint, a llama.cpp adapter "
+        "GGUF or a PEFT directory) on the --init-from weights; its settings unless --lora "
+        "gives them",
     )
     p.add_argument(
         "--base-dtype",
@@ -295,7 +311,38 @@ def _model_path(path: str) -> Path:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    loaded = gpt2_weights(_model_path(args.checkpoint))
+    checkpoint = _model_path(args.checkpoint)
+    loaded = gpt2_weights(checkpoint)
+    cfg = loaded.config
+    adapter_out = args.format in ADAPTER_FORMATS
+    if args.adapter is not None and not (adapter_out or args.merge_lora):
+        raise ValueError(
+            f"--adapter is written with --format {' or '.join(ADAPTER_FORMATS)}, or merged "
+            f"into the weights with --merge-lora; --format {args.format} alone writes the base"
+        )
+    if adapter_out and args.merge_lora:
+        raise ValueError(
+            f"--merge-lora writes the merged model (--format {', '.join(FORMATS)}); "
+            f"--format {args.format} writes the adapter alone"
+        )
+    # a LoRA run's checkpoint holds base and adapters: the base is the one without them
+    adapters = lora_names(loaded.params)
+    params = {n: v for n, v in loaded.params.items() if n not in adapters}
+    if adapter_out or args.merge_lora:
+        if args.adapter is None and not adapters:
+            raise ValueError(
+                f"--format {args.format}{' --merge-lora' if args.merge_lora else ''} needs a "
+                "LoRA adapter: pass --adapter PATH (a LoRA run's checkpoint, a llama.cpp "
+                f"adapter GGUF or a PEFT directory), or export a LoRA run's checkpoint"
+            )
+        lora = read_adapter(args.adapter or checkpoint, cfg)
+        summary = f"{lora.config.rank}-rank LoRA on {len(lora.a)} weights"
+        if adapter_out:
+            out = export_adapter(args.out, args.format, lora, cfg, args.dtype)
+            print(f"wrote {out} ({args.format}, {args.dtype}): {summary}")
+            return 0
+        params = merge_lora(params, lora, cfg)
+        _note("pyggml-train export", f"merged {summary}")
     tokenizer = loaded.tokenizer
     if tokenizer is None:
         if args.tokenizer != "gpt2":
@@ -305,10 +352,7 @@ def run_export(args: argparse.Namespace) -> int:
             )
         tokenizer = GPT2Tokenizer()
     gpt2_bpe = gpt2_from_files(*args.gpt2_bpe) if args.gpt2_bpe else None
-    out = export_model(
-        args.out, args.format, loaded.params, loaded.config, tokenizer, args.dtype, gpt2_bpe
-    )
-    cfg = loaded.config
+    out = export_model(args.out, args.format, params, cfg, tokenizer, args.dtype, gpt2_bpe)
     print(
         f"wrote {out} ({args.format}, {args.dtype}): {cfg.n_layer} layers, C={cfg.n_embd}, "
         f"vocab {cfg.vocab_size} ({tokenizer.name})"
@@ -391,7 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--lora-from",
         metavar="PATH",
-        help="apply the LoRA adapter in PATH (a LoRA run's checkpoint) to the model",
+        help="apply the LoRA adapter in PATH (a LoRA run's checkpoint, a llama.cpp adapter GGUF "
+        "or a PEFT directory) to the model",
     )
     s.add_argument("--prompt", default="", help="text to continue (default: token 0)")
     s.add_argument("--max-new-tokens", type=int, default=200, help="tokens to generate")
@@ -417,20 +462,41 @@ def build_parser() -> argparse.ArgumentParser:
         "parameters decodes on one, which is faster)",
     )
 
-    e = command("export", "write a model for llama.cpp (GGUF), Hugging Face or llm.c")
-    e.add_argument("--checkpoint", default=f"out/{CHECKPOINT_NAME}", help="any model file we read")
+    e = command(
+        "export",
+        "write a model for llama.cpp (GGUF), Hugging Face or llm.c, or a LoRA adapter of it",
+    )
+    e.add_argument(
+        "--checkpoint", default=f"out/{CHECKPOINT_NAME}", help="any model file we read: the base"
+    )
     e.add_argument(
         "--format",
-        choices=FORMATS,
+        choices=FORMATS + ADAPTER_FORMATS,
         required=True,
-        help="gguf: llama.cpp and friends; hf: a transformers directory; llmc: llm.c's .bin",
+        help="gguf: llama.cpp and friends; hf: a transformers directory; llmc: llm.c's .bin; "
+        "gguf-lora: a LoRA adapter for llama.cpp (--lora); peft: a PEFT adapter directory",
     )
-    e.add_argument("--out", required=True, help="output file (a directory for --format hf)")
+    e.add_argument(
+        "--out", required=True, help="output file (a directory for --format hf and peft)"
+    )
+    e.add_argument(
+        "--adapter",
+        metavar="PATH",
+        help="the LoRA adapter of the base to write (--format gguf-lora/peft) or merge "
+        "(--merge-lora): a LoRA run's checkpoint, a llama.cpp adapter GGUF or a PEFT "
+        "directory (default: the --checkpoint's own, for a LoRA run's) (docs/lora.md)",
+    )
+    e.add_argument(
+        "--merge-lora",
+        action="store_true",
+        help="write the base with the adapter added to its weights (any model --format)",
+    )
     e.add_argument(
         "--dtype",
         choices=sorted({*GGUF_DTYPES, *LLMC_DTYPES}),
         default="f32",
-        help=f"tensor type: GGUF {'/'.join(GGUF_DTYPES)}, llm.c {'/'.join(LLMC_DTYPES)}",
+        help=f"tensor type: GGUF {'/'.join(GGUF_DTYPES)}, llm.c {'/'.join(LLMC_DTYPES)}, "
+        "gguf-lora f32/f16",
     )
     e.add_argument(
         "--tokenizer", choices=["gpt2"], help="for a file without a tokenizer (llm.c .bin)"

@@ -15,11 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from . import ggml as G
-from .adapters import LoraConfig, LoraWeights, from_lora_state, module_of
+from .adapters import LoraConfig, LoraWeights, from_lora_state, module_of, select_targets
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import GPT2Config, LlamaConfig, TrainConfig
 from .gpt2 import GPT2
 from .io import ModelFile, detect_format, read_model_file
+from .io.lora import adaptable_weights, check_adapter
+from .io.lora_gguf import load_gguf_lora
+from .io.peft import CONFIG_FILE as PEFT_CONFIG
+from .io.peft import TENSOR_FILE as PEFT_TENSORS
+from .io.peft import is_peft_dir, load_peft
 from .llama import Llama
 from .model import Model
 from .sample import Sampler, decoder_for
@@ -94,35 +99,44 @@ def from_checkpoint(ckpt: Checkpoint, ctx: G.Context, lora: LoraConfig | None = 
     return _with_weights(ckpt.model_config, ckpt.spec, ckpt.params, tokenizer, ctx, **kwargs)
 
 
-def adapter_from_checkpoint(path: Path) -> LoraWeights:
+def adapter_from_checkpoint(path: Path, config: GPT2Config | LlamaConfig) -> LoraWeights:
     """The LoRA adapters a run of ours trained, from its checkpoint."""
     ckpt = load_checkpoint(path)
     lora = ckpt.train_config.lora_config
     if lora is None:
         raise ValueError(
-            f"{path} is a checkpoint of a run without LoRA (every weight trained); "
-            "fine-tune from it with --init-from instead of --lora-from"
+            f"{path} is a checkpoint of a run without LoRA (every weight trained), not an "
+            "adapter; fine-tune from it with --init-from"
         )
     return from_lora_state(lora, ckpt.params)
 
 
-# detect_format's name of a file -> the reader of the LoRA adapter in it; a format's reader
-# (io/) plugs in here, and --lora-from, sampling and the studio read adapters through it
-ADAPTER_READERS: dict[str, Callable[[Path], LoraWeights]] = {
+# an adapter file's kind -> its reader (our checkpoints; io/ for the foreign formats):
+# --lora-from, sampling and export read adapters through read_adapter, which picks here
+ADAPTER_READERS: dict[str, Callable[[Path, GPT2Config | LlamaConfig], LoraWeights]] = {
     "checkpoint": adapter_from_checkpoint,
+    "gguf": load_gguf_lora,
+    "peft": lambda path, _config: load_peft(path),  # PEFT names the base's modules
 }
 
 
-def read_adapter(path: str | Path) -> LoraWeights:
-    """The LoRA adapter in ``path``, whatever file it is (:data:`ADAPTER_READERS`)."""
+def read_adapter(path: str | Path, config: GPT2Config | LlamaConfig) -> LoraWeights:
+    """The LoRA adapter in ``path`` for the base ``config`` describes, whatever file it is
+    (:data:`ADAPTER_READERS`): a LoRA run's checkpoint, a llama.cpp adapter GGUF, or a PEFT
+    directory (or either of its two files); refused if it does not fit the base."""
     path = Path(path)
-    fmt = detect_format(path)
+    if path.name in (PEFT_CONFIG, PEFT_TENSORS):
+        path = path.parent
+    fmt = "peft" if is_peft_dir(path) else detect_format(path)
     if fmt not in ADAPTER_READERS:
         raise ValueError(
-            f"{path} is a {fmt} file; LoRA adapters are read from "
-            f"{', '.join(ADAPTER_READERS)} files (our training checkpoints)"
+            f"{path} is a {fmt} model file, not a LoRA adapter; adapters are read from a LoRA "
+            f"run's checkpoint, a llama.cpp adapter GGUF or a PEFT directory ({PEFT_CONFIG} "
+            f"+ {PEFT_TENSORS})"
         )
-    return ADAPTER_READERS[fmt](path)
+    lora = ADAPTER_READERS[fmt](path, config)
+    check_adapter(lora, config, str(path))
+    return lora
 
 
 def load_model(path: str | Path, ctx: G.Context | None = None, **kwargs) -> Model:
@@ -152,12 +166,18 @@ def gpt2_weights(path: str | Path) -> ModelFile:
     return ModelFile(params, config, loaded.tokenizer, loaded.format)
 
 
-def adapter_config(weights: LoraWeights) -> LoraConfig:
-    """The LoraConfig that builds a model with exactly ``weights``' adapters: the file's,
-    its targets the adapted modules' names when the file names none."""
-    if weights.config.targets:
-        return weights.config
-    return dataclasses.replace(weights.config, targets=tuple(module_of(n) for n in weights.a))
+def adapter_config(weights: LoraWeights, config: GPT2Config | LlamaConfig) -> LoraConfig:
+    """The LoraConfig that builds, on the base ``config`` describes, a model with exactly
+    ``weights``' adapters: the file's when its targets select them (a PEFT file's
+    target_modules may match more layers than it adapts), else the adapted modules' names."""
+    linear = list(adaptable_weights(config))
+    try:
+        if set(select_targets(linear, weights.config.targets)) == set(weights.a):
+            return weights.config
+    except ValueError:  # targets naming no layer of this base (e.g. another family's)
+        pass
+    adapted = tuple(module_of(n) for n in linear if n in weights.a)
+    return dataclasses.replace(weights.config, targets=adapted)
 
 
 def load_sampler(
@@ -170,14 +190,19 @@ def load_sampler(
     adapter in ``lora_from`` if given. A training checkpoint's device and threads are the
     defaults."""
     path = Path(path)
-    adapter = read_adapter(lora_from) if lora_from is not None else None
-    lora = {"lora": adapter_config(adapter)} if adapter is not None else {}
-    if detect_format(path) == "checkpoint":
-        ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path) if detect_format(path) == "checkpoint" else None
+    loaded = read_model_file(path) if ckpt is None else None
+    base = ckpt.model_config if ckpt is not None else loaded.config
+    if lora_from is not None and base is None:
+        raise ValueError(f"{path} is a model spec's; LoRA adapts GPT-2 and Llama-family models")
+    adapter = read_adapter(lora_from, base) if lora_from is not None else None
+    lora = {"lora": adapter_config(adapter, base)} if adapter is not None else {}
+    if ckpt is not None:
         tc = ckpt.train_config
         model = from_checkpoint(ckpt, G.Context(device or tc.device, threads or tc.threads), **lora)
     else:
-        model = load_model(path, G.Context(device or "cpu", threads), **lora)
+        f, ctx = loaded, G.Context(device or "cpu", threads)
+        model = _with_weights(f.config, f.spec, f.params, f.tokenizer, ctx, **lora)
     if adapter is not None:
         model.load_lora(adapter)
     if model.tokenizer is None:

@@ -70,17 +70,20 @@ def train_gpt2(
         raise ValueError("a new run needs a model config and a train config (e.g. a preset)")
     tok: Tokenizer | str = tokenizer
     init = None
-    adapter = read_adapter(lora_from) if lora_from is not None else None
-    if adapter is not None and train_config.lora is None:
-        train_config = dataclasses.replace(train_config, lora=format_lora(adapter_config(adapter)))
-    if train_config.lora is not None and init_from is None:
+    if (train_config.lora is not None or lora_from is not None) and init_from is None:
         raise ValueError(
             "LoRA trains adapters on the frozen weights of a model: give them with "
             "--init-from (a checkpoint, HF directory, GGUF or llm.c file)"
         )
+    adapter = None
     if init_from is not None:
         init = gpt2_weights(init_from)
         model_config, tok = _graph_options(init.config, overrides or {}), init.tokenizer or tok
+    if lora_from is not None:
+        adapter = read_adapter(lora_from, init.config)
+        if train_config.lora is None:
+            lora = format_lora(adapter_config(adapter, init.config))
+            train_config = dataclasses.replace(train_config, lora=lora)
     train_config.accum_steps(run.dist.world_size)  # an indivisible batch fails before any work
     data_set = load_run_data(data, tok, run, train_config.val_fraction)
     model = new_model(model_config, train_config, data_set.tokenizer.vocab_size)

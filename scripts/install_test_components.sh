@@ -36,17 +36,20 @@ if ! python -c "import importlib.metadata as m, sys; sys.exit(m.version('llama_c
   pip install "$wheels"/llama_cpp_python-"$llama_cpp_version"-*.whl
 fi
 
-# ---- llama.cpp's own converter: a GGUF that convert_hf_to_gguf.py writes imports into ours ----
-# The llama-cpp-python sdist ships llama.cpp's convert_hf_to_gguf.py with its conversion/ and
-# gguf-py/ packages; they are unpacked once into the cache, where the test looks
-# (tests/io/test_llama_gguf.py; PYGGML_LLAMA_CPP_CONVERTER overrides the place).
+# ---- llama.cpp's own converters: GGUFs that convert_hf_to_gguf.py and convert_lora_to_gguf.py
+# write import into ours ----
+# The llama-cpp-python sdist ships llama.cpp's convert_hf_to_gguf.py and convert_lora_to_gguf.py
+# with their conversion/ and gguf-py/ packages; they are unpacked once into the cache, where the
+# tests look (tests/io/test_llama_gguf.py, test_lora_llama_cpp.py; PYGGML_LLAMA_CPP_CONVERTER
+# overrides the place of convert_hf_to_gguf.py, the LoRA converter is looked for beside it).
 converter="${PYGGML_CACHE_DIR:-$HOME/.cache/pyggml_train}/llama-cpp-converter-$llama_cpp_version"
-if [ ! -f "$converter/convert_hf_to_gguf.py" ]; then
+if [ ! -f "$converter/convert_hf_to_gguf.py" ] || [ ! -f "$converter/convert_lora_to_gguf.py" ]; then
   tmp=$(mktemp -d)
   pip download -q --no-deps --no-binary llama-cpp-python -d "$tmp" "llama-cpp-python==$llama_cpp_version"
   tar -xzf "$tmp"/llama_cpp_python-"$llama_cpp_version".tar.gz -C "$tmp"
   src="$tmp/llama_cpp_python-$llama_cpp_version/vendor/llama.cpp"
   mkdir -p "$converter.tmp.$$"
-  cp -r "$src/convert_hf_to_gguf.py" "$src/conversion" "$src/gguf-py" "$converter.tmp.$$/"
+  cp -r "$src/convert_hf_to_gguf.py" "$src/convert_lora_to_gguf.py" "$src/conversion" "$src/gguf-py" \
+    "$converter.tmp.$$/"
   rm -rf "$converter" && mv "$converter.tmp.$$" "$converter" && rm -rf "$tmp"
 fi

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..adapters import LoraWeights
 from ..config import LLAMA_TYPES, GPT2Config, LlamaConfig
 from ..tokenizer import Tokenizer
 from .bpe import BPEVocab
 from .llmc import LLMC_DTYPES, MODEL_MAGIC
 
 FORMATS = ("gguf", "hf", "llmc")  # what export writes
+ADAPTER_FORMATS = ("gguf-lora", "peft")  # what export writes of a LoRA adapter
 GGUF_DTYPES = ("f32", "f16", "q8_0")
 _ZIP_MAGIC = b"PK\x03\x04"  # our checkpoints are .npz (zip) files
 _GGUF_MAGIC = b"GGUF"
@@ -130,3 +132,24 @@ def export_model(
         save_hf_checkpoint(out, params, config, tokenizer)
         return Path(out)
     raise ValueError(f"export format must be one of {FORMATS}, got {fmt!r}")
+
+
+def export_adapter(
+    out: str | Path,
+    fmt: str,
+    lora: LoraWeights,
+    config: GPT2Config | LlamaConfig,
+    dtype: str = "f32",
+) -> Path:
+    """Write a LoRA adapter of the base ``config`` as fmt ("gguf-lora" or "peft"), atomically."""
+    if fmt == "gguf-lora":
+        from .lora_gguf import save_gguf_lora
+
+        return save_gguf_lora(out, lora, config, dtype)
+    if fmt == "peft":
+        if dtype != "f32":
+            raise ValueError(f"--dtype {dtype} is for gguf-lora; a PEFT adapter is written in f32")
+        from .peft import save_peft
+
+        return save_peft(out, lora, config)
+    raise ValueError(f"adapter export format must be one of {ADAPTER_FORMATS}, got {fmt!r}")

@@ -23,6 +23,7 @@ from ..llama import LlamaNet
 from ..tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer
 from .bpe import BPEVocab
 from .hf import bpe_model_json
+from .sentencepiece_model import sentencepiece_model
 
 T = gguf.MODEL_TENSOR
 ARCHS = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2}
@@ -320,16 +321,19 @@ def load_gguf_llama(path: str | Path) -> tuple[dict[str, np.ndarray], LlamaConfi
     return params, config, _tokenizer(reader, path, tokens)
 
 
-def _tokenizer(reader: gguf.GGUFReader, path: Path, tokens: list[str]) -> HFTokenizer:
-    """A tokenizer.json rebuilt from GGUF metadata: byte-level BPE (tokenizer.ggml.model
-    gpt2) with one of the pre-tokenizers in PRE_TOKENIZERS."""
+def _tokenizer(reader: gguf.GGUFReader, path: Path, tokens: list[str]) -> Tokenizer:
+    """The tokenizer of the GGUF's metadata: byte-level BPE (tokenizer.ggml.model gpt2)
+    with one of the pre-tokenizers in PRE_TOKENIZERS as a tokenizer.json, or a
+    SentencePiece vocabulary (llama) as a SentencePiece model."""
     model = _field(reader, path, gguf.Keys.Tokenizer.MODEL)
+    if model == "llama":
+        return _sentencepiece_tokenizer(reader, path, tokens)
     pre = _field(reader, path, gguf.Keys.Tokenizer.PRE, "default")
     if model != "gpt2":
         raise ValueError(
             f"{path}: tokenizer.ggml.model {model!r} is not read from GGUF metadata (only "
-            "byte-level BPE, 'gpt2'); load the model's HF directory, whose tokenizer.json "
-            "(or tokenizer.model) holds the tokenizer"
+            "byte-level BPE, 'gpt2', and SentencePiece, 'llama'); load the model's HF "
+            "directory, whose tokenizer.json (or tokenizer.model) holds the tokenizer"
         )
     if pre not in PRE_TOKENIZERS:
         raise ValueError(
@@ -362,3 +366,33 @@ def _tokenizer(reader: gguf.GGUFReader, path: Path, tokens: list[str]) -> HFToke
         ),
     }
     return HFTokenizer(json.dumps(spec, ensure_ascii=False))
+
+
+def _sentencepiece_tokenizer(
+    reader: gguf.GGUFReader, path: Path, tokens: list[str]
+) -> SentencePieceTokenizer:
+    """The SentencePiece BPE of a 'llama' vocabulary: pieces, scores and types as stored,
+    identity normalization and the space prefix as llama.cpp applies them."""
+    types = [int(t) for t in _field(reader, path, gguf.Keys.Tokenizer.TOKEN_TYPE)]
+    unknown = [i for i, t in enumerate(types) if t == gguf.TokenType.UNKNOWN]
+    if not unknown:
+        raise ValueError(
+            f"{path}: the SentencePiece vocabulary has no unknown piece, which sentencepiece "
+            "requires; load the model's HF directory (its tokenizer.model) instead"
+        )
+    model = sentencepiece_model(
+        tokens,
+        [float(s) for s in _field(reader, path, gguf.Keys.Tokenizer.SCORES)],
+        types,
+        unk_id=int(_field(reader, path, gguf.Keys.Tokenizer.UNK_ID, unknown[0])),
+        bos_id=int(_field(reader, path, gguf.Keys.Tokenizer.BOS_ID, -1)),
+        eos_id=int(_field(reader, path, gguf.Keys.Tokenizer.EOS_ID, -1)),
+        add_dummy_prefix=bool(_field(reader, path, gguf.Keys.Tokenizer.ADD_PREFIX, True)),
+    )
+    try:
+        return SentencePieceTokenizer(model)
+    except RuntimeError as exc:  # sentencepiece refuses what it can't serve
+        raise ValueError(
+            f"{path}: sentencepiece can't use the GGUF's vocabulary ({exc}); load the model's "
+            "HF directory (its tokenizer.model) instead"
+        ) from None

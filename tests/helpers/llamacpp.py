@@ -12,14 +12,23 @@ except ImportError:
     llama_cpp = None
 
 
-def llama(path):
+def llama(path, **kwargs):
+    """llama.cpp on the GGUF at path with an f32 KV cache; kwargs go to ``Llama`` (e.g.
+    ``lora_path``, ``lora_scale``)."""
     require(
         llama_cpp is not None,
         "llama-cpp-python missing: run scripts/install_test_components.sh",
     )
     f32 = llama_cpp.GGML_TYPE_F32
     return llama_cpp.Llama(
-        str(path), n_ctx=256, n_threads=2, logits_all=True, verbose=False, type_k=f32, type_v=f32
+        str(path),
+        n_ctx=256,
+        n_threads=2,
+        logits_all=True,
+        verbose=False,
+        type_k=f32,
+        type_v=f32,
+        **kwargs,
     )
 
 

@@ -203,7 +203,8 @@ def test_llama_cpp_splits_text_as_each_pre_tokenizer_does(tmp_path, pre):
 def test_sentencepiece_vocabulary_tokenizes_as_llama_cpp_does(tmp_path):
     """An HF directory with a tokenizer.model (SentencePiece BPE with byte fallback, Llama
     2's settings: no normalization, spaces kept) loads through sentencepiece; llama.cpp's
-    ids on our GGUF export (tokenizer.ggml.model 'llama') equal ours."""
+    ids on our GGUF export (tokenizer.ggml.model 'llama') equal ours, and so do the ids of
+    the SentencePiece model we rebuild from that GGUF's metadata."""
     import io
 
     import sentencepiece
@@ -231,3 +232,6 @@ def test_sentencepiece_vocabulary_tokenizes_as_llama_cpp_does(tmp_path):
     ids = tok.encode(text).tolist()
     assert llama(path).tokenize(text.encode(), add_bos=False, special=False) == ids
     assert tok.decode(ids) == text
+    rebuilt = load_model(path).tokenizer
+    assert rebuilt.name == "sentencepiece"
+    assert rebuilt.encode(text).tolist() == ids and rebuilt.decode(ids) == text
