@@ -107,7 +107,7 @@ class Build:
 
     ``matmul_dtype`` 'bf16' runs every Linear on bf16 casts of its weight (mixed precision:
     the f32 tensors stay the master copies and receive f32 gradients).
-    ``fused_attention``: causal attention as one ATTN_CAUSAL op (patch 0016, CPU only)
+    ``fused_attention``: causal attention as one ATTN_CAUSAL op (patch 0016; CPU, Vulkan)
     instead of mul_mat + masked soft_max (every backend).
     ``dropout_state``: the i32 (2,) (seed, counter) input of a training graph's
     :class:`Dropout` layers; None (validation, sampling) leaves them out.
