@@ -94,7 +94,7 @@ class GPT2Config(_ModelShape):
     bias: bool = True  # GPT-2 has biases in every Linear and LayerNorm; kept as a field to say so
     # how the graphs compute (same parameters, same math up to rounding; docs/training.md)
     loss_kind: str = "sparse"  # "sparse" is the smallest and fastest cross-entropy
-    attention: str = "auto"  # "fused" attn_causal op (CPU only) or "unfused" mul_mat + soft_max
+    attention: str = "auto"  # "fused" attn_causal op (CPU, Vulkan) or "unfused" mul_mat + soft_max
     matmul_dtype: str = "f32"  # "bf16": mixed precision on bf16 casts of f32 master weights
     recompute: str = "none"  # "blocks": activation recomputation (less memory, one more forward)
 

@@ -582,13 +582,20 @@ def soft_max(a: Tensor, mask: Tensor | None = None, scale: float = 1.0) -> Tenso
 
 def attn_causal(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
     """Causal self-attention ``softmax(scale * q @ k^T + causal mask) @ v`` over the last
-    two axes, q, k, v of one shape (..., T, head_size), e.g. (B, H, T, hs) views of a fused
-    QKV projection. One op (patch 0016): its backward recomputes the probabilities, so no
-    (..., T, T) tensor is kept between forward and backward. CPU kernels only."""
-    if not (q.shape == k.shape == v.shape) or q.ndim < 2:
+    two axes: q (..., H, T, head_size), k and v (..., H_kv, T, head_size) with H a multiple
+    of H_kv, query head h reading K/V head h // (H // H_kv) (grouped-query attention, no
+    copy of K/V; multi-head when equal); e.g. (B, H, T, hs) views of a fused QKV
+    projection. One op (patch 0016): its backward recomputes the probabilities, so no
+    (..., T, T) tensor is kept between forward and backward."""
+    grouped = (
+        k.ndim == q.ndim >= 2
+        and k.shape[:-3] + k.shape[-2:] == q.shape[:-3] + q.shape[-2:]
+        and (q.ndim == 2 or q.shape[-3] % k.shape[-3] == 0)
+    )
+    if k.shape != v.shape or not grouped:
         raise ValueError(
-            f"attn_causal: q, k, v need one shape (..., T, head_size), got {q.shape}, "
-            f"{k.shape}, {v.shape}"
+            f"attn_causal: q (..., H, T, head_size) and k, v of one shape (..., H_kv, T, "
+            f"head_size) with H_kv dividing H, got {q.shape}, {k.shape}, {v.shape}"
         )
     return _wrap(_C.attn_causal(q._h, k._h, v._h, float(scale)), q.shape)
 

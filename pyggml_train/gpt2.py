@@ -98,8 +98,8 @@ class GPT2(Model):
     """GPT-2 on a ggml Context: HF-named parameters, cached graphs per (B, T) (see Model).
 
     The graph options are config fields (validated in config.py): ``attention`` 'fused'
-    (one ATTN_CAUSAL op, CPU kernels only), 'unfused' (mul_mat and a masked soft_max) or
-    'auto' (fused on the CPU); ``matmul_dtype`` 'bf16' (mixed precision, f32 master
+    (one ATTN_CAUSAL op, CPU and Vulkan kernels), 'unfused' (mul_mat and a masked soft_max)
+    or 'auto' (fused on the CPU and Vulkan); ``matmul_dtype`` 'bf16' (mixed precision, f32 master
     weights); ``loss_kind`` (loss.LossHead); ``recompute`` 'blocks' (recompute.py).
     """
 

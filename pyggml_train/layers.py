@@ -115,7 +115,7 @@ class Build:
 
     ``matmul_dtype`` 'bf16' runs every Linear on bf16 casts of its weight (mixed precision:
     the f32 tensors stay the master copies and receive f32 gradients).
-    ``fused_attention``: causal attention as one ATTN_CAUSAL op (patch 0016, CPU only)
+    ``fused_attention``: causal attention as one ATTN_CAUSAL op (patch 0016; CPU, Vulkan)
     instead of mul_mat + masked soft_max (every backend).
     ``dropout_state``: the i32 (2,) (seed, counter) input of a training graph's
     :class:`Dropout` layers; None (validation, sampling) leaves them out.
@@ -552,12 +552,11 @@ class GroupedQueryAttention:
     ``k_proj`` and ``v_proj`` (C -> nkv*hs), with biases when ``qkv_bias`` (Qwen2),
     ``o_proj`` (nh*hs -> C) without.
 
-    Paths: one ATTN_CAUSAL op when ``g.fused_attention`` (the op wants as many K/V heads
-    as queries, so with nkv < nh the K/V heads are repeated into copies first; sharing
-    them inside the op is a C change not made yet); else mul_mat, which broadcasts each
-    K/V head over its group of query heads without a copy (forward and backward), and a
-    masked soft_max. With a :class:`KVCache` (batch 1) of nkv heads: rotate at the cache
-    positions, write, attend over the cache.
+    Paths: one ATTN_CAUSAL op when ``g.fused_attention`` (query head h reads K/V head
+    h // (nh / nkv) inside the op, no copy; its backward sums dK/dV over each group); else
+    mul_mat, which broadcasts each K/V head over its group of query heads without a copy
+    (forward and backward), and a masked soft_max. With a :class:`KVCache` (batch 1) of
+    nkv heads: rotate at the cache positions, write, attend over the cache.
     """
 
     def __init__(
@@ -610,9 +609,7 @@ class GroupedQueryAttention:
             y = self._cached(q, k, v, cache, scale)
         elif g.fused_attention:
             q, k, v = (G.permute(a, (0, 2, 1, 3)) for a in (q, k, v))  # (B, heads, T, hs)
-            if nkv != nh:
-                k, v = self._repeat_kv(k), self._repeat_kv(v)  # (B, nh, T, hs)
-            y = G.attn_causal(q, k, v, scale)  # (B, nh, T, hs)
+            y = G.attn_causal(q, k, v, scale)  # (B, nh, T, hs); K/V head j serves heads j*r..
         else:
             q = G.cont(G.permute(q, (0, 2, 1, 3)))  # (B, nh, T, hs)
             k = G.cont(G.permute(k, (0, 2, 1, 3)))  # (B, nkv, T, hs)
@@ -624,13 +621,6 @@ class GroupedQueryAttention:
         out = self.o_proj(g, y)
         assert out.shape == (b, t, c), out.shape
         return out  # (B, T, C)
-
-    def _repeat_kv(self, a: G.Tensor) -> G.Tensor:
-        """(B, nkv, T, hs) -> (B, nh, T, hs), K/V head j copied to query heads j*r..j*r+r-1."""
-        b, nkv, t, hs = a.shape
-        r = self.n_head // nkv
-        rows = G.reshape(G.cont(a), (b * nkv, 1, t, hs))
-        return G.reshape(G.repeat(rows, (b * nkv, r, t, hs)), (b, nkv * r, t, hs))
 
     def _cached(
         self, q: G.Tensor, k: G.Tensor, v: G.Tensor, cache: KVCache, scale: float

@@ -38,6 +38,7 @@ from .tokenizer import Tokenizer
 GRAPH_CACHE_SIZE = 8  # graphs a model keeps built, most recently used (buffers: the arena)
 LORA_STREAM = 1 << 20  # first dropout stream of LoRA adapters, above any layer's own
 LORA_SEED_STREAM = 1  # adapters draw their init from (seed, this), apart from the base's
+FUSED_ATTENTION_DEVICES = ("cpu", "vulkan")  # where ATTN_CAUSAL has kernels (attention 'auto')
 
 
 class Net(Protocol):
@@ -89,13 +90,14 @@ class StepGraph:
 
 def graph_options(config: Any, ctx: G.Context) -> dict[str, Any]:
     """Model's keyword arguments for how a family's config says its graphs compute
-    (config.GRAPH_OPTIONS): the fused causal attention op has CPU kernels only, so 'auto'
-    takes it on the CPU and builds attention from mul_mat elsewhere."""
+    (config.GRAPH_OPTIONS): the fused causal attention op has CPU and Vulkan kernels, so
+    'auto' takes it there and builds attention from mul_mat elsewhere (CUDA, Metal)."""
     attention = config.attention
     return {
         "loss_kind": config.loss_kind,
         "matmul_dtype": config.matmul_dtype,
-        "fused_attention": attention == "fused" or (attention == "auto" and ctx.device == "cpu"),
+        "fused_attention": attention == "fused"
+        or (attention == "auto" and ctx.device in FUSED_ATTENTION_DEVICES),
         "recompute": config.recompute == "blocks",
     }
 

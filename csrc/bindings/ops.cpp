@@ -312,9 +312,17 @@ void init_ops(py::module_ & m) {
     m.def("soft_max", [](const T & a, std::optional<T> mask, float scale) {
         return soft_max(a, mask ? &*mask : nullptr, scale);
     }, py::arg("a"), py::arg("mask") = py::none(), py::arg("scale") = 1.0f);
+    // q [hs, T, n_head, B]; k, v [hs, T, n_kv_head, B] with n_head a multiple of n_kv_head
+    // (query head h reads K/V head h / (n_head / n_kv_head): grouped-query attention)
     m.def("attn_causal", [](const T & q, const T & k, const T & v, float scale) {
-        check_same_shape(q, k, "attn_causal");
-        check_same_shape(q, v, "attn_causal");
+        check_same_shape(k, v, "attn_causal");
+        check_same_context(q, k);
+        const int64_t * qn = q.t->ne;
+        const int64_t * kn = k.t->ne;
+        if (kn[0] != qn[0] || kn[1] != qn[1] || kn[3] != qn[3] || qn[2] % kn[2] != 0) {
+            fail("attn_causal: k and v need q's shape with a number of heads that divides q's (" +
+                 std::to_string(qn[2]) + "), got q " + describe(q.t) + " and k " + describe(k.t));
+        }
         for (const T * t : {&q, &k, &v}) {
             check_f32(*t, "attn_causal");
             if (t->t->nb[0] != sizeof(float)) {

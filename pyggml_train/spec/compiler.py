@@ -12,7 +12,7 @@ import numpy as np
 from .. import ggml as G
 from .. import layers as L
 from ..config import TrainConfig, train_config
-from ..model import Model
+from ..model import FUSED_ATTENTION_DEVICES, Model
 from .nodes import NODE_TYPES
 from .schema import BuildContext, Spec, SpecError
 
@@ -108,7 +108,8 @@ def build_model(
     """The model of a parsed spec, initialised from ``seed`` or set to ``params``.
 
     The vocabulary must be known (a spec parsed with its corpus at hand); the context is
-    the data node's block_size. fused_attention None: the fused causal op on the CPU.
+    the data node's block_size. fused_attention None: the fused causal op where it has
+    kernels (model.FUSED_ATTENTION_DEVICES).
     """
     if spec.vocab_size is None:
         raise SpecError(
@@ -117,7 +118,7 @@ def build_model(
             "resolve the data first (recipes.train_spec does)",
         )
     ctx = ctx or G.Context("cpu")
-    fused = ctx.device == "cpu" if fused_attention is None else fused_attention
+    fused = ctx.device in FUSED_ATTENTION_DEVICES if fused_attention is None else fused_attention
     return SpecModel(spec, ctx, params=params, seed=seed, fused_attention=fused)
 
 

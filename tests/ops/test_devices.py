@@ -155,6 +155,38 @@ def test_gelu_and_its_backward(device):
     assert_on_device(r.backends, device)
 
 
+def test_gelu_erf_and_its_backward(device):
+    """GELU_ERF forward and GELU_BACK in its erf mode (patch 0004), over both tails."""
+    x = randn(7, 33, seed=12) * 4
+    r = gradcheck(
+        G.gelu_erf,
+        ref.gelu_erf,
+        [x],
+        ref_grad=lambda d, x: [ref.gelu_erf_grad(d, x)],
+        device=device,
+    )
+    assert_on_device(r.backends, device)
+
+
+@pytest.mark.parametrize(
+    ("b", "nh", "nkv", "t", "hs"),
+    [(2, 3, 3, 9, 4), (2, 4, 2, 7, 5), (1, 2, 1, 67, 70)],
+)
+def test_attn_causal_and_its_backward(device, b, nh, nkv, t, hs):
+    """ATTN_CAUSAL and ATTN_CAUSAL_BACK (patch 0016) with as many K/V heads as query heads
+    and with fewer (grouped-query; dk, dv summed over each group), against finite
+    differences of the float64 reference; T = 67 and hs = 70 cross the Vulkan shaders' tile
+    of 64 keys and 64 dims per invocation."""
+    inputs = [randn(b, nh, t, hs, seed=13)] + [randn(b, nkv, t, hs, seed=14 + i) for i in range(2)]
+    r = gradcheck(
+        lambda q, k, v: G.attn_causal(q, k, v, 0.3),
+        lambda q, k, v: ref.attn_causal(q, k, v, 0.3),
+        inputs,
+        device=device,
+    )
+    assert_on_device(r.backends, device)
+
+
 @pytest.mark.parametrize("n_classes", [None, 9])
 def test_sparse_cross_entropy_and_its_backward(device, n_classes):
     """CROSS_ENTROPY_LOSS_SPARSE and its backward (patch 0007): ignored rows (target -1)
@@ -252,15 +284,23 @@ def _step_graphs(model, b: int, t: int) -> list[G.Graph]:
 
 
 @pytest.mark.parametrize(
-    ("recompute", "dropout"), [("none", 0.0), ("none", 0.1), ("blocks", 0.0), ("blocks", 0.1)]
+    ("recompute", "dropout", "attention"),
+    [
+        ("none", 0.0, "unfused"),
+        ("none", 0.1, "unfused"),
+        ("blocks", 0.0, "unfused"),
+        ("blocks", 0.1, "unfused"),
+        ("none", 0.0, "fused"),
+        ("blocks", 0.1, "fused"),
+    ],
 )
-def test_gpt2_step_on_the_device_matches_the_cpu(device, recompute, dropout):
-    """Loss, logits and every gradient of a GPT-2 step (padded vocabulary, unfused
-    attention off the CPU) within 1e-4 of the CPU's, dropout masks included; on a device no
-    node of the step's graphs runs on the CPU."""
+def test_gpt2_step_on_the_device_matches_the_cpu(device, recompute, dropout, attention):
+    """Loss, logits and every gradient of a GPT-2 step (padded vocabulary; attention from
+    mul_mat + soft_max, or the fused ATTN_CAUSAL on both) within 1e-4 of the CPU's, dropout
+    masks included; on a device no node of the step's graphs runs on the CPU."""
     if device == "cpu":
         pytest.skip("the CPU is the reference here")
-    kw = dict(recompute=recompute, dropout=dropout, attention="unfused")
+    kw = dict(recompute=recompute, dropout=dropout, attention=attention)
     cpu, dev = _gpt2("cpu", **kw), _gpt2(device, **kw)
     rng = np.random.default_rng(1)
     idx, targets = rng.integers(0, 37, (2, 16)), rng.integers(0, 37, (2, 16))

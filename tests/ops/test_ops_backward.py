@@ -514,14 +514,6 @@ def test_gradcheck_rejects_a_wrong_ggml_gradient() -> None:
 
 
 # ---- fused causal attention (patch 0016) ------
-def _attn_causal_ref(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float) -> np.ndarray:
-    s = scale * (q @ np.swapaxes(k, -1, -2))
-    t = s.shape[-1]
-    s = s + np.triu(np.full((t, t), -np.inf), 1)
-    p = np.exp(s - s.max(-1, keepdims=True))
-    return (p / p.sum(-1, keepdims=True)) @ v
-
-
 @pytest.mark.parametrize(
     ("shape", "threads"),
     [((2, 3, 7, 5), 1), ((2, 3, 20, 16), 2), ((1, 2, 33, 16), 3), ((9, 4), 1)],
@@ -532,7 +524,25 @@ def test_attn_causal(shape: tuple, threads: int) -> None:
     inputs = [randn(*shape, seed=70 + i) for i in range(3)]
     gradcheck(
         lambda q, k, v: G.attn_causal(q, k, v, 0.3),
-        lambda q, k, v: _attn_causal_ref(q, k, v, 0.3),
+        lambda q, k, v: ref.attn_causal(q, k, v, 0.3),
+        inputs,
+        threads=threads,
+    )
+
+
+@pytest.mark.parametrize(
+    ("b", "nh", "nkv", "t", "hs", "threads"),
+    [(2, 4, 2, 7, 5, 1), (1, 4, 1, 20, 16, 2), (2, 6, 3, 9, 4, 3), (1, 8, 2, 33, 16, 2)],
+)
+def test_attn_causal_grouped_query(
+    b: int, nh: int, nkv: int, t: int, hs: int, threads: int
+) -> None:
+    """K/V with fewer heads than q, shared without a copy: finite differences at every
+    entry (dk, dv sum over each K/V head's group of query heads)."""
+    inputs = [randn(b, nh, t, hs, seed=90)] + [randn(b, nkv, t, hs, seed=91 + i) for i in range(2)]
+    gradcheck(
+        lambda q, k, v: G.attn_causal(q, k, v, 0.4),
+        lambda q, k, v: ref.attn_causal(q, k, v, 0.4),
         inputs,
         threads=threads,
     )
@@ -560,10 +570,16 @@ def test_attn_causal_on_views_of_a_fused_projection() -> None:
         ]
         return G.attn_causal(*views, scale=0.5)
 
-    gradcheck(build, lambda x: _attn_causal_ref(*split(x), 0.5), [randn(b, t, 3 * c, seed=80)])
+    gradcheck(build, lambda x: ref.attn_causal(*split(x), 0.5), [randn(b, t, 3 * c, seed=80)])
 
 
 def test_attn_causal_shapes_are_checked() -> None:
     ctx = pg.Context()
     with pytest.raises(ValueError, match="one shape"):
         G.attn_causal(ctx.input((2, 4, 3)), ctx.input((2, 4, 3)), ctx.input((2, 5, 3)), 1.0)
+    with pytest.raises(ValueError, match="H_kv dividing H"):  # 3 query heads, 2 K/V heads
+        kv = ctx.input((1, 2, 4, 3))
+        G.attn_causal(ctx.input((1, 3, 4, 3)), kv, kv, 1.0)
+    with pytest.raises(ValueError, match="number of heads that divides"):  # the binding's own check
+        kv = ctx.input((1, 2, 4, 3))
+        _C.attn_causal(ctx.input((1, 3, 4, 3))._h, kv._h, kv._h, 1.0)

@@ -305,6 +305,20 @@ def soft_max_grad(dout: Array, x: Array, mask: Array | None = None, scale: float
     return scale * y * (dout - (dout * y).sum(axis=-1, keepdims=True))
 
 
+def attn_causal(q: Array, k: Array, v: Array, scale: float) -> Array:
+    """Causal softmax attention over the last two axes: q (..., H, T, hs), k and v
+    (..., H_kv, T, hs), each K/V head repeated for its group of H / H_kv consecutive query
+    heads (Llama's repeat_kv); 2-D operands are one head."""
+    if q.ndim > 2:
+        r = q.shape[-3] // k.shape[-3]
+        k, v = np.repeat(k, r, axis=-3), np.repeat(v, r, axis=-3)
+    s = scale * (q @ np.swapaxes(k, -1, -2))
+    t = s.shape[-1]
+    s = s + np.triu(np.full((t, t), -np.inf), 1)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    return (p / p.sum(-1, keepdims=True)) @ v
+
+
 def log_softmax(x: Array) -> Array:
     z = x - x.max(axis=-1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))

@@ -11,4 +11,6 @@ struct pyggml_vk_pipelines {
     vk_pipeline ce_sparse;
     vk_pipeline ce_sparse_back;
     vk_pipeline adamw;
+    vk_pipeline attn_causal;
+    vk_pipeline attn_causal_back;
 };

@@ -8,7 +8,7 @@ layout(push_constant) uniform PC {
     uint d1, d2, d3;
     uint off0, off1, offd;
     float f0;   // NORM_BACK: eps; DROPOUT: 1/(1-p)
-    uint u0;    // DROPOUT: keep threshold on 32 bits
+    uint u0;    // DROPOUT: keep threshold on 32 bits; GELU_BACK: mode (0 tanh, 1 erf)
     int i0;     // DROPOUT: stream
 } p;
 
