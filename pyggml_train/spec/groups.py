@@ -429,7 +429,8 @@ class _Expander:
                 return None
             return ports[end[0]][side][end[1]]
 
-        for i, link in enumerate(defn.get("links", [])):
+        links = _objects(defn, "links", bad)
+        for i, link in enumerate(links):
             ends = _endpoints(link)
             if (
                 ends is None
@@ -439,6 +440,15 @@ class _Expander:
                 if ends is None:
                     bad(f"link #{i} must be {{from: [id, output], to: [id, input]}}, got {link!r}")
                 return None
+        loop = _cycle([n["id"] for n in nodes], links)
+        if loop:
+            named = {n["id"]: f'{n["type"]} "{n.get("title") or n["id"]}"' for n in nodes}
+            self.error(
+                (*where, loop[0]),
+                f"{label}: its links form a cycle: {' -> '.join(named[n] for n in loop)}; "
+                "data flows one way through a group: remove one of these links",
+            )
+            return None
         inputs: list[tuple[str, str]] = []
         for i, inp in enumerate(_objects(defn, "inputs", bad)):
             targets = inp.get("to")
@@ -521,6 +531,25 @@ def _endpoints(raw: Any) -> tuple[tuple[str, int], tuple[str, int]] | None:
             return None
         ends.append((end[0], end[1]))
     return ends[0], ends[1]
+
+
+def _cycle(ids: list[str], links: list[dict]) -> list[str]:
+    """A cycle among the nodes (first node repeated at the end), or [] when there is none."""
+    feeds: dict[str, set[str]] = {n: set() for n in ids}  # node -> the nodes it reads
+    for link in links:
+        (a, _), (b, _) = _endpoints(link)  # type: ignore[misc]  # checked by the caller
+        feeds[b].add(a)
+    pending = dict(feeds)
+    while ready := [n for n, deps in pending.items() if not deps & pending.keys()]:
+        for n in ready:
+            del pending[n]
+    if not pending:
+        return []
+    walk = [min(pending)]
+    while walk.count(walk[-1]) < 2:
+        walk.append(min(feeds[walk[-1]] & pending.keys()))
+    loop = walk[walk.index(walk[-1]) :]
+    return loop[::-1]  # in data-flow order
 
 
 def _bound(raw: dict, values: dict[str, Any], binds: dict[str, list]) -> dict:
