@@ -27,7 +27,7 @@ from .checker import check_spec, load_spec, parse_spec
 from .compiler import SpecModel, SpecNet, build_model, summary, train_config_for
 from .corpus import CORPORA, corpus_path
 from .exchange import as_gpt2
-from .groups import GROUP_TYPE, REPEAT, flatten_spec
+from .groups import GROUP_TYPE, REPEAT, flatten_spec, used_groups
 from .groups import interface as group_interface
 from .nodes import NODE_TYPES, node_types_json
 from .schema import SPEC_VERSION, Node, NodeType, ParamSpec, Port, Spec, SpecError
@@ -57,4 +57,5 @@ __all__ = [
     "parse_spec",
     "summary",
     "train_config_for",
+    "used_groups",
 ]

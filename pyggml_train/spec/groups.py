@@ -104,6 +104,23 @@ def interface(groups: Any, name: str) -> dict[str, Any]:
     }
 
 
+def used_groups(groups: dict[str, Any], name: str) -> dict[str, Any]:
+    """The definition ``name`` and every definition it uses, inside groups too (what a
+    template must carry); definitions it names that do not exist are left out."""
+    found: dict[str, Any] = {}
+    todo = [name]
+    while todo:
+        n = todo.pop()
+        if n in found or not isinstance(groups.get(n), dict):
+            continue
+        found[n] = groups[n]
+        inner = groups[n].get("nodes")
+        for raw in inner if isinstance(inner, list) else []:
+            if isinstance(raw, dict) and raw.get("type") == GROUP_TYPE:
+                todo.append(raw.get("group"))
+    return found
+
+
 def _list(data: dict, key: str) -> list:
     value = data.get(key, [])
     return value if isinstance(value, list) else []
