@@ -267,6 +267,8 @@ class _Expander:
         face = self.interface(name, where, (*stack, name))
         if face is None:
             return None
+        title = raw.get("title") or self.groups[name].get("title") or iid  # as the node shows
+        label = f'Group "{title}"'
         given = raw.get("params", {})
         if not isinstance(given, dict):
             self.error(where, f"{label}: params must be an object, got {given!r}")
@@ -299,9 +301,7 @@ class _Expander:
         last_outs: list = []
         for k in range(repeat):
             copy_of = f" (copy {k + 1} of {repeat})" if repeat > 1 else ""
-            inside = f'group "{raw.get("title") or iid}"{copy_of}' + (
-                f" in {within}" if within else ""
-            )
+            inside = f'group "{title}"{copy_of}' + (f" in {within}" if within else "")
             inner = [_bound(n, values, binds) for n in defn["nodes"]]
             cprefix = f"{prefix}{iid}_{k}_"
             n, lk, inner_ins, inner_outs = self.level(

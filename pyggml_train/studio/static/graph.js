@@ -92,8 +92,9 @@ export class Editor {
         const n = this.widgetsByName.repeat.value;
         return n > 1 ? `${this.title} × ${n}` : this.title;
       };
-      SpecNode.prototype.onDblClick = function () {
-        editor.enter(this);
+      // a double-click on the title opens it (quick clicks on a widget's arrows do not)
+      SpecNode.prototype.onDblClick = function (e, pos) {
+        if (pos[1] < 0) editor.enter(this);
       };
     }
     LiteGraph.registerNodeType(key, SpecNode);
@@ -138,8 +139,9 @@ export class Editor {
     return this.graph._nodes.find((n) => n.specId === id);
   }
 
+  // the level's nodes in spec order (LiteGraph moves a clicked node to the end of its list)
   specNodes() {
-    return this.graph._nodes.filter((n) => !n.boundary);
+    return this.graph._nodes.filter((n) => !n.boundary).sort((a, b) => a.order - b.order);
   }
 
   // a node from the palette, placed in free space near the middle of the view
@@ -150,6 +152,7 @@ export class Editor {
     const want = this.canvas.ds.convertCanvasToOffset([el.width / 2 - 150, el.height / 3]);
     const [x, y] = freeSpot(this.boxes(), want, this.box(node));
     node.pos = [x, y + LiteGraph.NODE_TITLE_HEIGHT];
+    node.order = this.graph._nodes.length ? Math.max(...this.graph._nodes.map((n) => n.order || 0)) + 1 : 0;
     this.graph.add(node);
     this.canvas.setDirty(true, true);
     return node;
@@ -273,6 +276,7 @@ export class Editor {
         continue;
       }
       const node = LiteGraph.createNode(key);
+      node.order = made.size;
       node.specId = String(raw.id);
       node.title = raw.title || (raw.type === "Group" ? node.constructor.title : node.specId);
       const pos = raw.ui && Array.isArray(raw.ui.pos) ? raw.ui.pos : null;
