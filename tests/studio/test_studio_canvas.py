@@ -66,7 +66,7 @@ def drawn_text(page) -> list[dict]:
     return page.evaluate("window.drawnText")
 
 
-def test_example_opens_left_to_right_and_readable(page):
+def test_example_opens_left_to_right_and_readable(page, tmp_path):
     page.click("[data-example=small-gpt]")
     page.wait_for_function("studio.state.check && studio.state.check.ok", timeout=30_000)
     assert_tidy(page)
@@ -81,6 +81,10 @@ def test_example_opens_left_to_right_and_readable(page):
     assert {"token embedding", "block 0", "d_model", "y [16, 128, 128]"} <= titles, titles
     small = [t for t in texts if t["px"] < 12]
     assert not small, small[:5]
+    shot = tmp_path / "arrange.png"
+    page.screenshot(path=str(shot))
+    if os.environ.get("PYGGML_SCREENSHOTS") == "1":
+        shutil.copy(shot, SCREENSHOT)
 
     # an error drawn under a node is as readable, and the badge covers no node
     type_into_widget(page, "block0", "d_model", "96")
@@ -140,10 +144,6 @@ def test_new_nodes_land_in_free_space_and_arrange_tidies(page, tmp_path):
     boxes = canvas_boxes(page)
     chain = [n["id"] for n in SMALL_GPT["nodes"]]
     assert sorted(chain, key=lambda n: boxes[n][0]) == chain
-    shot = tmp_path / "arrange.png"
-    page.screenshot(path=str(shot))
-    if os.environ.get("PYGGML_SCREENSHOTS") == "1":
-        shutil.copy(shot, SCREENSHOT)
 
 
 def test_replacing_an_edited_graph_asks_first(page, tmp_path):

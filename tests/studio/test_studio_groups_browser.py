@@ -101,6 +101,7 @@ def test_group_repeat_open_leave_and_reuse_a_block(page, tmp_path):
     label = page.evaluate(f"studio.editor.nodeBySpecId('{group}').outputs[0].label")
     assert label == "y [16, 128, 128]"
     page.click("#arrange")
+    page.evaluate(f"studio.editor.focus('{group}')")  # scrolled to, as a person would
     screenshot(page, tmp_path, "workbench-group.png")
 
     # a width that does not fit: the error names the inner node and the group, on the group
