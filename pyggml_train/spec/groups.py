@@ -169,7 +169,7 @@ class _Expander:
         out_links: list[dict] = []
         ins: dict[str, list[list[tuple[str, int]]]] = {}
         outs: dict[str, list[tuple[str, int]]] = {}
-        ids = {n.get("id") for n in nodes if isinstance(n, dict)}
+        ids = {n["id"] for n in nodes if isinstance(n, dict) and isinstance(n.get("id"), str)}
         for raw in nodes:
             if isinstance(raw, dict) and raw.get("type") == GROUP_TYPE:
                 expanded = self._instance(raw, path, prefix, within, stack, view)
@@ -194,7 +194,8 @@ class _Expander:
         node["title"] = raw.get("title") or inner
         params = node.get("params", {})
         for p in NODE_TYPES[raw["type"]].params:  # e.g. a tie to an Embedding of this copy
-            if p.node_ref and params.get(p.name) in ids:
+            ref = params.get(p.name) if isinstance(params, dict) else None
+            if p.node_ref and isinstance(ref, str) and ref in ids:
                 params[p.name] = prefix + params[p.name]
         if len(node["id"]) > MAX_ID_LENGTH:
             self.error(
@@ -407,7 +408,7 @@ class _Expander:
                     [k for _, k in face.outputs],
                     {"repeat": REPEAT, **face.params},
                 )
-            elif ntype in NODE_TYPES:
+            elif isinstance(ntype, str) and ntype in NODE_TYPES:
                 t = NODE_TYPES[ntype]
                 if t.category != "layer":
                     bad(
@@ -432,6 +433,7 @@ class _Expander:
             ok = (
                 isinstance(end, list | tuple)
                 and len(end) == 2
+                and isinstance(end[0], str)
                 and end[0] in ports
                 and isinstance(end[1], int)
                 and not isinstance(end[1], bool)
@@ -501,6 +503,7 @@ class _Expander:
                 if not (
                     isinstance(b, list | tuple)
                     and len(b) == 2
+                    and all(isinstance(x, str) for x in b)
                     and b[0] in ports
                     and b[1] in ports[b[0]][2]
                 ):
@@ -574,6 +577,7 @@ def _bound(raw: dict, values: dict[str, Any], binds: dict[str, list]) -> dict:
     node = copy.deepcopy(raw)
     for pname, value in values.items():
         for nid, param in binds[pname]:
-            if nid == node["id"]:
-                node.setdefault("params", {})[param] = value
+            params = node.setdefault("params", {})
+            if nid == node["id"] and isinstance(params, dict):  # else the checker says why
+                params[param] = value
     return node

@@ -3,6 +3,8 @@ A grouped spec, its flattened form and the same spec written out by hand check, 
 and train identically; errors inside a group name the inner node and the group."""
 
 import copy
+import json
+import random
 
 import numpy as np
 import pytest
@@ -205,3 +207,31 @@ def test_bad_groups_get_a_clear_error(change, expected):
     change(spec)
     found = messages(spec)
     assert any(expected in m for m in found), found
+
+
+def dicts(value) -> list[dict]:
+    return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
+
+
+def test_random_corruptions_of_groups_never_raise():
+    """Mutated groups and group nodes (values, types, ports, bindings) give errors, never
+    exceptions, and every error of a group's inside carries its path."""
+    rng = random.Random(0)
+    junk = [None, -1, 0, 1, 2.5, "x", "", True, [], {}, [0], ["ln1", 0], ["ln1", 9], {"a": 1}]
+    junk += ["unit", "Group", ["blocks", 0], [["ln1", 0]], [["fc", "eps"]]]
+    for _ in range(600):
+        data = grouped_unit(repeat=2)
+        unit = data["groups"]["unit"]
+        for _ in range(rng.randint(1, 3)):
+            parts = [data["nodes"][3], unit, *dicts(unit.get("nodes"))]
+            for key in ("inputs", "outputs", "params", "links"):
+                parts += dicts(unit.get(key))
+            where = rng.choice(parts)
+            key = rng.choice([*where, "bogus", "group", "params", "type", "id"])
+            where[key] = rng.choice(junk)
+        result = check_spec(data, DATA_DIR)
+        json.dumps(result)
+        assert result["ok"] is (not result["errors"])
+        for err in result["errors"]:
+            if err.get("path"):
+                assert err["node"] == err["path"][0]
