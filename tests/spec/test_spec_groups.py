@@ -8,11 +8,18 @@ import random
 
 import numpy as np
 import pytest
-from helpers.specs import DATA_DIR, grouped_unit, hand_written_unit, tiny, unit_group
+from helpers.specs import DATA_DIR, gpt2_spec, grouped_unit, hand_written_unit, tiny, unit_group
 
 from pyggml_train.checkpoint import load_checkpoint
 from pyggml_train.recipes import train_spec
-from pyggml_train.spec import SpecError, check_spec, flatten_spec, group_interface, parse_spec
+from pyggml_train.spec import (
+    SpecError,
+    as_gpt2,
+    check_spec,
+    flatten_spec,
+    group_interface,
+    parse_spec,
+)
 from pyggml_train.spec.groups import flatten
 
 
@@ -235,3 +242,34 @@ def test_random_corruptions_of_groups_never_raise():
         for err in result["errors"]:
             if err.get("path"):
                 assert err["node"] == err["path"][0]
+
+
+def test_a_gpt2_whose_blocks_are_a_group_exports_as_gpt2():
+    flat = gpt2_spec(c=16, blocks=3, heads=2, t=8)
+    grouped = copy.deepcopy(flat)
+    blocks = [n for n in grouped["nodes"] if n["type"] == "GPTBlock"]
+    grouped["groups"] = {
+        "block": {
+            "nodes": [{"id": "b", "type": "GPTBlock", "params": blocks[0]["params"]}],
+            "inputs": [{"name": "x", "to": [["b", 0]]}],
+            "outputs": [{"name": "y", "from": ["b", 0]}],
+        }
+    }
+    at = grouped["nodes"].index(blocks[0])
+    grouped["nodes"] = [n for n in grouped["nodes"] if n["type"] != "GPTBlock"]
+    grouped["nodes"].insert(
+        at, {"id": "h", "type": "Group", "group": "block", "params": {"repeat": 3}}
+    )
+    grouped["links"] = [
+        lk
+        for lk in grouped["links"]
+        if lk["from"][0] not in ("b0", "b1") and lk["to"][0] not in ("b1", "b2")
+    ]
+    for lk in grouped["links"]:
+        lk["to"] = ["h", 0] if lk["to"] == ["b0", 0] else lk["to"]
+        lk["from"] = ["h", 0] if lk["from"] == ["b2", 0] else lk["from"]
+    config, names = as_gpt2(parse_spec(grouped, DATA_DIR))
+    want_config, want_names = as_gpt2(parse_spec(flat, DATA_DIR))
+    assert config == want_config and config.n_layer == 3
+    assert sorted(names.values()) == sorted(want_names.values())
+    assert names["h_2_b.mlp.c_fc.weight"] == "transformer.h.2.mlp.c_fc.weight"

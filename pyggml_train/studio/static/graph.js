@@ -120,8 +120,8 @@ export class Editor {
       ? await this.describeGroups(this.groups)
       : { interfaces: {}, errors: [] };
     this.interfaces = answer.interfaces;
-    for (const [name, face] of Object.entries(this.interfaces)) {
-      this.register(`group/${name}`, "Group", face, name);
+    for (const name of names) {
+      this.register(`group/${name}`, "Group", this.interfaces[name] || fallback(this.groups[name]), name);
     }
     return answer.errors;
   }
@@ -213,8 +213,8 @@ export class Editor {
     const { name } = this.stack[this.stack.length - 1];
     const old = this.groups[name];
     const { nodes, links } = this.level();
-    const inputs = old.inputs.map((inp) => ({ ...inp, to: [] }));
-    const outputs = old.outputs.map((out) => ({ ...out, from: null }));
+    const inputs = (old.inputs || []).map((inp) => ({ ...inp, to: [] }));
+    const outputs = (old.outputs || []).map((out) => ({ ...out, from: null }));
     for (const [a, i, b, j] of this.links()) {
       if (a.boundary === "in" && !b.boundary) inputs[i].to.push([b.specId, j]);
       if (b.boundary === "out" && !a.boundary) outputs[j].from = [a.specId, i];
@@ -268,10 +268,10 @@ export class Editor {
       const key = !raw
         ? null
         : raw.type === "Group"
-          ? this.interfaces[raw.group] && `group/${raw.group}`
+          ? this.groups[raw.group] && `group/${raw.group}`
           : this.types[raw.type] && this.typeKey(raw.type);
       if (!key) {
-        const why = raw && raw.type === "Group" ? `group ${raw.group} is not usable` : `unknown type ${raw && raw.type}`;
+        const why = raw && raw.type === "Group" ? `no group ${raw.group} in this spec` : `unknown type ${raw && raw.type}`;
         problems.push(`node ${raw && raw.id}: ${why}; skipped`);
         continue;
       }
@@ -331,12 +331,14 @@ export class Editor {
     const { name } = this.stack[this.stack.length - 1];
     const defn = this.groups[name];
     const face = this.interfaces[name] || { inputs: [], outputs: [] };
+    const inputs = Array.isArray(defn.inputs) ? defn.inputs : [];
+    const outputs = Array.isArray(defn.outputs) ? defn.outputs : [];
     const boundary = {
-      inputs: defn.inputs.map((p, i) => ({ name: p.name, kind: (face.inputs[i] || {}).kind })),
-      outputs: defn.outputs.map((p, i) => ({ name: p.name, kind: (face.outputs[i] || {}).kind })),
+      inputs: inputs.map((p, i) => ({ name: p.name, kind: (face.inputs[i] || {}).kind })),
+      outputs: outputs.map((p, i) => ({ name: p.name, kind: (face.outputs[i] || {}).kind })),
       links: [
-        ...defn.inputs.flatMap((p, i) => p.to.map((t) => ({ from: [BOUNDARY.in, i], to: t }))),
-        ...defn.outputs.map((p, i) => ({ from: p.from, to: [BOUNDARY.out, i] })),
+        ...inputs.flatMap((p, i) => (p.to || []).map((t) => ({ from: [BOUNDARY.in, i], to: t }))),
+        ...outputs.flatMap((p, i) => (p.from ? [{ from: p.from, to: [BOUNDARY.out, i] }] : [])),
       ],
     };
     this.show(defn, boundary);
@@ -549,6 +551,19 @@ export class Editor {
     this.canvas.centerOnNode(node);
     this.canvas.selectNode(node);
   }
+}
+
+// the ports and parameters a broken group shows until it is mended (the check says what
+// is wrong), so its node and links are kept: its values stay as they are
+function fallback(given) {
+  const defn = given && typeof given === "object" ? given : {};
+  const ports = (list) => (Array.isArray(list) ? list : []).map((p) => ({ name: String(p && p.name), kind: 0 }));
+  const params = (Array.isArray(defn.params) ? defn.params : []).map((p) => ({ name: String(p && p.name), type: "raw", default: null }));
+  return {
+    inputs: ports(defn.inputs),
+    outputs: ports(defn.outputs),
+    params: [{ name: "repeat", type: "int", default: 1, min: 1, max: 1000 }, ...params],
+  };
 }
 
 function addParamWidget(node, p) {
