@@ -136,6 +136,7 @@ def drag_link(page, src: str, out: int, dst: str, inp: int) -> None:
 def click_widget_arrow(page, spec_id: str, name: str, right: bool = True) -> None:
     """Press the increment (right) or decrement arrow of a node's number widget."""
     bring_into_view(page, spec_id)
+    page.wait_for_timeout(400)  # two quick presses on one node would be a double-click
     x, y = page.evaluate(
         "([id, name, right]) => { const n = studio.editor.nodeBySpecId(id);"
         " const w = n.widgetsByName[name]; const h = LiteGraph.NODE_WIDGET_HEIGHT;"

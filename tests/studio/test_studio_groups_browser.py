@@ -80,14 +80,16 @@ def test_group_repeat_open_leave_and_reuse_a_block(page, tmp_path):
     assert layers(flattened(page)) == layers(downloaded)
 
     # repeat it 3 times (two clicks on the widget's arrow) in place of blocks 0, 1 and 2
-    click_widget_arrow(page, group, "repeat")
-    click_widget_arrow(page, group, "repeat")
+    repeat = f"studio.editor.nodeBySpecId('{group}').widgetsByName.repeat.value"
+    for n in (2, 3):
+        click_widget_arrow(page, group, "repeat")
+        page.wait_for_function(f"{repeat} === {n}", timeout=5_000)
     assert page.evaluate(f"studio.editor.nodeBySpecId('{group}').widgetsByName.repeat.value") == 3
     assert page.evaluate(f"studio.editor.nodeBySpecId('{group}').getTitle()") == "GPT block × 3"
     for block in ("block1", "block2"):
         click_title(page, block)
         page.keyboard.press("Delete")
-        page.wait_for_timeout(300)
+        page.wait_for_function(f"!studio.editor.nodeBySpecId('{block}')", timeout=5_000)
     drag_link(page, group, 0, "ln_f", 0)
     wait_checked(page, True)
     flat = flattened(page)
