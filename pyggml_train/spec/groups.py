@@ -76,7 +76,8 @@ def flatten(data: Any) -> Flat:
     if expander.errors:
         return Flat(None, errors=expander.errors)
     flat = {k: v for k, v in data.items() if k != "groups"}
-    flat["nodes"], flat["links"] = nodes, links
+    flat["nodes"] = nodes if isinstance(data.get("nodes"), list) else data.get("nodes")
+    flat["links"] = links if isinstance(data.get("links", []), list) else data.get("links")
     return Flat(flat, expander.origins, [], expander.views, expander.outputs)
 
 
@@ -116,8 +117,8 @@ def used_groups(groups: dict[str, Any], name: str) -> dict[str, Any]:
         found[n] = groups[n]
         inner = groups[n].get("nodes")
         for raw in inner if isinstance(inner, list) else []:
-            if isinstance(raw, dict) and raw.get("type") == GROUP_TYPE:
-                todo.append(raw.get("group"))
+            if isinstance(raw, dict) and isinstance(raw.get("group"), str):
+                todo.append(raw["group"])
     return found
 
 
