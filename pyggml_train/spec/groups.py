@@ -170,9 +170,16 @@ class _Expander:
         out_links: list[dict] = []
         ins: dict[str, list[list[tuple[str, int]]]] = {}
         outs: dict[str, list[tuple[str, int]]] = {}
-        ids = {n["id"] for n in nodes if isinstance(n, dict) and isinstance(n.get("id"), str)}
+        named = [n["id"] for n in nodes if isinstance(n, dict) and isinstance(n.get("id"), str)]
+        ids = set(named)
         for raw in nodes:
             if isinstance(raw, dict) and raw.get("type") == GROUP_TYPE:
+                if named.count(raw.get("id")) > 1:  # links to it would be ambiguous
+                    self.error(
+                        (*path, raw["id"]),
+                        f'node "{raw["id"]}": duplicate id; every node needs its own',
+                    )
+                    continue
                 expanded = self._instance(raw, path, prefix, within, stack, view)
                 if expanded is not None:
                     inst_nodes, inst_links, ins[raw["id"]], outs[raw["id"]] = expanded

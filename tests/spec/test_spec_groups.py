@@ -207,6 +207,7 @@ def test_groups_nest():
         ),
         (lambda s: s.update(groups=[]), "groups must be an object, got []"),
         (lambda s: s.update(nodes=3), "nodes must be a list of {id, type, params} objects"),
+        (lambda s: s["nodes"][3].update(id="ln"), 'node "ln": duplicate id; every node needs'),
         (lambda s: s.update(links={}), "links must be a list of {from: [id, output], to"),
         (lambda s: s["nodes"][3].update(id="b" * 35), "is 42 characters, over the 40 allowed"),
     ],
