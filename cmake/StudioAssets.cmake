@@ -1,5 +1,5 @@
 # The studio's files that do not live in the package's source directory:
-# - its third-party JavaScript (LiteGraph.js, Chart.js), fetched with npm at build time, pinned
+# - its third-party JavaScript (LiteGraph.js, Chart.js, dagre), fetched with npm at build time, pinned
 #   by pyggml_train/studio/frontend/package-lock.json, installed under
 #   pyggml_train/studio/static/vendor/ and never committed. Without npm the wheel builds
 #   anyway; `pyggml-train studio` then says how to fetch the files;

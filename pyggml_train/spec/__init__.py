@@ -12,6 +12,8 @@ One module per job:
 - ``nodes``: the node types, each declared once (widgets, shape rule, the layer it
   builds, dropout streams); the studio's palette is :func:`node_types_json`;
 - ``corpus``: the corpora a TextDataset names and where their files are;
+- ``groups``: blocks of nodes used as one node (exposed parameters, repeat N), and
+  :func:`flatten_spec`, the same spec without them, which is what everything below reads;
 - ``checker``: :func:`check_spec` reports every problem on its node and infers every
   link's shape; :func:`parse_spec` gives a :class:`Spec` or raises the first problem;
 - ``compiler``: :class:`SpecNet` (layers), :class:`SpecModel` (trainable), the run's
@@ -25,12 +27,16 @@ from .checker import check_spec, load_spec, parse_spec
 from .compiler import SpecModel, SpecNet, build_model, summary, train_config_for
 from .corpus import CORPORA, corpus_path
 from .exchange import as_gpt2
+from .groups import GROUP_TYPE, REPEAT, flatten_spec, used_groups
+from .groups import interface as group_interface
 from .nodes import NODE_TYPES, node_types_json
 from .schema import SPEC_VERSION, Node, NodeType, ParamSpec, Port, Spec, SpecError
 
 __all__ = [
     "CORPORA",
+    "GROUP_TYPE",
     "NODE_TYPES",
+    "REPEAT",
     "SPEC_VERSION",
     "Node",
     "NodeType",
@@ -44,9 +50,12 @@ __all__ = [
     "build_model",
     "check_spec",
     "corpus_path",
+    "flatten_spec",
+    "group_interface",
     "load_spec",
     "node_types_json",
     "parse_spec",
     "summary",
     "train_config_for",
+    "used_groups",
 ]

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .groups import Flat, flatten
 from .nodes import NODE_TYPES
 from .schema import (
     ID_PATTERN,
@@ -38,24 +39,42 @@ class _Checker:
         self.bad: set[str] = set()  # nodes with invalid parameters
         data_path = Path(data_dir) if data_dir is not None else None
         self.state = InferState(self.nodes, data_path, vocab_size)
+        self.flat = Flat(data)
 
     def error(self, node: str | None, message: str) -> None:
         self.errors.append({"node": node, "message": message})
+
+    def attributed(self) -> list[dict[str, Any]]:
+        """The errors, those of a node inside a group put on the group node (top level) with
+        the ``path`` down to the inner node: what the studio marks."""
+        out = []
+        for err in self.errors:
+            origin = self.flat.origins.get(err["node"])
+            if origin is not None:
+                err = {"node": origin.path[0], "path": list(origin.path), "message": err["message"]}
+            out.append(err)
+        return out
 
     def run(self) -> None:
         data = self.data
         if not isinstance(data, dict):
             self.error(None, f"a spec is a JSON object, got {type(data).__name__}")
             return
-        unknown = sorted(set(data) - {"version", "name", "nodes", "links"})
+        unknown = sorted(set(data) - {"version", "name", "nodes", "links", "groups"})
         if unknown:
             self.error(
-                None, f"unknown top-level key(s) {unknown}; expected version, name, nodes, links"
+                None,
+                f"unknown top-level key(s) {unknown}; expected version, name, nodes, links, groups",
             )
         if data.get("version") != SPEC_VERSION:
             self.error(None, f"version must be {SPEC_VERSION}, got {data.get('version')!r}")
         if not isinstance(data.get("name", ""), str):
             self.error(None, f"name must be a string, got {data.get('name')!r}")
+        self.flat = flatten(data)
+        if self.flat.errors:
+            self.errors += self.flat.errors
+            return
+        data = self.flat.spec
         nodes, links = data.get("nodes"), data.get("links", [])
         if not isinstance(nodes, list):
             self.error(None, "nodes must be a list of {id, type, params} objects")
@@ -105,6 +124,8 @@ class _Checker:
         spec_type = NODE_TYPES[ntype]
         ui = raw.get("ui") if isinstance(raw.get("ui"), dict) else {}
         node = Node(nid, ntype, title, {}, [None] * len(spec_type.inputs), ui)
+        if nid in self.flat.origins:
+            node.within = self.flat.origins[nid].within
         given = raw.get("params", {})
         if not isinstance(given, dict):
             self.error(nid, f"{node.label}: params must be an object, got {given!r}")
@@ -259,11 +280,14 @@ def check_spec(data: Any, data_dir: str | Path | None = None) -> dict[str, Any]:
     that could be inferred (also when other parts of the spec have errors).
     """
     checker = _run_checker(data, data_dir, None)
-    return {
-        "ok": not checker.errors,
-        "errors": checker.errors,
-        "shapes": {f"{nid}:{i}": list(s) for (nid, i), s in checker.shapes.items()},
-    }
+    shapes = {f"{nid}:{i}": list(s) for (nid, i), s in checker.shapes.items()}
+    flat = checker.flat
+    for path, nid in flat.views.items():  # inside a group: its first copy's shapes
+        shapes.update({f"{path}:{i}": list(s) for (n, i), s in checker.shapes.items() if n == nid})
+    for key, src in flat.outputs.items():  # a group node's outputs: its last copy's
+        if src in checker.shapes:
+            shapes[key] = list(checker.shapes[src])
+    return {"ok": not checker.errors, "errors": checker.attributed(), "shapes": shapes}
 
 
 def parse_spec(
@@ -276,8 +300,8 @@ def parse_spec(
     """
     checker = _run_checker(data, data_dir, vocab_size)
     if checker.errors:
-        first = checker.errors[0]
-        raise SpecError(first["node"], first["message"], checker.errors)
+        errors = checker.attributed()
+        raise SpecError(errors[0]["node"], errors[0]["message"], errors)
     roles = {NODE_TYPES[n.type].category: n.id for n in checker.nodes.values()}
     return Spec(
         name=data.get("name", ""),

@@ -542,6 +542,7 @@ NODE_TYPES: dict[str, NodeType] = {
                     "",
                     "id of an Embedding node whose table is this weight (GPT-2's LM head); "
                     "'' for a weight of its own",
+                    node_ref=True,
                 ),
             ),
             _infer_linear,

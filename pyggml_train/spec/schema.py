@@ -48,6 +48,7 @@ class ParamSpec:
     max: float | None = None
     choices: tuple[str, ...] | None = None
     max_exclusive: bool = False  # e.g. dropout p in [0, 1)
+    node_ref: bool = False  # the value is a node's id (a group renames it with the node)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "type": self.type, "default": self.default}
@@ -150,11 +151,13 @@ class Node:
     params: dict[str, Any]
     inputs: list[tuple[str, int] | None]  # per input: (from node id, output index)
     ui: dict[str, Any] = field(default_factory=dict)
+    within: str = ""  # the group it came from: 'group "blocks" (copy 2 of 3)'
 
     @property
     def label(self) -> str:
-        """How messages name the node: ``GPTBlock "block 2"``."""
-        return f'{self.type} "{self.title}"'
+        """How messages name the node: ``GPTBlock "block 2"``, ``LayerNorm "ln1" in group
+        "blocks" (copy 2 of 3)``."""
+        return f'{self.type} "{self.title}"' + (f" in {self.within}" if self.within else "")
 
     def error(self, message: str) -> SpecError:
         return SpecError(self.id, f"{self.label}: {message}")

@@ -6,6 +6,10 @@
     POST /api/script                spec -> a Python script that reproduces its training run
     GET  /api/examples[/{name}]     the bundled example specs
     GET  /api/specs[/{name}]        saved specs; PUT saves one, DELETE removes it
+    POST /api/flatten               spec -> the same spec with its groups expanded (422 if broken)
+    POST /api/groups                {groups} -> {interfaces: {name: ports, params}, errors}
+    GET  /api/templates[/{name}]    group templates (the palette's blocks); PUT saves
+                                    {groups} under a name that is one of them, DELETE removes
     GET  /api/data; PUT /api/data/{name}   text files a TextDataset may read (raw UTF-8 body)
     GET  /api/runs; POST /api/runs  list runs; start one from a spec (409 "busy" if one runs)
     GET  /api/runs/{id}             a run with its metrics so far
@@ -208,6 +212,89 @@ async def delete_spec(request: Request) -> Response:
     path = datadir.spec_file(request.path_params["name"])
     if not path.is_file():
         raise BadRequest(404, f"no saved spec {path.stem!r}")
+    path.unlink()
+    return JSONResponse({"deleted": path.stem})
+
+
+# ---- groups and their templates -----------------------------------------------------------------
+async def flatten(request: Request) -> Response:
+    spec = await _json_object(request, "a spec")
+    try:
+        return JSONResponse(S.flatten_spec(spec))
+    except S.SpecError as exc:
+        raise BadRequest(
+            422, f"the spec's groups are not valid: {exc.message}", exc.errors
+        ) from None
+
+
+def _interfaces(groups: Any) -> dict[str, Any]:
+    """Each definition's interface, or the errors that keep it from having one."""
+    if not isinstance(groups, dict):
+        raise BadRequest(400, f"groups must be an object of definitions, got {groups!r}")
+    interfaces, errors = {}, []
+    for name in groups:
+        try:
+            interfaces[name] = S.group_interface(groups, name)
+        except S.SpecError as exc:
+            errors += [{**e, "group": name} for e in exc.errors]
+    return {"interfaces": interfaces, "errors": errors}
+
+
+async def groups(request: Request) -> Response:
+    data = await _json_object(request, "{groups: {name: definition}}")
+    return JSONResponse(_interfaces(data.get("groups")))
+
+
+def _template(path: Path) -> dict[str, Any]:
+    """A saved template with its interface (or its error, for a file edited by hand)."""
+    name = path.stem
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        face = S.group_interface(saved["groups"], name)
+    except (ValueError, KeyError, TypeError, OSError) as exc:  # SpecError is a ValueError
+        return {"name": name, "error": f"template {path.name} is not usable: {exc}"}
+    title = saved["groups"][name].get("title") or name
+    return {"name": name, "title": title, "groups": saved["groups"], "interface": face}
+
+
+async def list_templates(request: Request) -> Response:
+    datadir, _ = _studio(request)
+    return JSONResponse([_template(f) for f in sorted(datadir.templates.glob("*.json"))])
+
+
+async def get_template(request: Request) -> Response:
+    datadir, _ = _studio(request)
+    path = datadir.template_file(request.path_params["name"])
+    if not path.is_file():
+        raise BadRequest(404, f"no template {path.stem!r}; GET /api/templates lists them")
+    return JSONResponse(_template(path))
+
+
+async def put_template(request: Request) -> Response:
+    """Save a group (and the groups it uses) as a template; a broken group is refused."""
+    datadir, _ = _studio(request)
+    path = datadir.template_file(request.path_params["name"])
+    name = path.stem
+    data = await _json_object(request, "a template {groups: {name: definition, ...}}")
+    given = data.get("groups")
+    if not isinstance(given, dict) or name not in given:
+        raise BadRequest(
+            400, f"a template is {{groups: {{...}}}} holding the group {name!r} it is named after"
+        )
+    try:
+        S.group_interface(given, name)
+    except S.SpecError as exc:
+        raise BadRequest(422, f"the group is not valid: {exc.message}", exc.errors) from None
+    with atomic_open(path) as f:
+        f.write(json.dumps({"name": name, "groups": S.used_groups(given, name)}, indent=1).encode())
+    return JSONResponse(_template(path))
+
+
+async def delete_template(request: Request) -> Response:
+    datadir, _ = _studio(request)
+    path = datadir.template_file(request.path_params["name"])
+    if not path.is_file():
+        raise BadRequest(404, f"no template {path.stem!r}")
     path.unlink()
     return JSONResponse({"deleted": path.stem})
 
@@ -416,6 +503,12 @@ def create_app(data_dir: str | Path) -> Starlette:
         Route("/api/specs/{name}", get_spec),
         Route("/api/specs/{name}", put_spec, methods=["PUT"]),
         Route("/api/specs/{name}", delete_spec, methods=["DELETE"]),
+        Route("/api/flatten", flatten, methods=["POST"]),
+        Route("/api/groups", groups, methods=["POST"]),
+        Route("/api/templates", list_templates),
+        Route("/api/templates/{name}", get_template),
+        Route("/api/templates/{name}", put_template, methods=["PUT"]),
+        Route("/api/templates/{name}", delete_template, methods=["DELETE"]),
         Route("/api/data", list_data),
         Route("/api/data/{name}", put_data, methods=["PUT"]),
         Route("/api/runs", list_runs),

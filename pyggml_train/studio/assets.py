@@ -28,6 +28,8 @@ FILES = {
     "LICENSE.litegraph.js": "litegraph.js/LICENSE",
     "chart.umd.min.js": "chart.js/dist/chart.umd.min.js",
     "LICENSE.chart.js": "chart.js/LICENSE.md",
+    "dagre.min.js": "@dagrejs/dagre/dist/dagre.min.js",
+    "LICENSE.dagre": "@dagrejs/dagre/LICENSE",
 }
 _STAMP = ".lock-sha256"  # hash of the lock file the vendor files came from
 
@@ -47,7 +49,7 @@ def missing(vendor: Path = VENDOR) -> list[str]:
 def how_to_fetch() -> str:
     """What a user runs to get the assets, for the studio's error message."""
     return (
-        "the studio's JavaScript (LiteGraph.js, Chart.js; pinned in "
+        "the studio's JavaScript (LiteGraph.js, Chart.js, dagre; pinned in "
         f"{FRONTEND / 'package-lock.json'}) is not installed in {VENDOR}: npm was not found "
         "when pyggml_train was built. Install Node.js with npm (Debian: apt-get install npm), "
         "then run `python -m pyggml_train.studio.assets`, or reinstall pyggml_train with npm "

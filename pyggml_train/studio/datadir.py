@@ -1,6 +1,7 @@
 """The studio's data directory: its layout, and the rule that no path leaves it.
 
     DATA_DIR/specs/<name>.json   specs saved from the browser
+    DATA_DIR/templates/<name>.json   group templates: {"name", "groups"} (the palette's blocks)
     DATA_DIR/data/               text files a TextDataset may read (its data_dir)
     DATA_DIR/runs/<run id>/      one training run: spec.json, run.json, metrics.jsonl,
                                  checkpoint.npz, log.txt, exports
@@ -52,12 +53,16 @@ class DataDir:
 
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
-        for sub in (self.specs, self.data, self.runs):
+        for sub in (self.specs, self.templates, self.data, self.runs):
             sub.mkdir(parents=True, exist_ok=True)
 
     @property
     def specs(self) -> Path:
         return self.root / "specs"
+
+    @property
+    def templates(self) -> Path:
+        return self.root / "templates"
 
     @property
     def data(self) -> Path:
@@ -71,6 +76,11 @@ class DataDir:
         """DATA_DIR/specs/<name>.json for a plain name (".json" optional)."""
         name = name.removesuffix(".json")
         return inside(self.specs, check_name(name, "spec") + ".json")
+
+    def template_file(self, name: str) -> Path:
+        """DATA_DIR/templates/<name>.json for a plain name (".json" optional)."""
+        name = name.removesuffix(".json")
+        return inside(self.templates, check_name(name, "template") + ".json")
 
     def data_file(self, name: str) -> Path:
         return inside(self.data, check_name(name, "data file"))

@@ -54,3 +54,86 @@ def gpt2_spec(c: int, blocks: int, heads: int, t: int) -> dict:
     node(data, "head")["params"].update(bias=False, tie_weights="emb")
     node(data, "pos")["params"]["max_len"] = t
     return data
+
+
+# a custom attention + MLP unit as a group: x -> x + attn(ln1(x)) -> + proj(act(fc(ln2(.))))
+_UNIT = [
+    ("ln1", "LayerNorm", {"normalized_shape": 16}),
+    ("attn", "MultiheadAttention", {"embed_dim": 16, "num_heads": 2, "dropout": 0.1}),
+    ("res1", "Add", {}),
+    ("ln2", "LayerNorm", {"normalized_shape": 16}),
+    ("fc", "Linear", {"in_features": 16, "out_features": 64}),
+    ("act", "Activation", {"function": "gelu"}),
+    ("proj", "Linear", {"in_features": 64, "out_features": 16}),
+    ("res2", "Add", {}),
+]
+_UNIT_LINKS = [
+    (("ln1", 0), ("attn", 0)),
+    (("attn", 0), ("res1", 1)),
+    (("res1", 0), ("ln2", 0)),
+    (("ln2", 0), ("fc", 0)),
+    (("fc", 0), ("act", 0)),
+    (("act", 0), ("proj", 0)),
+    (("res1", 0), ("res2", 0)),
+    (("proj", 0), ("res2", 1)),
+]
+UNIT_INPUTS = [("ln1", 0), ("res1", 0)]  # what the unit's input x feeds
+UNIT_WIDTH = [
+    ["ln1", "normalized_shape"],
+    ["attn", "embed_dim"],
+    ["ln2", "normalized_shape"],
+    ["fc", "in_features"],
+    ["proj", "out_features"],
+]
+
+
+def _link(a: tuple, b: tuple) -> dict:
+    return {"from": list(a), "to": list(b)}
+
+
+def unit_group() -> dict:
+    """The attention + MLP unit as a group definition, exposing width and heads."""
+    return {
+        "title": "attention + MLP",
+        "nodes": [{"id": i, "type": t, "params": dict(p)} for i, t, p in _UNIT],
+        "links": [_link(a, b) for a, b in _UNIT_LINKS],
+        "inputs": [{"name": "x", "to": [list(e) for e in UNIT_INPUTS]}],
+        "outputs": [{"name": "y", "from": ["res2", 0]}],
+        "params": [
+            {"name": "width", "binds": UNIT_WIDTH},
+            {"name": "heads", "binds": [["attn", "num_heads"]]},
+        ],
+    }
+
+
+def _around(middle: list[dict], links: list[dict], first: list[tuple], last: tuple) -> dict:
+    """tiny()'s data, embedding and positions, then ``middle`` (fed by pos into ``first``,
+    giving ``last``), then tiny()'s final norm, head and loss."""
+    spec = tiny(c=16, blocks=0)
+    nodes = spec["nodes"]
+    spec["nodes"] = nodes[:3] + middle + nodes[3:]
+    spec["links"] = [lk for lk in spec["links"] if lk["to"] != ["ln", 0]]
+    spec["links"] += [_link(("pos", 0), e) for e in first] + links + [_link(last, ("ln", 0))]
+    return spec
+
+
+def grouped_unit(repeat: int = 2, width: int = 16, heads: int = 2) -> dict:
+    """tiny() whose blocks are the unit group, used once and repeated ``repeat`` times."""
+    params = {"repeat": repeat, "width": width, "heads": heads}
+    inst = {"id": "blocks", "type": "Group", "group": "unit", "title": "unit", "params": params}
+    spec = _around([inst], [], [("blocks", 0)], ("blocks", 0))
+    spec["groups"] = {"unit": unit_group()}
+    return spec
+
+
+def hand_written_unit(repeat: int = 2) -> dict:
+    """The spec grouped_unit(repeat) stands for, written out node by node (no groups)."""
+    nodes, links = [], []
+    for k in range(repeat):
+        name = lambda i, k=k: f"blocks_{k}_{i}"  # noqa: E731
+        nodes += [{"id": name(i), "type": t, "params": dict(p)} for i, t, p in _UNIT]
+        links += [_link((name(a), pa), (name(b), pb)) for (a, pa), (b, pb) in _UNIT_LINKS]
+        if k:
+            links += [_link((f"blocks_{k - 1}_res2", 0), (name(i), p)) for i, p in UNIT_INPUTS]
+    first = [(f"blocks_0_{i}", p) for i, p in UNIT_INPUTS]
+    return _around(nodes, links, first, (f"blocks_{repeat - 1}_res2", 0))

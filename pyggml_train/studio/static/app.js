@@ -1,6 +1,7 @@
 // The workbench page: toolbar, live check of the graph, runs over the WebSocket, generation.
 // window.studio exposes the editor, the curves and the state for scripted (browser) tests.
 import { Curves } from "./charts.js";
+import { wireEditorBar } from "./editbar.js";
 import { Editor } from "./graph.js";
 
 const $ = (id) => document.getElementById(id);
@@ -68,11 +69,26 @@ function currentSpec() {
   return editor.toSpec($("spec-name").value.trim() || "untitled");
 }
 
-function loadSpec(spec) {
+async function loadSpec(spec) {
   $("spec-name").value = spec.name || "untitled";
-  const problems = editor.load(spec);
+  const problems = await editor.load(spec);
   state.checkedText = null; // re-check now
+  markSaved();
   if (problems.length) toast(problems.join("\n"));
+}
+
+// New, Load, Upload and the examples replace the graph: unsaved edits are asked about first
+async function replaceSpec(spec) {
+  const edited = JSON.stringify(currentSpec()) !== state.savedText;
+  if (edited && editor.graph._nodes.length) {
+    const name = $("spec-name").value.trim() || "untitled";
+    if (!confirm(`Replace "${name}"? Its unsaved edits will be lost.`)) return;
+  }
+  await loadSpec(spec);
+}
+
+function markSaved() {
+  state.savedText = JSON.stringify(currentSpec());
 }
 
 async function refreshSaved() {
@@ -112,7 +128,7 @@ function showCheck(result) {
     ...result.errors.map((err) => {
       const li = document.createElement("li");
       li.textContent = err.message;
-      if (err.node != null) li.addEventListener("click", () => editor.focus(err.node));
+      if (err.node != null) li.addEventListener("click", () => editor.focusError(err));
       else li.className = "global";
       return li;
     }),
@@ -235,16 +251,17 @@ function bind(id, fn) {
 }
 
 function wireToolbar() {
-  bind("new", () => loadSpec({ version: 1, name: "untitled", nodes: [], links: [] }));
+  bind("new", () => replaceSpec({ version: 1, name: "untitled", nodes: [], links: [] }));
   $("saved").addEventListener("change", async (ev) => {
     const name = ev.target.value;
     ev.target.value = "";
-    if (name) loadSpec(await api("GET", `/api/specs/${encodeURIComponent(name)}`));
+    if (name) await replaceSpec(await api("GET", `/api/specs/${encodeURIComponent(name)}`));
   });
   bind("save", async () => {
     const spec = currentSpec();
     await api("PUT", `/api/specs/${encodeURIComponent(fileStem())}`, spec);
     await refreshSaved();
+    state.savedText = JSON.stringify(spec);
     toast(`saved ${fileStem()}`, "info");
   });
   bind("upload", () => $("upload-file").click());
@@ -253,14 +270,15 @@ function wireToolbar() {
     ev.target.value = "";
     if (!file) return;
     try {
-      loadSpec(JSON.parse(await file.text()));
+      await replaceSpec(JSON.parse(await file.text()));
     } catch (e) {
       toast(`${file.name} is not a spec: ${e.message}`);
     }
   });
-  bind("download", () =>
-    download(`${fileStem()}.json`, JSON.stringify(currentSpec(), null, 1), "application/json"),
-  );
+  bind("download", () => {
+    download(`${fileStem()}.json`, JSON.stringify(currentSpec(), null, 1), "application/json");
+    markSaved();
+  });
   bind("train", async () => {
     const run = await api("POST", "/api/runs", currentSpec());
     state.shown = run.id;
@@ -335,7 +353,7 @@ function buildPalette(types, examples) {
     b.dataset.example = ex.name;
     b.addEventListener("click", async () => {
       try {
-        loadSpec(await api("GET", `/api/examples/${encodeURIComponent(ex.name)}`));
+        await replaceSpec(await api("GET", `/api/examples/${encodeURIComponent(ex.name)}`));
       } catch (e) {
         toast(e.message);
       }
@@ -353,11 +371,14 @@ async function main() {
     api("GET", "/api/node-types"),
     api("GET", "/api/examples"),
   ]);
-  editor = new Editor($("graph-canvas"), nodeTypes.types);
+  editor = new Editor($("graph-canvas"), nodeTypes.types, (groups) =>
+    api("POST", "/api/groups", { groups }),
+  );
   curves = new Curves($("loss-chart"), $("rate-chart"));
   buildPalette(nodeTypes.types, examples);
   wireToolbar();
-  await refreshSaved();
+  markSaved();
+  await Promise.all([refreshSaved(), wireEditorBar(editor, { api, toast })]);
   window.studio = { editor, curves, state, loadSpec, currentSpec, ready: true };
   connect();
   checkLoop();
