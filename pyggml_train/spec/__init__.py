@@ -11,7 +11,7 @@ One module per job:
 - ``schema``: what a spec is made of (ParamSpec, Port, NodeType, Node, Spec, SpecError);
 - ``nodes``: the node types, each declared once (widgets, shape rule, the layer it
   builds, dropout streams); the studio's palette is :func:`node_types_json`;
-- ``corpus``: the corpora a TextDataset names and where their files are;
+- ``corpus``: where a TextDataset's text comes from (a named dataset or a file);
 - ``checker``: :func:`check_spec` reports every problem on its node and infers every
   link's shape; :func:`parse_spec` gives a :class:`Spec` or raises the first problem;
 - ``compiler``: :class:`SpecNet` (layers), :class:`SpecModel` (trainable), the run's
@@ -23,14 +23,14 @@ Training a spec and exporting a script that reproduces it are recipes (recipes.p
 
 from .checker import check_spec, load_spec, parse_spec
 from .compiler import SpecModel, SpecNet, build_model, summary, train_config_for
-from .corpus import CORPORA, corpus_path
+from .corpus import SOURCES, load_corpus
 from .exchange import as_gpt2
 from .nodes import NODE_TYPES, node_types_json
 from .schema import SPEC_VERSION, Node, NodeType, ParamSpec, Port, Spec, SpecError
 
 __all__ = [
-    "CORPORA",
     "NODE_TYPES",
+    "SOURCES",
     "SPEC_VERSION",
     "Node",
     "NodeType",
@@ -43,7 +43,7 @@ __all__ = [
     "as_gpt2",
     "build_model",
     "check_spec",
-    "corpus_path",
+    "load_corpus",
     "load_spec",
     "node_types_json",
     "parse_spec",
