@@ -106,8 +106,10 @@ def _check(datadir: DataDir, spec: Any) -> dict[str, Any]:
     if path_errors:  # never let shape inference read a file outside the data dir
         return {"ok": False, "errors": path_errors, "shapes": {}}
     result = S.check_spec(spec, datadir.data)
-    known = {e["message"] for e in result["errors"]}
-    missing = [e for e in _missing_datasets(datadir, spec) if e["message"] not in known]
+    known = [e["message"] for e in result["errors"]]  # the checker's carry the node's label
+    missing = [
+        e for e in _missing_datasets(datadir, spec) if not any(e["message"] in k for k in known)
+    ]
     if missing:
         result = {**result, "ok": False, "errors": [*result["errors"], *missing]}
     return result
@@ -283,8 +285,8 @@ async def list_datasets(request: Request) -> Response:
 
 async def fetch_dataset(request: Request) -> Response:
     """Download a dataset's missing files into the cache, checked against their SHA-256:
-    503 offline (the message names each file, where to put it and its URL), 502 when the
-    download is not the published file."""
+    503 offline (the message names each file, where to put it and its URL), 409 when a
+    file at hand or downloaded is not the published one (its checksum differs)."""
     datadir, _ = _studio(request)
     name = request.path_params["name"]
     if name not in DATASETS:
@@ -294,7 +296,7 @@ async def fetch_dataset(request: Request) -> Response:
     except FileNotFoundError as exc:
         raise BadRequest(503, str(exc)) from None
     except ValueError as exc:
-        raise BadRequest(502, str(exc)) from None
+        raise BadRequest(409, str(exc)) from None
     return JSONResponse(await asyncio.to_thread(_dataset_status, datadir, name))
 
 
