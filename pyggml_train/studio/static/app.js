@@ -1,6 +1,7 @@
 // The workbench page: toolbar, live check of the graph, runs over the WebSocket, generation.
 // window.studio exposes the editor, the curves and the state for scripted (browser) tests.
 import { Curves } from "./charts.js";
+import { DataPanel } from "./datasets.js";
 import { Editor } from "./graph.js";
 
 const $ = (id) => document.getElementById(id);
@@ -356,6 +357,8 @@ async function main() {
   editor = new Editor($("graph-canvas"), nodeTypes.types);
   curves = new Curves($("loss-chart"), $("rate-chart"));
   buildPalette(nodeTypes.types, examples);
+  const data = new DataPanel({ api, toast, editor, recheck: () => (state.checkedText = null) });
+  await data.refresh();
   wireToolbar();
   await refreshSaved();
   window.studio = { editor, curves, state, loadSpec, currentSpec, ready: true };
