@@ -24,6 +24,7 @@ from helpers.datasets import (
 from helpers.env import SHARED
 
 from pyggml_train import datasets
+from pyggml_train.cli import build_parser, main
 from pyggml_train.data import load_prepared, prepare_text
 from pyggml_train.datasets import DATASETS, Dataset, SourceFile, fetch, load, locate, resolve
 
@@ -232,3 +233,41 @@ def test_a_dataset_folder_in_the_environment_is_searched_before_the_cache(
     monkeypatch.setenv(datasets.DATASETS_ENV, f"{tmp_path / 'none'}:{SHARED_DATA}")
     assert locate(DATASETS["the-verdict"]) == [SHARED_DATA / "the-verdict.txt"]
     assert locate(DATASETS["the-verdict"], cache) == [cache / "the-verdict.txt"]  # data_dir first
+
+
+# ---- the CLI -------------------------------------------------------------------------------------
+def test_train_help_names_the_datasets(capsys) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "a named dataset (tinyshakespeare, the-verdict, wikitext-2, wikitext-103, ptb)" in text
+
+
+def test_cli_offline_names_the_missing_file_in_one_line(cache: Path, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(datasets.OFFLINE_ENV, "1")
+    out = tmp_path / "out"
+    assert main(["train", "--data", "wikitext-103", "--out-dir", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pyggml-train train: error: WikiText-103 (raw): wikitext-103-raw-v1.zip")
+    assert "https://wikitext.smerity.com/wikitext-103-raw-v1.zip" in err and str(cache) in err
+    assert "\n" not in err and not (out / "data").exists()
+
+
+@pytest.mark.slow  # trains (two steps of a one-layer model)
+def test_cli_trains_on_a_named_dataset_and_validates_on_its_own_split(
+    cache: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    for file_name, data in ptb_files().items():
+        (cache / file_name).write_bytes(data)
+    register(monkeypatch, "ptb", ptb_files())
+    out = tmp_path / "out"
+    argv = ["train", "--data", "ptb", "--max-steps", "2", "--out-dir", str(out), "--set",
+            "n_layer=1", "n_embd=16", "n_head=2", "eval_steps=1", "sample_tokens=5",
+            "--batch-size", "2", "--block-size", "16", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    train, val, tok = load_prepared(out / "data")
+    assert tok.decode(train) == PTB_TRAIN and tok.decode(val) == PTB_VALID
+    assert (
+        f"data: Penn Treebank (Mikolov's language-modelling text) ({cache}"
+        in capsys.readouterr().out
+    )
