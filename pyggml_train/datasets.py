@@ -50,6 +50,7 @@ class Corpus:
     train: str
     val: str | None
     source: str
+    named: str  # what named it (a dataset, a file, a URL), for a resume to read it again
 
 
 @dataclass(frozen=True)
@@ -315,7 +316,7 @@ def load(name: str, data_dir: str | Path | None = None) -> Corpus:
     paths = fetch(name, data_dir)
     train, val = ds.read(paths)
     where = ", ".join(map(str, paths))
-    return Corpus(train, val, f"{ds.title} ({where}; validation: {ds.validation})")
+    return Corpus(train, val, f"{ds.title} ({where}; validation: {ds.validation})", name)
 
 
 def _is_url(source: str) -> bool:
@@ -347,13 +348,12 @@ def resolve(
                 body = response.read()
             with atomic_open(dest) as f:
                 f.write(body)
-        return Corpus(
-            read_corpus(dest, encoding), None, f"{given} (from {origin}, cached at {dest})"
-        )
+        where = f"{given} (from {origin}, cached at {dest})"
+        return Corpus(read_corpus(dest, encoding), None, where, given)
     path = Path(given).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
             f"{origin} names {given!r}, which is neither a file nor a dataset; the datasets "
             f"are {', '.join(DATASETS)}"
         )
-    return Corpus(read_corpus(path, encoding), None, f"{path} (from {origin})")
+    return Corpus(read_corpus(path, encoding), None, f"{path} (from {origin})", given)

@@ -57,6 +57,9 @@ def train_gpt2(
         if ckpt.spec is not None:
             raise ValueError(f"{resume} is a model spec's checkpoint: resume it with --model")
         tc = _resumed(ckpt, overrides or {}, run)
+        if data is None and ckpt.extra.get("data") is not None:  # the text it started on
+            data = ckpt.extra["data"]
+            run.log(f"resume: data {data}, as the checkpoint's run")
         saved = tokenizer_from_dict(ckpt.tokenizer)
         data_set = load_run_data(data, saved, run, tc.val_fraction, data_dir)
         model = from_checkpoint(ckpt, G.Context(tc.device, tc.threads))

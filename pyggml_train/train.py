@@ -63,6 +63,7 @@ class TrainData:
     val: np.ndarray  # (N_val,)
     tokenizer: Tokenizer
     source: str  # where the text came from, for the log
+    named: str | None = None  # what --data named; checkpoints keep it for a resume
 
 
 def load_data(
@@ -77,13 +78,14 @@ def load_data(
     out_dir/data, validated on the dataset's own split where it has one."""
     if data is not None and (Path(data) / "tokenizer.json").is_file():
         train, val, tok = load_prepared(data)
-        return TrainData(np.asarray(train), np.asarray(val), tok, f"prepared tokens in {data}")
+        where = f"prepared tokens in {data}"
+        return TrainData(np.asarray(train), np.asarray(val), tok, where, data)
     corpus = resolve(data, data_dir)
     prepared = prepare_text(
         corpus.train, out_dir / "data", tokenizer, val_fraction, corpus.val, corpus.source
     )
     train, val, tok = load_prepared(prepared.train_path.parent)
-    return TrainData(np.asarray(train), np.asarray(val), tok, corpus.source)
+    return TrainData(np.asarray(train), np.asarray(val), tok, corpus.source, corpus.named)
 
 
 @dataclass
@@ -217,6 +219,7 @@ class Trainer:
                 "world_size": self.dist.world_size,
                 "skipped_nonfinite": self.skipped_nonfinite,
                 "dropout_counter": self.model.dropout_rng.counter,
+                "data": self.data.named,
             },
             spec=self.model.spec_source,
         )

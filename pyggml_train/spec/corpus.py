@@ -50,7 +50,7 @@ def load_corpus(
     offline, an error naming the file, where to put it and its URL)."""
     if source == "file":
         file = text_file(path, data_dir, node)
-        return Corpus(read_corpus(file), None, str(file))
+        return Corpus(read_corpus(file), None, str(file), str(file))
     return load(source, data_dir)
 
 

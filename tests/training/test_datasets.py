@@ -267,7 +267,11 @@ def test_cli_trains_on_a_named_dataset_and_validates_on_its_own_split(
     assert main(argv) == 0
     train, val, tok = load_prepared(out / "data")
     assert tok.decode(train) == PTB_TRAIN and tok.decode(val) == PTB_VALID
-    assert (
-        f"data: Penn Treebank (Mikolov's language-modelling text) ({cache}"
-        in capsys.readouterr().out
-    )
+    logged = f"data: Penn Treebank (Mikolov's language-modelling text) ({cache}"
+    assert logged in capsys.readouterr().out
+    (out / "data").rename(out / "first")
+    # a resume without --data reads the text the run started on, not the default
+    assert main([*argv[:1], *argv[3:], "--max-steps", "3", "--resume"]) == 0
+    log = capsys.readouterr().out
+    assert "resume: data ptb, as the checkpoint's run" in log and logged in log
+    assert (out / "data" / "val.bin").read_bytes() == (out / "first" / "val.bin").read_bytes()
