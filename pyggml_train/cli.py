@@ -309,7 +309,7 @@ def run_config(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    corpus = resolve(args.data, None, args.encoding)
+    corpus = resolve(args.data, args.data_dir, args.encoding)
     prepared = prepare_text(
         corpus.train, args.out_dir, args.tokenizer, args.val_fraction, corpus.val, corpus.source
     )
@@ -439,6 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="char: one token per character of this text; gpt2: GPT-2's BPE",
     )
     p.add_argument("--out-dir", default="data", help="where train.bin, val.bin go")
+    p.add_argument(
+        "--data-dir",
+        help=f"a folder searched first for a named dataset's files (then ${DATASETS_ENV}, "
+        "then the cache)",
+    )
     p.add_argument(
         "--val-fraction", type=float, default=0.1, help="tail of the tokens held out to validate"
     )

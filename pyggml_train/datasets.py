@@ -256,12 +256,12 @@ def missing_message(ds: Dataset, data_dir: str | Path | None, reason: str | None
     ``reason`` a download failed."""
     missing = [f for f in ds.files if find_file(f, data_dir) is None]
     names = " and ".join(f.name for f in missing)
-    verb = "is" if len(missing) == 1 else "are"
+    verb, them = ("is", "it") if len(missing) == 1 else ("are", "them")
     why = f" and could not be downloaded ({reason})" if reason else ""
     urls = "; ".join(f"{f.name} from {f.url}" for f in missing)
     where = f"{cache_dir()}" + (f" or {Path(data_dir)}" if data_dir is not None else "")
     return (
-        f"{ds.title}: {names} {verb} not at hand{why}. Fetch {urls}, and put it in {where} "
+        f"{ds.title}: {names} {verb} not at hand{why}. Fetch {urls}, and put {them} in {where} "
         f"(or in a folder listed in ${DATASETS_ENV}); it is checked against its recorded SHA-256"
     )
 
