@@ -224,6 +224,14 @@ def _sha256(path: Path) -> str:
 
 
 def _check(path: Path, file: SourceFile, title: str) -> Path:
+    """``path`` if it is the published ``file`` (size, then SHA-256), else a ValueError."""
+    size = path.stat().st_size
+    if size != file.size:
+        raise ValueError(
+            f"{path} is not {title}'s {file.name}: it has {size} bytes, the published file "
+            f"{file.size} ({file.url}); it is truncated or another file: delete it, and fetch "
+            "it again or put the published file in its place"
+        )
     got = _sha256(path)
     if got != file.sha256:
         raise ValueError(
@@ -274,11 +282,11 @@ def _download(file: SourceFile, dest: Path) -> Path:
         urllib.request.urlopen(file.url, timeout=DOWNLOAD_TIMEOUT_S) as response,
         atomic_open(dest) as out,
     ):
-        while chunk := response.read(_CHUNK):
+        while (chunk := response.read(_CHUNK)) and size <= file.size:  # never more
             digest.update(chunk)
             size += len(chunk)
             out.write(chunk)
-        if digest.hexdigest() != file.sha256:  # the temporary file is dropped: nothing cached
+        if size != file.size or digest.hexdigest() != file.sha256:  # nothing is cached
             raise ValueError(
                 f"the download of {file.url} ({size} bytes, SHA-256 {digest.hexdigest()}) is "
                 f"not the published {file.name} ({file.size} bytes, SHA-256 {file.sha256}); "

@@ -10,7 +10,7 @@ import json
 
 import pytest
 from helpers.datasets import WIKITEXT_TRAIN, WIKITEXT_VALID, register, serving, wikitext_zip
-from helpers.env import REPO_ROOT
+from helpers.env import REPO_ROOT, SHARED
 from helpers.studio_server import require_studio, running_studio, seed_data_dir
 
 from pyggml_train import datasets
@@ -103,7 +103,9 @@ def test_fetch_downloads_checks_and_caches_then_the_check_passes(studio, tmp_pat
 
 
 def test_a_damaged_dataset_file_is_refused(studio):
-    (studio.root / "data" / "the-verdict.txt").write_text("not the verdict", encoding="utf-8")
+    damaged = bytearray((SHARED / "data" / "the-verdict.txt").read_bytes())
+    damaged[100] ^= 0x20  # one letter's case: the size is right, the checksum is not
+    (studio.root / "data" / "the-verdict.txt").write_bytes(bytes(damaged))
     result = studio.post("/api/check", json=with_source("the-verdict")).json()
     assert result["ok"] is False
     (error,) = [e for e in result["errors"] if e["node"] == "data"]

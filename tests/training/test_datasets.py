@@ -130,6 +130,9 @@ def test_a_damaged_file_is_refused_by_its_recorded_checksum(cache: Path, tmp_pat
         assert hashlib.sha256(bytes(damaged)).hexdigest() in message
         assert DATASETS["tinyshakespeare"].files[0].sha256 in message
         assert "karpathy/char-rnn" in message and "delete it" in message
+    (mine / "tinyshakespeare.txt").write_bytes(bytes(damaged[:-10]))  # a truncated copy
+    with pytest.raises(ValueError, match="it has 1115384 bytes, the published file 1115394"):
+        fetch("tinyshakespeare", mine)
     assert files_in(cache) == []  # nothing fetched over it
 
 
@@ -201,6 +204,12 @@ def test_a_download_that_is_not_the_published_file_is_never_cached(
     assert f"the download of {base}/ptb.valid.txt" in message and "nothing was cached" in message
     assert hashlib.sha256(published["ptb.valid.txt"]).hexdigest() in message
     assert files_in(cache) == ["ptb.train.txt"]  # the good file stays; no half or bad one
+    with serving(served) as (base, _):  # a longer answer is cut off, not stored
+        (served / "ptb.valid.txt").write_bytes(PTB_VALID.encode() + b"x" * (3 << 20))
+        register(monkeypatch, "ptb", ptb_files(), base)
+        with pytest.raises(ValueError, match=r"ptb.valid.txt \(\d+ bytes.*nothing was cached"):
+            fetch("ptb")
+    assert files_in(cache) == ["ptb.train.txt"]
 
 
 # ---- what --data names ---------------------------------------------------------------------------
