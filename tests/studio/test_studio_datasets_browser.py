@@ -1,7 +1,8 @@
 """Named datasets in the workbench, clicked as a person would in Debian's headless Chromium
 (Playwright), offline: pick WikiText-2 in the Data panel and see the error on the data node
 (the file, where to put it, its URL), press Fetch and read why it could not be downloaded;
-upload a text file of one's own and train-ready the spec on it; pick tiny shakespeare back."""
+upload a text file of one's own and train-ready the spec on it; pick tiny shakespeare back,
+then the uploaded text again from the data directory's list."""
 
 from __future__ import annotations
 
@@ -73,3 +74,10 @@ def test_pick_a_dataset_offline_see_why_then_train_on_an_uploaded_text(offline_s
         f"{widgets}.source.value === 'tinyshakespeare' && studio.state.check.ok", timeout=30_000
     )
     assert page.evaluate(f"{widgets}.path.value") == ""
+    # the data directory's own texts are listed to pick again (not the datasets' files)
+    assert page.eval_on_selector_all("[data-file]", "bs => bs.map(b => b.textContent)") == [
+        "my notes.txt"
+    ]
+    page.click("[data-file='my notes.txt']")
+    page.wait_for_function(f"{widgets}.path.value === 'my notes.txt'")
+    assert page.evaluate(f"{widgets}.source.value") == "file"

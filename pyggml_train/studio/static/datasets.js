@@ -2,7 +2,8 @@
 // whether its files are at hand; a click on one makes it the TextDataset's source, Fetch
 // downloads it into the server's cache (checked against its recorded SHA-256), and
 // "Upload text…" puts a text file from this computer into the data directory and points
-// the TextDataset at it. The server owns every rule; errors are its messages.
+// the TextDataset at it; the texts already in the data directory are listed to pick. The
+// server owns every rule; errors are its messages.
 
 const $ = (id) => document.getElementById(id);
 const DATA_TYPE = "TextDataset";
@@ -27,8 +28,24 @@ export class DataPanel {
   }
 
   async refresh() {
-    const list = await this.api("GET", "/api/datasets");
+    const [list, files] = await Promise.all([
+      this.api("GET", "/api/datasets"),
+      this.api("GET", "/api/data"),
+    ]);
     $("datasets").replaceChildren(...list.map((d) => this.row(d)));
+    // the data directory's own texts (a dataset's files there are listed above)
+    const published = new Set(list.flatMap((d) => d.files.map((f) => f.name)));
+    const texts = files.filter((f) => !published.has(f.name));
+    $("data-files").replaceChildren(...texts.map((f) => this.fileButton(f)));
+  }
+
+  fileButton(f) {
+    const b = document.createElement("button");
+    b.textContent = f.name;
+    b.dataset.file = f.name;
+    b.title = `DATA_DIR/data/${f.name}, ${f.bytes.toLocaleString()} bytes: train on it`;
+    b.addEventListener("click", () => this.use("file", f.name));
+    return b;
   }
 
   row(d) {
@@ -90,6 +107,7 @@ export class DataPanel {
     const name = file.name.replace(/[^A-Za-z0-9._ -]+/g, "_").replace(/^[^A-Za-z0-9]+/, "");
     await this.api("PUT", `/api/data/${encodeURIComponent(name)}`, await file.text());
     this.use("file", name);
+    await this.refresh();
     this.toast(`uploaded ${name} into the data directory`, "info");
   }
 }
