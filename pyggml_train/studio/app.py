@@ -124,8 +124,9 @@ def _missing_datasets(datadir: DataDir, spec: Any) -> list[dict[str, Any]]:
         params = node.get("params") if isinstance(node, dict) else None
         if node.get("type") != "TextDataset" or not isinstance(params, dict):
             continue
-        ds = DATASETS.get(params.get("source", "tinyshakespeare"))
-        if ds is None:
+        source = params.get("source", "tinyshakespeare")
+        ds = DATASETS.get(source) if isinstance(source, str) else None
+        if ds is None:  # 'file', or a bad value the checker reports
             continue
         try:
             if locate(ds, datadir.data) is None:
