@@ -123,3 +123,11 @@ def test_a_name_that_is_not_a_dataset_is_refused(studio, name):
     answer = studio.post(f"/api/datasets/{name}/fetch")
     assert answer.status_code == 404, answer.text  # no such dataset, or no such route
     assert sorted(studio.root.rglob("*")) == before
+
+
+@pytest.mark.parametrize("source", [["wikitext-2"], {"name": "ptb"}, 3, "wikitext2"])
+def test_a_source_that_names_no_dataset_is_an_error_on_the_node(studio, source):
+    answer = studio.post("/api/check", json=with_source(source))
+    assert answer.status_code == 200
+    (error,) = answer.json()["errors"]
+    assert error["node"] == "data" and "source" in error["message"]
