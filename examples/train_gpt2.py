@@ -5,8 +5,8 @@
     python examples/train_gpt2.py --resume        # continue from out/checkpoint.npz
 
 Takes the flags of ``pyggml-train train`` (see ``--help``). Without --data the text is
-tiny shakespeare: a local copy (data/tinyshakespeare.txt or ../shared/data/tinyshakespeare.txt),
-else downloaded once and cached, or Python's own docs when offline.
+tiny shakespeare: found in --data-dir or $PYGGML_DATASETS (e.g. ../shared/data), or
+downloaded once into the cache, checked against its recorded SHA-256; never another text.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """pyggml-train: train a GPT-2 on your text, sample from it, export it.
 
 commands:
-  train    train (or resume) a model on a text file
-             pyggml-train train --data input.txt --max-steps 300
+  train    train (or resume) a model on a named dataset or a text file
+             pyggml-train train --data wikitext-2 --max-steps 300
   sample   continue a prompt with a trained checkpoint
              pyggml-train sample --checkpoint out/checkpoint.npz --prompt "ROMEO:"
   prepare  tokenize a text once into train.bin / val.bin for repeated runs
@@ -28,13 +28,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .adapters import lora_names
-from .config import (
-    follow_given,
-    list_presets,
-    load_preset,
-    settings_help,
-)
-from .data import prepare, resolve_text, tiny_shakespeare
+from .config import follow_given, list_presets, load_preset, settings_help
+from .data import prepare_text
+from .datasets import DATASETS, DATASETS_ENV, fetch, resolve
 from .distributed import Distributed
 from .io import (
     ADAPTER_FORMATS,
@@ -93,13 +89,18 @@ def add_train_arguments(p: argparse.ArgumentParser, preset: str = "char-tiny") -
     p.set_defaults(default_preset=preset)
     p.add_argument(
         "--data",
-        help="text file, URL or prepared directory (default: tiny shakespeare: a local copy, "
-        "the cache or a download; offline, Python's own docs)",
+        help=f"a named dataset ({', '.join(DATASETS)}), a text file, a URL or a prepared "
+        "directory (default: $PYGGML_DATA, else tinyshakespeare); a dataset is downloaded "
+        "once into the cache and checked against its recorded SHA-256",
     )
     p.add_argument("--tokenizer", choices=["char", "gpt2"], help="override the preset's tokenizer")
     add_encoding_argument(p)
     p.add_argument("--model", metavar="SPEC.json", help="train a model spec (docs/spec.md)")
-    p.add_argument("--data-dir", help="where a spec's corpus files are (default: the cache)")
+    p.add_argument(
+        "--data-dir",
+        help=f"a folder searched first for a named dataset's files and a spec's text files "
+        f"(then ${DATASETS_ENV}, then the cache)",
+    )
     p.add_argument("--max-steps", type=int, help="optimizer steps")
     p.add_argument("--batch-size", type=int, help="sequences per micro-batch (per MPI rank)")
     p.add_argument(
@@ -223,8 +224,9 @@ def run_train(args: argparse.Namespace) -> int:
             )
         data = str(Path(args.out_dir) / "data")
         if dist.is_master:  # the other ranks read what the master prepares (train's barrier)
-            path, _ = resolve_text(args.data)
-            prepare(path, data, tokenizer, train_cfg.val_fraction, args.encoding)
+            corpus = resolve(args.data, args.data_dir, args.encoding)
+            val_fraction = train_cfg.val_fraction
+            prepare_text(corpus.train, data, tokenizer, val_fraction, corpus.val, corpus.source)
     run = Run(args.out_dir, args.metrics, not args.no_progress, dist=dist)
     result = train_gpt2(
         model_cfg,
@@ -236,6 +238,7 @@ def run_train(args: argparse.Namespace) -> int:
         init_from=args.init_from,
         overrides=overrides,
         lora_from=args.lora_from,
+        data_dir=args.data_dir,
     )
     if dist.is_master:
         print(f"final val loss: {result.val_loss:.4f}")
@@ -259,8 +262,9 @@ def run_train_spec(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag} does not apply with --model: {why}")
     overrides = _set_overrides(args, skip=("tokenizer",))
     spec = load_spec(args.model, args.data_dir)
-    if spec.nodes[spec.data].params["source"] == "tinyshakespeare":
-        tiny_shakespeare(args.data_dir)  # a spec that names it never trains on a stand-in
+    source = spec.nodes[spec.data].params["source"]
+    if source in DATASETS:  # fetched (or a clear error offline) before any work
+        fetch(source, args.data_dir)
     try:
         spec_train = train_config_for(spec)
     except SpecError:  # a schedule in epochs: its steps depend on the corpus
@@ -366,10 +370,12 @@ def run_config(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    path, source = resolve_text(args.data)
-    prepared = prepare(path, args.out_dir, args.tokenizer, args.val_fraction, args.encoding)
+    corpus = resolve(args.data, args.data_dir, args.encoding)
+    prepared = prepare_text(
+        corpus.train, args.out_dir, args.tokenizer, args.val_fraction, corpus.val, corpus.source
+    )
     print(
-        f"{source}: {prepared.train_tokens} train / {prepared.val_tokens} val tokens in "
+        f"{corpus.source}: {prepared.train_tokens} train / {prepared.val_tokens} val tokens in "
         f"{Path(args.out_dir)} (use --data {args.out_dir} to train on them)"
     )
     return 0
@@ -509,7 +515,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = command("prepare", "tokenize a text into train.bin / val.bin")
-    p.add_argument("--data", help="text file or URL (default: tiny shakespeare)")
+    p.add_argument(
+        "--data",
+        help=f"a named dataset ({', '.join(DATASETS)}), a text file or a URL "
+        "(default: $PYGGML_DATA, else tinyshakespeare)",
+    )
     p.add_argument(
         "--tokenizer",
         choices=["char", "gpt2"],
@@ -517,6 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="char: one token per character of this text; gpt2: GPT-2's BPE",
     )
     p.add_argument("--out-dir", default="data", help="where train.bin, val.bin go")
+    p.add_argument(
+        "--data-dir",
+        help=f"a folder searched first for a named dataset's files (then ${DATASETS_ENV}, "
+        "then the cache)",
+    )
     p.add_argument(
         "--val-fraction", type=float, default=0.1, help="tail of the tokens held out to validate"
     )

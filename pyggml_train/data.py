@@ -1,22 +1,15 @@
-"""Training data: token files, dataset preparation, batching, and finding a corpus.
+"""Training data: token files, dataset preparation and batching.
 
 Token files use llm.c's ``.bin`` shard layout so they can be shared with llm.c's
 tools: a header of 256 little-endian int32 (magic 20240520, version 1, token count,
-then zeros) followed by the tokens as little-endian uint16.
+then zeros) followed by the tokens as little-endian uint16. Which text a run trains
+on (named datasets, files, URLs) is datasets.py's.
 """
 
 from __future__ import annotations
 
-import ast
 import codecs
 import json
-import os
-import shutil
-import sys
-import sysconfig
-import time
-import urllib.request
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,16 +24,6 @@ TOKENS_VERSION = 1
 TOKENS_HEADER_INTS = 256
 TOKENS_HEADER_BYTES = TOKENS_HEADER_INTS * 4
 MAX_TOKEN_ID = np.iinfo(np.uint16).max  # 65535: ids are stored as uint16
-
-TINY_SHAKESPEARE_URL = (
-    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-)
-# Copies of tiny shakespeare looked for, relative to the working directory, before any
-# download: a data/ folder of one's own, or the shared data folder beside the checkout.
-LOCAL_TINY_SHAKESPEARE = ("data/tinyshakespeare.txt", "../shared/data/tinyshakespeare.txt")
-DOWNLOAD_TIMEOUT_S = 10.0
-DATA_ENV = "PYGGML_DATA"
-FALLBACK_TARGET_CHARS = 1_500_000  # size of the offline corpus built from Python's own docs
 
 
 # ---- (a) llm.c .bin token files -------------------------------------------------------------
@@ -164,34 +147,55 @@ def prepare(
     encoding: str | None = None,
 ) -> PreparedData:
     """Tokenize a text file and split it: the tail val_fraction of tokens validates.
+    ``encoding``: see :func:`read_corpus`; the rest as :func:`prepare_text`."""
+    return prepare_text(
+        read_corpus(text_path, encoding), out_dir, tokenizer, val_fraction, what=str(text_path)
+    )
 
-    tokenizer may be a name ('char' builds its vocabulary from this text). The tokenizer
-    is saved as tokenizer.json so the token ids can be decoded later. ``encoding``: see
-    :func:`read_corpus`.
+
+def prepare_text(
+    text: str,
+    out_dir: str | Path,
+    tokenizer: Tokenizer | str,
+    val_fraction: float = 0.1,
+    val_text: str | None = None,
+    what: str = "the text",
+) -> PreparedData:
+    """Tokenize ``text`` into out_dir/train.bin and val.bin: ``val_text`` validates where
+    the dataset has its own validation split, else the tail val_fraction of the tokens.
+
+    tokenizer may be a name ('char' builds its vocabulary from both texts). The tokenizer
+    is saved as tokenizer.json so the token ids can be decoded later.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    text = read_corpus(text_path, encoding)
     if isinstance(tokenizer, str):
-        tokenizer = get_tokenizer(tokenizer, text)
+        tokenizer = get_tokenizer(tokenizer, text + (val_text or ""))
     ids = tokenizer.encode(text)  # (N,)
-    n_val = int(round(len(ids) * val_fraction))
-    if n_val < 2 or len(ids) - n_val < 2:
-        raise ValueError(
-            f"{text_path} gives {len(ids)} tokens; too few to split with "
-            f"val_fraction={val_fraction}"
-        )
+    if val_text is None:
+        n_val = int(round(len(ids) * val_fraction))
+        if n_val < 2 or len(ids) - n_val < 2:
+            raise ValueError(
+                f"{what} gives {len(ids)} tokens; too few to split with val_fraction={val_fraction}"
+            )
+        train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+    else:
+        train_ids, val_ids = ids, tokenizer.encode(val_text)
+        if len(train_ids) < 2 or len(val_ids) < 2:
+            raise ValueError(
+                f"{what} gives {len(train_ids)} train and {len(val_ids)} validation tokens; "
+                "each split needs at least 2"
+            )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    split = len(ids) - n_val
     tok_path = out / "tokenizer.json"
     _atomic_write(tok_path, [_json_bytes(tokenizer.to_dict())])
     return PreparedData(
-        train_path=write_tokens(out / "train.bin", ids[:split]),
-        val_path=write_tokens(out / "val.bin", ids[split:]),
+        train_path=write_tokens(out / "train.bin", train_ids),
+        val_path=write_tokens(out / "val.bin", val_ids),
         tokenizer_path=tok_path,
-        train_tokens=split,
-        val_tokens=n_val,
+        train_tokens=len(train_ids),
+        val_tokens=len(val_ids),
     )
 
 
@@ -314,163 +318,3 @@ class BatchLoader:
             )
         self._position = int(state["position"])
         self._rng.bit_generator.state = state["rng"]
-
-
-# ---- (d) finding a corpus -------------------------------------------------------------------
-def cache_dir() -> Path:
-    """$XDG_CACHE_HOME/pyggml_train, or ~/.cache/pyggml_train."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pyggml_train"
-
-
-def _is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
-
-
-def fetch_text(source: str, dest: Path) -> Path:
-    """Copy source (an http(s) URL, or a local file path) to dest atomically."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if _is_url(source):
-        with urllib.request.urlopen(source, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            data = response.read()
-        data.decode("utf-8")  # refuse to cache an HTML error page in another encoding
-        if not data:
-            raise OSError(f"{source} returned no data")
-        _atomic_write(dest, [data])
-    else:
-        if not Path(source).is_file():
-            raise FileNotFoundError(f"{source} is neither an http(s) URL nor an existing file")
-        shutil.copyfile(source, dest)
-    return dest
-
-
-def _docstrings(node: ast.AST, prefix: str) -> list[str]:
-    """Docstrings of a module/class/function and everything nested, in source order."""
-    out = []
-    doc = ast.get_docstring(node, clean=True)
-    if doc:
-        out.append(f"{prefix}\n{doc}\n")
-    for child in ast.iter_child_nodes(node):
-        if isinstance(child, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            out.extend(_docstrings(child, f"{prefix}.{child.name}"))
-    return out
-
-
-def python_docs_corpus(target_chars: int = FALLBACK_TARGET_CHARS) -> str:
-    """Text that every Python installation carries: its language reference topics, then
-    stdlib docstrings in sorted module order, until target_chars is reached.
-
-    Deterministic for a given Python build; used when no corpus can be downloaded.
-    """
-    import pydoc_data.topics
-
-    parts = [pydoc_data.topics.topics[k] for k in sorted(pydoc_data.topics.topics)]
-    total = sum(map(len, parts))
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    skip = {"site-packages", "test", "tests", "idle_test"}
-    for path in sorted(stdlib.rglob("*.py")):
-        if total >= target_chars:
-            break
-        rel = path.relative_to(stdlib)
-        if skip & set(rel.parts):
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # old escape sequences in some modules
-                tree = ast.parse(path.read_bytes())
-        except (SyntaxError, ValueError):
-            continue
-        module = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
-        for doc in _docstrings(tree, module):
-            parts.append(doc)
-            total += len(doc)
-    return "\n".join(parts)
-
-
-TINY_SHAKESPEARE_FILE = "tinyshakespeare.txt"
-FETCH_RETRY_S = 60.0  # a failed download is not retried sooner (a studio checks on every edit)
-_fetch_failures: dict[str, tuple[float, str]] = {}  # source -> (monotonic time, reason)
-
-
-def tiny_shakespeare(
-    data_dir: str | Path | None = None, source: str | None = None
-) -> tuple[Path, str]:
-    """Tiny shakespeare for a run that names it: (path, where it came from).
-
-    Looked for in data_dir, the local copies (:data:`LOCAL_TINY_SHAKESPEARE`) and the
-    cache, else fetched (from ``source``, default :data:`TINY_SHAKESPEARE_URL`) into the
-    cache. Never another corpus: when none of these works
-    (offline), FileNotFoundError says where to put the file and how to provide it.
-    """
-    dirs = [Path(data_dir)] if data_dir is not None else []
-    candidates = [d / TINY_SHAKESPEARE_FILE for d in dirs] + list(map(Path, LOCAL_TINY_SHAKESPEARE))
-    for path in [*candidates, cache_dir() / TINY_SHAKESPEARE_FILE]:
-        if path.is_file():
-            return path, f"tiny shakespeare ({path})"
-    cached = cache_dir() / TINY_SHAKESPEARE_FILE
-    source = source or TINY_SHAKESPEARE_URL
-    failed = _fetch_failures.get(source)
-    if failed is not None and time.monotonic() - failed[0] < FETCH_RETRY_S:
-        reason = failed[1]
-    else:
-        try:
-            fetch_text(source, cached)
-            _fetch_failures.pop(source, None)
-            return cached, f"tiny shakespeare (fetched from {source} into {cached})"
-        except (OSError, UnicodeDecodeError) as exc:  # URLError and timeouts are OSErrors
-            reason = f"{type(exc).__name__}: {exc}"
-            _fetch_failures[source] = (time.monotonic(), reason)
-    where = dirs[0] if dirs else cache_dir()
-    raise FileNotFoundError(
-        f"tiny shakespeare ({TINY_SHAKESPEARE_FILE}) is not at hand and could not be "
-        f"downloaded ({reason}); put {TINY_SHAKESPEARE_FILE} in {where} (the data folder: "
-        "pyggml-train train --data-dir DIR reads DIR, pyggml-train studio --data-dir DIR "
-        "reads DIR/data), or train on a text of your own: a TextDataset with source 'file' "
-        "and its path, or a text uploaded in the studio"
-    )
-
-
-def resolve_text(data: str | None = None, source: str = TINY_SHAKESPEARE_URL) -> tuple[Path, str]:
-    """Find the training text: (path, one-line description of where it came from).
-
-    Precedence: ``data`` (a file path, or an http(s) URL fetched into the cache), then
-    $PYGGML_DATA (same forms), then a local copy of tiny shakespeare
-    (:data:`LOCAL_TINY_SHAKESPEARE`), then the cached one, then fetching ``source`` (the
-    URL, or a local file) into the cache; if that fails (offline), a corpus built from the
-    Python installation's own documentation, cached too, and said so on stderr. That
-    stand-in is for a run that named no corpus: one that names tiny shakespeare (a spec's
-    TextDataset) uses :func:`tiny_shakespeare`, which never substitutes.
-    """
-    for given, origin in ((data, "--data"), (os.environ.get(DATA_ENV) or None, f"${DATA_ENV}")):
-        if given is None:
-            continue
-        if _is_url(given):
-            dest = cache_dir() / (given.rstrip("/").rsplit("/", 1)[-1] or "data.txt")
-            if not dest.is_file():
-                fetch_text(given, dest)
-            return dest, f"{given} (from {origin}, cached at {dest})"
-        path = Path(given).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"{origin} names {given}, which is not a file")
-        return path, f"{path} (from {origin})"
-    for local in map(Path, LOCAL_TINY_SHAKESPEARE):
-        if local.is_file():
-            return local, f"tiny shakespeare (the local copy {local})"
-    cached = cache_dir() / "tinyshakespeare.txt"
-    if cached.is_file():
-        return cached, f"tiny shakespeare (cached at {cached})"
-    try:
-        fetch_text(source, cached)
-        return cached, f"tiny shakespeare (fetched from {source} into {cached})"
-    except (OSError, UnicodeDecodeError) as exc:  # URLError and timeouts are OSErrors
-        reason = f"{type(exc).__name__}: {exc}"
-    fallback = cache_dir() / "python-docs.txt"
-    if not fallback.is_file():
-        _atomic_write(fallback, [python_docs_corpus(FALLBACK_TARGET_CHARS).encode("utf-8")])
-    size_mb = fallback.stat().st_size / 1e6
-    message = (
-        f"could not fetch tiny shakespeare ({reason}); training on {size_mb:.1f} MB of Python's "
-        f"own documentation instead ({fallback}); pass --data FILE to choose a corpus"
-    )
-    print(f"pyggml_train: {message}", file=sys.stderr)
-    return fallback, message

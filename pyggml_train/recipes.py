@@ -20,9 +20,9 @@ from . import ggml as G
 from .adapters import format_lora, lora_names
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import GRAPH_OPTIONS, GPT2Config, TrainConfig, follow_given, resumed_config
-from .data import prepare, tiny_shakespeare
+from .data import prepare_text
 from .models import adapter_config, from_checkpoint, gpt2_weights, new_model, read_adapter
-from .spec import Spec, SpecError, build_model, corpus_path, parse_spec, summary
+from .spec import Spec, SpecError, build_model, load_corpus, parse_spec, summary
 from .spec import train_config_for as spec_train_config
 from .tokenizer import Tokenizer, tokenizer_from_dict
 from .train import Run, TrainResult, load_run_data, train
@@ -38,9 +38,11 @@ def train_gpt2(
     init_from: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     lora_from: str | Path | None = None,
+    data_dir: str | Path | None = None,
 ) -> TrainResult:
-    """Train a GPT-2 of ``model_config`` on ``data`` (a text file or URL, a directory
-    written by ``prepare``, or None for tiny shakespeare).
+    """Train a GPT-2 of ``model_config`` on ``data`` (a dataset name, a text file or URL,
+    a directory written by ``prepare``, or None for tiny shakespeare; datasets.resolve),
+    a named dataset's files looked for in ``data_dir`` first.
 
     resume: a checkpoint to go on from; the model, the train config and the tokenizer are
     then its own (model_config and train_config may be None), and of ``overrides`` (the
@@ -63,7 +65,11 @@ def train_gpt2(
         if ckpt.spec is not None:
             raise ValueError(f"{resume} is a model spec's checkpoint: resume it with --model")
         tc = _resumed(ckpt, overrides or {}, run)
-        data_set = load_run_data(data, tokenizer_from_dict(ckpt.tokenizer), run, tc.val_fraction)
+        if data is None and ckpt.extra.get("data") is not None:  # the text it started on
+            data = ckpt.extra["data"]
+            run.log(f"resume: data {data}, as the checkpoint's run")
+        saved = tokenizer_from_dict(ckpt.tokenizer)
+        data_set = load_run_data(data, saved, run, tc.val_fraction, data_dir)
         model = from_checkpoint(ckpt, G.Context(tc.device, tc.threads))
         return train(model, data_set, tc, run, resume=ckpt)
     if model_config is None or train_config is None:
@@ -85,7 +91,7 @@ def train_gpt2(
             lora = format_lora(adapter_config(adapter, init.config))
             train_config = dataclasses.replace(train_config, lora=lora)
     train_config.accum_steps(run.dist.world_size)  # an indivisible batch fails before any work
-    data_set = load_run_data(data, tok, run, train_config.val_fraction)
+    data_set = load_run_data(data, tok, run, train_config.val_fraction, data_dir)
     model = new_model(model_config, train_config, data_set.tokenizer.vocab_size)
     if init is not None:
         # a LoRA run's checkpoint is a base too: its own adapters stay out
@@ -160,11 +166,11 @@ def train_spec(
     raw = spec.source if isinstance(spec, Spec) else spec
     first = parse_spec(raw, data_dir)  # the vocabulary is checked again once tokenized
     d = first.nodes[first.data].params
-    text = corpus_path(d["source"], d["path"], data_dir, first.nodes[first.data])
-    if text is None:  # tiny shakespeare not at hand: fetched, never another corpus
-        text, source = tiny_shakespeare(data_dir)
-        log(f"data: {source}")
-    prepared = prepare(text, out / "data", d["tokenizer"], d["val_fraction"])
+    corpus = load_corpus(d["source"], d["path"], data_dir, first.nodes[first.data])
+    log(f"data: {corpus.source}")
+    prepared = prepare_text(
+        corpus.train, out / "data", d["tokenizer"], d["val_fraction"], corpus.val, corpus.source
+    )
     data_set = load_run_data(
         str(prepared.train_path.parent), d["tokenizer"], run, d["val_fraction"]
     )

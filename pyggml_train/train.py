@@ -22,7 +22,8 @@ import numpy as np
 from .adapters import format_lora
 from .checkpoint import Checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import BatchLoader, load_prepared, prepare, resolve_text
+from .data import BatchLoader, load_prepared, prepare_text
+from .datasets import resolve
 from .distributed import Distributed
 from .metrics import MetricsWriter, plot_losses, read_metrics
 from .model import Model
@@ -63,20 +64,29 @@ class TrainData:
     val: np.ndarray  # (N_val,)
     tokenizer: Tokenizer
     source: str  # where the text came from, for the log
+    named: str | None = None  # what --data named; checkpoints keep it for a resume
 
 
 def load_data(
-    data: str | None, tokenizer: Tokenizer | str, out_dir: Path, val_fraction: float
+    data: str | None,
+    tokenizer: Tokenizer | str,
+    out_dir: Path,
+    val_fraction: float,
+    data_dir: str | Path | None = None,
 ) -> TrainData:
-    """A directory written by ``prepare`` is used as is; otherwise the text (resolved by
-    data.resolve_text, which falls back offline) is tokenized into out_dir/data."""
+    """A directory written by ``prepare`` is used as is; otherwise the text ``data`` names
+    (datasets.resolve: a dataset, a file, a URL; never a stand-in) is tokenized into
+    out_dir/data, validated on the dataset's own split where it has one."""
     if data is not None and (Path(data) / "tokenizer.json").is_file():
         train, val, tok = load_prepared(data)
-        return TrainData(np.asarray(train), np.asarray(val), tok, f"prepared tokens in {data}")
-    path, source = resolve_text(data)
-    prepared = prepare(path, out_dir / "data", tokenizer, val_fraction)
+        where = f"prepared tokens in {data}"
+        return TrainData(np.asarray(train), np.asarray(val), tok, where, data)
+    corpus = resolve(data, data_dir)
+    prepared = prepare_text(
+        corpus.train, out_dir / "data", tokenizer, val_fraction, corpus.val, corpus.source
+    )
     train, val, tok = load_prepared(prepared.train_path.parent)
-    return TrainData(np.asarray(train), np.asarray(val), tok, source)
+    return TrainData(np.asarray(train), np.asarray(val), tok, corpus.source, corpus.named)
 
 
 @dataclass
@@ -210,6 +220,7 @@ class Trainer:
                 "world_size": self.dist.world_size,
                 "skipped_nonfinite": self.skipped_nonfinite,
                 "dropout_counter": self.model.dropout_rng.counter,
+                "data": self.data.named,
             },
             spec=self.model.spec_source,
         )
@@ -306,12 +317,18 @@ class Run:
 
 
 def load_run_data(
-    data: str | None, tokenizer: Tokenizer | str, run: Run, val_fraction: float
+    data: str | None,
+    tokenizer: Tokenizer | str,
+    run: Run,
+    val_fraction: float,
+    data_dir: str | Path | None = None,
 ) -> TrainData:
     """The run's tokens: the master tokenizes into OUT_DIR/data, the other ranks then read
     what it wrote (out_dir is shared)."""
     dist = run.dist
-    dataset = load_data(data, tokenizer, run.out_dir, val_fraction) if dist.is_master else None
+    dataset = (
+        load_data(data, tokenizer, run.out_dir, val_fraction, data_dir) if dist.is_master else None
+    )
     dist.barrier()
     if dataset is None:
         prepared = data if data is not None and (Path(data) / "tokenizer.json").is_file() else None

@@ -11,7 +11,7 @@ One module per job:
 - ``schema``: what a spec is made of (ParamSpec, Port, NodeType, Node, Spec, SpecError);
 - ``nodes``: the node types, each declared once (widgets, shape rule, the layer it
   builds, dropout streams); the studio's palette is :func:`node_types_json`;
-- ``corpus``: the corpora a TextDataset names and where their files are;
+- ``corpus``: where a TextDataset's text comes from (a named dataset or a file);
 - ``groups``: blocks of nodes used as one node (exposed parameters, repeat N), and
   :func:`flatten_spec`, the same spec without them, which is what everything below reads;
 - ``checker``: :func:`check_spec` reports every problem on its node and infers every
@@ -25,7 +25,7 @@ Training a spec and exporting a script that reproduces it are recipes (recipes.p
 
 from .checker import check_spec, load_spec, parse_spec
 from .compiler import SpecModel, SpecNet, build_model, summary, train_config_for
-from .corpus import CORPORA, corpus_path
+from .corpus import SOURCES, load_corpus
 from .exchange import as_gpt2
 from .groups import GROUP_TYPE, REPEAT, flatten_spec, used_groups
 from .groups import interface as group_interface
@@ -33,10 +33,10 @@ from .nodes import NODE_TYPES, node_types_json
 from .schema import SPEC_VERSION, Node, NodeType, ParamSpec, Port, Spec, SpecError
 
 __all__ = [
-    "CORPORA",
     "GROUP_TYPE",
     "NODE_TYPES",
     "REPEAT",
+    "SOURCES",
     "SPEC_VERSION",
     "Node",
     "NodeType",
@@ -49,9 +49,9 @@ __all__ = [
     "as_gpt2",
     "build_model",
     "check_spec",
-    "corpus_path",
     "flatten_spec",
     "group_interface",
+    "load_corpus",
     "load_spec",
     "node_types_json",
     "parse_spec",

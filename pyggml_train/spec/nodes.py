@@ -15,7 +15,7 @@ from .. import ggml as G
 from .. import layers as L
 from ..config import OPTIMIZERS, TOKENIZERS
 from ..tokenizer import GPT2_VOCAB_SIZE
-from .corpus import CORPORA, char_vocab_size, corpus_path
+from .corpus import SOURCES, char_vocab_size, corpus_files
 from .schema import (
     PORT_KINDS,
     SPEC_VERSION,
@@ -54,8 +54,8 @@ def _infer_data(node: Node, ins: list[Shape], state: InferState) -> list[Shape]:
         if p["tokenizer"] == "gpt2":
             state.vocab_size = GPT2_VOCAB_SIZE
         else:
-            path = corpus_path(p["source"], p["path"], state.data_dir, node)
-            state.vocab_size = char_vocab_size(path) if path is not None else None
+            files = corpus_files(p["source"], p["path"], state.data_dir, node)
+            state.vocab_size = char_vocab_size(p["source"], files) if files is not None else None
     bt = (p["batch_size"], p["block_size"])
     return [bt, bt]
 
@@ -322,8 +322,9 @@ NODE_TYPES: dict[str, NodeType] = {
                     "source",
                     "choice",
                     "tinyshakespeare",
-                    "a bundled corpus, or 'file' for the text file at path",
-                    choices=(*CORPORA, "file"),
+                    "a named dataset (fetched and checked on first use), or 'file' for the "
+                    "text file at path",
+                    choices=SOURCES,
                 ),
                 ParamSpec("path", "str", "", "text file (source 'file'), relative to the data dir"),
                 ParamSpec(
@@ -339,7 +340,8 @@ NODE_TYPES: dict[str, NodeType] = {
                     "val_fraction",
                     "float",
                     0.1,
-                    "tail fraction of the tokens held out for validation",
+                    "tail fraction of the tokens held out for validation (a dataset with its "
+                    "own validation split, e.g. wikitext-2, uses that instead)",
                     min=0.001,
                     max=0.5,
                 ),

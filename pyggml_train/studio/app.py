@@ -11,6 +11,8 @@
     GET  /api/templates[/{name}]    group templates (the palette's blocks); PUT saves
                                     {groups} under a name that is one of them, DELETE removes
     GET  /api/data; PUT /api/data/{name}   text files a TextDataset may read (raw UTF-8 body)
+    GET  /api/datasets              the named datasets: files, URLs, checksums, at hand or not
+    POST /api/datasets/{name}/fetch download a dataset's missing files into the cache (checked)
     GET  /api/runs; POST /api/runs  list runs; start one from a spec (409 "busy" if one runs)
     GET  /api/runs/{id}             a run with its metrics so far
     POST /api/runs/{id}/stop|resume|generate|export;  GET /api/runs/{id}/script
@@ -40,7 +42,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import spec as S
 from ..atomic import atomic_open
-from ..data import tiny_shakespeare
+from ..datasets import DATASETS, cache_dir, fetch, find_file, locate, missing_message
 from ..recipes import script_for
 from . import worker
 from .datadir import DataDir, PathError, inside
@@ -102,33 +104,76 @@ def _studio(request: Request) -> tuple[DataDir, RunManager]:
 
 def _check(datadir: DataDir, spec: Any) -> dict[str, Any]:
     """check_spec, plus the data-dir confinement of file paths named in the spec, plus
-    that a named corpus is at hand: a run never trains on a stand-in."""
+    that a named dataset is at hand: a run never trains on a stand-in, and a check never
+    downloads (POST /api/datasets/NAME/fetch does)."""
     path_errors = datadir.spec_path_errors(spec)
     if path_errors:  # never let shape inference read a file outside the data dir
         return {"ok": False, "errors": path_errors, "shapes": {}}
     result = S.check_spec(spec, datadir.data)
-    missing = _missing_corpora(datadir, spec)
+    known = [e["message"] for e in result["errors"]]  # the checker's carry the node's label
+    missing = [
+        e for e in _missing_datasets(datadir, spec) if not any(e["message"] in k for k in known)
+    ]
     if missing:
         result = {**result, "ok": False, "errors": [*result["errors"], *missing]}
     return result
 
 
-def _missing_corpora(datadir: DataDir, spec: Any) -> list[dict[str, Any]]:
-    """An error on each TextDataset that names tiny shakespeare when it can be neither
-    found nor fetched (offline), saying where to put it and how else to provide it."""
+def _missing_datasets(datadir: DataDir, spec: Any) -> list[dict[str, Any]]:
+    """An error on each TextDataset whose named dataset is not at hand (which file, where
+    to put it, its URL) or fails its checksum."""
     nodes = spec.get("nodes") if isinstance(spec, dict) else None
     errors = []
     for node in nodes if isinstance(nodes, list) else []:
         params = node.get("params") if isinstance(node, dict) else None
         if node.get("type") != "TextDataset" or not isinstance(params, dict):
             continue
-        if params.get("source", "tinyshakespeare") != "tinyshakespeare":
+        source = params.get("source", "tinyshakespeare")
+        ds = DATASETS.get(source) if isinstance(source, str) else None
+        if ds is None:  # 'file', or a bad value the checker reports
             continue
         try:
-            tiny_shakespeare(datadir.data)
-        except FileNotFoundError as exc:
+            if locate(ds, datadir.data) is None:
+                how = "the Data panel's Fetch downloads it"
+                errors.append(
+                    {
+                        "node": node.get("id"),
+                        "message": f"{missing_message(ds, datadir.data)}; {how}",
+                    }
+                )
+        except ValueError as exc:  # a damaged file
             errors.append({"node": node.get("id"), "message": str(exc)})
     return errors
+
+
+def _dataset_status(datadir: DataDir, name: str) -> dict[str, Any]:
+    """A dataset as the Data panel shows it: its files, where each is, at hand or not."""
+    ds = DATASETS[name]
+    files = []
+    for f in ds.files:
+        path = find_file(f, datadir.data)
+        files.append(
+            {
+                "name": f.name,
+                "url": f.url,
+                "sha256": f.sha256,
+                "bytes": f.size,
+                "path": str(path) if path else None,
+            }
+        )
+    try:
+        at_hand, error = locate(ds, datadir.data) is not None, None
+    except ValueError as exc:
+        at_hand, error = False, str(exc)
+    return {
+        "name": ds.name,
+        "title": ds.title,
+        "validation": ds.validation,
+        "files": files,
+        "at_hand": at_hand,
+        "error": error,
+        "cache": str(cache_dir()),
+    }
 
 
 def _checked_spec(datadir: DataDir, spec: Any) -> S.Spec:
@@ -316,6 +361,31 @@ async def put_data(request: Request) -> Response:
     with atomic_open(path) as f:
         f.write(body)
     return JSONResponse({"saved": path.name, "bytes": len(body)})
+
+
+async def list_datasets(request: Request) -> Response:
+    datadir, _ = _studio(request)
+    names = list(DATASETS)
+    return JSONResponse(
+        await asyncio.to_thread(lambda: [_dataset_status(datadir, n) for n in names])
+    )
+
+
+async def fetch_dataset(request: Request) -> Response:
+    """Download a dataset's missing files into the cache, checked against their SHA-256:
+    503 offline (the message names each file, where to put it and its URL), 409 when a
+    file at hand or downloaded is not the published one (its checksum differs)."""
+    datadir, _ = _studio(request)
+    name = request.path_params["name"]
+    if name not in DATASETS:
+        raise BadRequest(404, f"no dataset {name!r}; the named datasets are {', '.join(DATASETS)}")
+    try:
+        await asyncio.to_thread(fetch, name, datadir.data)
+    except FileNotFoundError as exc:
+        raise BadRequest(503, str(exc)) from None
+    except ValueError as exc:
+        raise BadRequest(409, str(exc)) from None
+    return JSONResponse(await asyncio.to_thread(_dataset_status, datadir, name))
 
 
 # ---- runs ---------------------------------------------------------------------------------------
@@ -511,6 +581,8 @@ def create_app(data_dir: str | Path) -> Starlette:
         Route("/api/templates/{name}", delete_template, methods=["DELETE"]),
         Route("/api/data", list_data),
         Route("/api/data/{name}", put_data, methods=["PUT"]),
+        Route("/api/datasets", list_datasets),
+        Route("/api/datasets/{name}/fetch", fetch_dataset, methods=["POST"]),
         Route("/api/runs", list_runs),
         Route("/api/runs", start_run, methods=["POST"]),
         Route(run, get_run),

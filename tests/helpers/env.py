@@ -10,6 +10,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED = REPO_ROOT / ".." / "shared"
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken_cache"))
+# the named datasets' files the tests train on (tiny shakespeare, the verdict), checked
+# against their recorded checksums like any other copy; nothing is downloaded
+os.environ.setdefault("PYGGML_DATASETS", str((SHARED / "data").resolve()))
 # Child processes (`python -m pyggml_train.cli ...` run from the repo root) must import the
 # package the tests import, not the uncompiled sources in the working directory: with pip
 # install, the source tree has no _C extension. PYTHONPATH (a dev build) still comes first.

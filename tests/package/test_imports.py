@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
     },
     {"memory"},  # estimates from the configs
     {"ggml", "data", "checkpoint", "distributed"},
+    {"datasets"},  # named datasets and finding a run's text (over data's read_corpus)
     {"kernels", "layers", "optim"},
     {"loss", "step", "recompute"},
     {"model"},

@@ -378,11 +378,20 @@ def test_roles_version_and_structure():
         assert not result["ok"] and result["errors"][0]["node"] is None
 
 
-def test_missing_corpus_is_an_error_on_the_data_node(tmp_path):
+def test_missing_corpus_is_an_error_on_the_data_node(tmp_path, monkeypatch):
     data = tiny()
     node(data, "data")["params"]["source"] = "the-verdict"
+    (tmp_path / "the-verdict.txt").write_text("not the verdict")  # the data dir is searched first
     errs = check_spec(data, tmp_path)["errors"]
-    assert errs[0]["node"] == "data" and "the-verdict.txt is not in" in errs[0]["message"]
+    assert (
+        errs[0]["node"] == "data" and "is not The Verdict (Edith Wharton)'s" in errs[0]["message"]
+    )
+    (tmp_path / "the-verdict.txt").unlink()
+    monkeypatch.delenv("PYGGML_DATASETS")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    # a named dataset not at hand yet: fetched when training starts; its vocabulary unknown
+    assert check_spec(data, tmp_path)["errors"] == []
+    assert parse_spec(data, tmp_path).vocab_size is None
     node(data, "data")["params"].update(source="file", path="missing.txt")
     errs = check_spec(data, tmp_path)["errors"]
     assert errs[0]["node"] == "data" and "path 'missing.txt' is not a file" in errs[0]["message"]

@@ -194,7 +194,9 @@ def test_spec_model_init_follows_the_seed_and_gpt2_scheme():
     assert a["b1.mlp.c_fc.weight"].std() == pytest.approx(0.02, rel=0.1)
 
 
-def test_unknown_vocabulary_is_refused(tmp_path):
+def test_unknown_vocabulary_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYGGML_DATASETS")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
     data = tiny()
     spec = parse_spec(data, tmp_path)  # tiny shakespeare not at hand: vocabulary unknown
     assert spec.vocab_size is None

@@ -1,20 +1,18 @@
-"""Token files, dataset preparation, batch loading with exact resume, corpus resolution."""
+"""Token files, dataset preparation, batch loading with exact resume (which text a run
+reads: test_datasets.py)."""
 
 import json
-import urllib.error
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers.env import SHARED
 
-import pyggml_train.data as data_mod
 from pyggml_train.data import (
     BatchLoader,
     load_prepared,
     prepare,
     read_tokens,
-    resolve_text,
     write_tokens,
 )
 from pyggml_train.tokenizer import CharTokenizer
@@ -154,89 +152,3 @@ def test_loader_errors() -> None:
     loader = BatchLoader(np.arange(100), 1, 8, mode="random")
     with pytest.raises(ValueError, match="for mode 'sequential'"):
         loader.set_state(BatchLoader(np.arange(100), 1, 8, mode="sequential").state())
-
-
-# ---- resolve_text ------------------------------------------------------------------------------
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch) -> Path:
-    """An empty cache, and a working directory without local copies of tiny shakespeare."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.delenv("PYGGML_DATA", raising=False)
-    return tmp_path / "xdg" / "pyggml_train"
-
-
-def no_network(url: str, timeout: float) -> None:
-    raise urllib.error.URLError("network is unreachable")
-
-
-def test_data_argument_beats_env_and_cache(cache: Path, tmp_path: Path, monkeypatch) -> None:
-    mine, env = tmp_path / "mine.txt", tmp_path / "env.txt"
-    mine.write_text("mine")
-    env.write_text("env")
-    cache.mkdir(parents=True)
-    (cache / "tinyshakespeare.txt").write_text("cached")
-    monkeypatch.setenv("PYGGML_DATA", str(env))
-    assert resolve_text(str(mine))[0] == mine
-    path, description = resolve_text(None)
-    assert path == env and "$PYGGML_DATA" in description
-    monkeypatch.delenv("PYGGML_DATA")
-    assert resolve_text(None)[0] == cache / "tinyshakespeare.txt"
-    with pytest.raises(FileNotFoundError, match="--data names .*missing.txt"):
-        resolve_text(str(tmp_path / "missing.txt"))
-
-
-@pytest.mark.parametrize("where", data_mod.LOCAL_TINY_SHAKESPEARE)
-def test_local_copy_beats_cache_and_download(
-    where: str, cache: Path, tmp_path: Path, monkeypatch
-) -> None:
-    monkeypatch.setattr(data_mod.urllib.request, "urlopen", no_network)
-    cache.mkdir(parents=True)
-    (cache / "tinyshakespeare.txt").write_text("cached")
-    local = tmp_path / "work" / where
-    local.parent.mkdir(parents=True)
-    local.write_text("local")
-    monkeypatch.chdir(tmp_path / "work")
-    path, description = resolve_text(None)
-    assert path.read_text() == "local" and "local copy" in description
-
-
-def test_fetch_from_local_source_into_cache(cache: Path, monkeypatch) -> None:
-    monkeypatch.setattr(data_mod.urllib.request, "urlopen", no_network)
-    source = SHARED_DATA / "the-verdict.txt"
-    path, description = resolve_text(None, source=str(source))
-    assert path == cache / "tinyshakespeare.txt" and "fetched" in description
-    assert path.read_bytes() == source.read_bytes()
-
-
-@pytest.mark.slow
-def test_offline_falls_back_to_python_docs(cache: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(data_mod.urllib.request, "urlopen", no_network)
-    monkeypatch.setattr(data_mod, "FALLBACK_TARGET_CHARS", 600_000)  # keep the test quick
-    path, description = resolve_text(None)
-    assert path == cache / "python-docs.txt"
-    message = capsys.readouterr().err.strip()
-    assert message.count("\n") == 0 and "Python's own documentation" in message
-    assert "URLError" in message and description in message
-    text = path.read_text()
-    assert len(text) >= 600_000
-    assert 'The "assert" statement' in text  # the language reference topics come first
-    assert text == data_mod.python_docs_corpus(600_000)  # deterministic
-    assert resolve_text(None)[0] == path  # reused from the cache on the next run
-
-
-def test_url_data_is_fetched_once_into_cache(cache: Path, monkeypatch) -> None:
-    calls = []
-
-    def fake_fetch(source: str, dest: Path) -> Path:
-        calls.append(source)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text("downloaded")
-        return dest
-
-    monkeypatch.setattr(data_mod, "fetch_text", fake_fetch)
-    url = "https://example.invalid/corpus/book.txt"
-    for _ in range(2):
-        path, _ = resolve_text(url)
-        assert path == cache / "book.txt" and path.read_text() == "downloaded"
-    assert calls == [url]

@@ -1,6 +1,7 @@
 // The workbench page: toolbar, live check of the graph, runs over the WebSocket, generation.
 // window.studio exposes the editor, the curves and the state for scripted (browser) tests.
 import { Curves } from "./charts.js";
+import { DataPanel } from "./datasets.js";
 import { wireEditorBar } from "./editbar.js";
 import { Editor } from "./graph.js";
 
@@ -376,6 +377,8 @@ async function main() {
   );
   curves = new Curves($("loss-chart"), $("rate-chart"));
   buildPalette(nodeTypes.types, examples);
+  const data = new DataPanel({ api, toast, editor, recheck: () => (state.checkedText = null) });
+  await data.refresh();
   wireToolbar();
   markSaved();
   await Promise.all([refreshSaved(), wireEditorBar(editor, { api, toast })]);
