@@ -11,53 +11,19 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers.env import REPO_ROOT, require
-from helpers.studio_server import require_studio, running_studio, seed_data_dir
+from helpers.env import REPO_ROOT
+from helpers.studio_browser import set_param, studio_page
+from helpers.studio_server import seed_data_dir
 
 pytestmark = pytest.mark.slow  # drives a browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = REPO_ROOT / "docs" / "workbench.png"
 
 
 @pytest.fixture
 def page(tmp_path):
-    require_studio()
-    require(CHROMIUM.is_file(), "Debian's chromium is missing: apt-get install chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "playwright is missing: pip install '.[test]'")
-    root = seed_data_dir(tmp_path / "studio")
-    with running_studio(root) as base, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 860})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(base)
-        page.wait_for_function("window.studio && window.studio.ready", timeout=30_000)
+    with studio_page(seed_data_dir(tmp_path / "studio")) as page:
         yield page
-        browser.close()
-        assert not errors, errors
-
-
-def set_param(page, node_id: str, name: str, value) -> None:
-    """What typing into a node's widget does: the widget holds the new value."""
-    page.evaluate(
-        "([id, name, value]) => {"
-        " const n = studio.editor.nodeBySpecId(id); n.widgetsByName[name].value = value;"
-        " studio.editor.canvas.setDirty(true, true); }",
-        [node_id, name, value],
-    )
 
 
 def test_train_watch_generate_stop_in_the_browser(page, tmp_path):
