@@ -15,7 +15,7 @@
     GET  /api/compare?runs=ID,ID    runs side by side: numbers, curves, differing spec fields
     GET  /api/sweeps[/{id}]         sweeps; POST /api/sweeps {spec, axes} queues one
     POST /api/sweeps/{id}/stop      stop the current run, cancel the rest
-    WS   /ws                        run events (runs.py), after a "hello" snapshot
+    WS   /ws                        run and sweep events (runs.py, sweeps.py), after a "hello"
 
 Bad input gets a 4xx JSON answer {"error": message, "errors": [{node, message}...]} and
 never reaches the worker; file names resolve inside the data directory only (datadir.py).

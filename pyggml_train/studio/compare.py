@@ -104,15 +104,16 @@ def compare(runs: RunManager, run_ids: list[str]) -> dict[str, Any]:
         params = None
         with contextlib.suppress(ValueError):  # no checkpoint yet, or an unreadable one
             params = parameter_count(run_dir / CHECKPOINT_NAME)
+        per_step = tokens_per_step(spec)
         rows.append(
             {
                 "id": info.id,
                 "name": info.name,
                 "state": info.state,
                 "parameters": params,
-                "tokens_per_step": tokens_per_step(spec),
+                "tokens_per_step": per_step,
                 **summary(records),
-                "curves": curves(records, tokens_per_step(spec)),
+                "curves": curves(records, per_step),
             }
         )
         specs.append(spec)
