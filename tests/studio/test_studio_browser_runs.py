@@ -2,8 +2,9 @@
 does: train two tiny runs, tick them in the comparison view, read their numbers (equal to the
 runs' metrics files and checkpoints) and curves, rename one, delete the other; queue a 2 x 2
 sweep, watch it finish with the best run marked and the comparison open on its runs, reload
-the page and find it again. Also the feedback fixes: generated text goes when a new run
-starts, the HF export downloads as a zip, the lr axis reads like a number.
+the page and find it again, then stop a long sweep by its button. Also the feedback fixes:
+generated text goes when a new run starts, the HF export downloads as a zip, the lr axis
+reads like a number.
 With PYGGML_SCREENSHOTS=1 it saves docs/compare.png and docs/sweep.png (docs/workbench.md)."""
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def test_compare_two_runs_rename_and_delete(studio, tmp_path):
     # the lr axis at step 1 reads as a number (it read "1.0500000E-5"): the run's first record
     step1 = records(root, first)[0]
     ticks = page.evaluate(
-        "(e) => { studio.curves.clear(); studio.curves.add(e);"
+        "(e) => { studio.curves.clear(); studio.curves.add(e, false); studio.curves.update();"
         " return studio.curves.rate.scales.y.ticks.map((t) => [t.value, t.label]); }",
         step1,
     )
@@ -238,3 +239,24 @@ def test_a_2x2_sweep_in_the_browser(studio, tmp_path):
     page.wait_for_function("document.querySelectorAll('#sweep-view .sweep-table tr').length === 5")
     again = table(page, "#sweep-view .sweep-table")
     assert [(r["run id"], r["best"]) for r in again] == [(r["run id"], r["best"]) for r in rows]
+
+    # a long sweep, stopped by its button: its run stops at a checkpoint, the rest is cancelled
+    page.click("#sweep-view .close")
+    upload(page, tmp_path, tiny_spec(5000, "long"))
+    page.click("#sweep-open")
+    page.select_option(axis.format(0, "node"), "loss")
+    page.select_option(axis.format(0, "param"), "lr")
+    page.fill(axis.format(0, "values"), "0.003, 0.01")
+    page.select_option(axis.format(1, "node"), "")
+    assert page.inner_text("#sweep-view .count") == "2 runs"
+    page.click("#sweep-view .start")
+    page.wait_for_function(f"{SHOWN}.state === 'running' && {SHOWN}.step >= 1", timeout=TIMEOUT_MS)
+    page.click("#sweep-view .stop")
+    page.wait_for_function(
+        "document.querySelector('#sweep-view .state').textContent.startsWith('stopped')",
+        timeout=TIMEOUT_MS,
+    )
+    states = [r["state"] for r in table(page, "#sweep-view .sweep-table")]
+    assert states == ["stopped", "cancelled"], states
+    assert "after 1 of 2 runs" in page.inner_text("#sweep-view .state")
+    assert page.evaluate(f"{SHOWN}.state") == "stopped" and page.is_enabled("#train")

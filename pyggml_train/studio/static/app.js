@@ -227,6 +227,7 @@ function onEvent(e) {
   }
   if (["run", "deleted", "hello"].includes(e.type)) compare.runsChanged();
   if (["run", "metrics", "deleted"].includes(e.type)) sweeps.runsChanged();
+  if (e.type === "metrics") compare.metricsArrived(e.run);
   showStatus();
   updateButtons();
 }

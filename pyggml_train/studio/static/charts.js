@@ -46,6 +46,7 @@ function axis() {
 
 export class Curves {
   constructor(lossCanvas, rateCanvas) {
+    this.frame = null; // a redraw waiting for the next animation frame
     this.loss = lineChart(
       lossCanvas,
       [
@@ -87,16 +88,24 @@ export class Curves {
     put(val, e.val_loss);
     put(lr, e.lr);
     put(rate, e.tokens_per_s);
-    if (update) this.update();
+    if (update) this.updateSoon();
   }
 
   update() {
+    if (this.frame) cancelAnimationFrame(this.frame);
+    this.frame = null;
     this.loss.update();
     this.rate.update();
   }
 
+  // a tiny model sends hundreds of steps a second: draw them once a frame, not once each
+  updateSoon() {
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.update());
+  }
+
   // the train-loss points as drawn: [{step, loss, px, py}] (what the browser test reads)
   drawnLoss() {
+    if (this.frame) this.update(); // what is drawn includes every point added
     const meta = this.loss.getDatasetMeta(0);
     return this.loss.data.datasets[0].data.map((p, i) => ({
       step: p.x,

@@ -36,6 +36,7 @@ export class CompareView {
     this.rows = [];
     this.differences = [];
     this.asked = 0; // the latest comparison asked for; older answers are dropped
+    this.redraw = null; // a pending refresh for metrics that arrived
     this.dialog = document.createElement("dialog");
     this.dialog.id = "compare-view";
     this.dialog.className = "view";
@@ -68,6 +69,15 @@ export class CompareView {
     for (const id of this.selected) if (!this.runs().has(id)) this.selected.delete(id);
     if (!this.q(".cmp-runs input[type=text]")) this.renderList(); // not while renaming
     this.refresh().catch((e) => this.toast(e.message));
+  }
+
+  // a metrics event: a ticked run's curves are redrawn, at most once a second
+  metricsArrived(runId) {
+    if (!this.dialog.open || !this.selected.has(runId) || this.redraw) return;
+    this.redraw = setTimeout(() => {
+      this.redraw = null;
+      this.refresh().catch((e) => this.toast(e.message));
+    }, 1000);
   }
 
   renderList() {

@@ -45,7 +45,7 @@ const ACTIVE = ["running", "stopping"];
 const fixed = (v) => (v === null || v === undefined ? "—" : v.toFixed(4));
 
 // "0.001, 3e-3 true adamw" -> [0.001, 0.003, true, "adamw"]
-export function parseValues(text) {
+function parseValues(text) {
   return text
     .split(/[,\s]+/)
     .filter(Boolean)
@@ -62,6 +62,7 @@ export class SweepView {
   constructor({ api, toast, nodeTypes, currentSpec, runs, openCompare, onChange }) {
     Object.assign(this, { api, toast, nodeTypes, currentSpec, runs, openCompare, onChange });
     this.sweep = null; // the sweep shown: the latest one
+    this.frame = null; // a render waiting for the next animation frame
     this.dialog = document.createElement("dialog");
     this.dialog.id = "sweep-view";
     this.dialog.className = "view";
@@ -174,9 +175,14 @@ export class SweepView {
     if (ended) this.compare().catch((e) => this.toast(e.message)); // the sweep's results, side by side
   }
 
-  // run events: the current run's progress
+  // run events (hundreds a second from a tiny model): the current run's progress, drawn at
+  // most once a frame
   runsChanged() {
-    if (this.dialog.open && this.sweep) this.render();
+    if (!this.dialog.open || !this.sweep || this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = null;
+      this.render();
+    });
   }
 
   // combinations done (and the current run's fraction) of all
