@@ -3,7 +3,7 @@ tiny spec: the comparison's numbers equal those in the runs' metrics files and c
 the differing spec fields are exactly the changed ones, runs rename and delete; a sweep trains
 every combination one at a time with the swept values in each run's spec, marks the run of
 the lowest validation loss, stops cleanly and carries on after a server restart. Bad input
-gets a 4xx that says what was wrong."""
+gets a 4xx that says what was wrong (those tests train nothing, so they are not slow)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ import time
 import pytest
 from helpers.specs import node, tiny
 from helpers.studio_server import require_studio, running_studio, seed_data_dir
-
-pytestmark = pytest.mark.slow  # each run trains in a worker process
 
 TIMEOUT_S = 180
 FINAL = ("finished", "stopped", "failed")
@@ -77,6 +75,7 @@ def two_runs(studio):
     return a, b
 
 
+@pytest.mark.slow  # trains in a worker process
 def test_comparison_numbers_are_the_metrics_files(studio, two_runs):
     from pyggml_train.checkpoint import load_checkpoint
 
@@ -109,6 +108,7 @@ def test_comparison_numbers_are_the_metrics_files(studio, two_runs):
     assert body["differences"] == [{"field": "loss.lr", "values": [3e-3, 1e-3]}]
 
 
+@pytest.mark.slow  # trains in a worker process
 def test_compare_refuses_bad_input(studio, two_runs):
     a, _ = two_runs
     for query, status, words in [
@@ -122,6 +122,7 @@ def test_compare_refuses_bad_input(studio, two_runs):
         assert r.status_code == status and words in r.json()["error"], (query, r.text)
 
 
+@pytest.mark.slow  # trains in a worker process
 def test_rename_and_delete_runs(studio, two_runs):
     a, _ = two_runs
     url = f"/api/runs/{a['id']}"
@@ -163,6 +164,7 @@ def sweep_request(steps: int) -> dict:
     }
 
 
+@pytest.mark.slow  # trains in a worker process
 def test_a_2x2_sweep_trains_every_combination_and_marks_the_best(studio, two_runs):
     r = studio.post("/api/sweeps", json=sweep_request(5))
     assert r.status_code == 201, r.text
@@ -231,6 +233,7 @@ def test_unknown_sweep_is_404(studio):
     assert studio.get("/api/sweeps/..%2Fruns").status_code in (400, 404)
 
 
+@pytest.mark.slow  # trains in a worker process
 def test_stopping_a_sweep_stops_its_run_and_cancels_the_rest(studio, two_runs):
     query = sweep_request(5000)
     query["axes"].pop()
@@ -251,6 +254,7 @@ def test_stopping_a_sweep_stops_its_run_and_cancels_the_rest(studio, two_runs):
     )
 
 
+@pytest.mark.slow  # trains in a worker process
 def test_a_sweep_carries_on_after_a_server_restart(tmp_path):
     require_studio()
     import httpx
