@@ -357,10 +357,13 @@ class RunManager:
         self._set_state(info, state, message)
 
     async def close(self) -> None:
-        """Stop the active worker (server shutdown)."""
+        """Stop the active worker (server shutdown); killed after 5 s, it ends "stopped" at
+        its last checkpoint, not "failed"."""
         proc = self._proc
         if proc is not None and proc.is_alive():
             self._stop_event.set()
+            if self._active is not None and self._active.state != "stopping":
+                self._set_state(self._active, "stopping")
             await asyncio.to_thread(proc.join, 5.0)
             if proc.is_alive():
                 proc.kill()

@@ -4,7 +4,8 @@ by hand meanwhile is waited for), and marks the run with the lowest validation l
 
 A sweep lives in DATA_DIR/sweeps/<id>.json, rewritten atomically at every change, so a
 reloaded page shows it and a restarted server carries it on (the run the shutdown stopped
-resumes from its checkpoint). Stop stops the current run and cancels the runs not started.
+resumes from its checkpoint, or trains anew if it had none). Stop stops the current run and
+cancels the runs not started.
 
 Sweep states: "running" -> "finished" | "failed", or "running" -> "stopping" -> "stopped".
 A combination is "pending", "running", then its run's final state, or "cancelled".
@@ -306,9 +307,12 @@ class SweepManager:
                 if item.run is None:
                     run = await self.runs.start(variant(sweep.spec, item.values), item.max_steps)
                     item.run = run["id"]
-                elif self.runs.get(item.run).state == "stopped":  # stopped by a shutdown
-                    with contextlib.suppress(NotResumable):  # no checkpoint: it stays stopped
+                elif self.runs.get(item.run).state in ("stopped", "failed"):  # by a shutdown
+                    try:
                         await self.runs.resume(item.run)
+                    except NotResumable:  # killed before its first checkpoint: train anew
+                        item.run = None
+                        continue
                 break
             except Busy:
                 if sweep.message != (waiting := "waiting for the active run to end"):

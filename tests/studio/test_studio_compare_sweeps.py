@@ -260,13 +260,13 @@ def test_a_sweep_carries_on_after_a_server_restart(tmp_path):
     import httpx
 
     root = seed_data_dir(tmp_path / "studio")
-    query = sweep_request(400)
+    query = sweep_request(2000)  # long enough to be mid-run after its first checkpoint
     query["axes"].pop()
     with running_studio(root) as base, httpx.Client(base_url=base, timeout=60) as client:
         sweep = client.post("/api/sweeps", json=query).json()
         url = f"/api/sweeps/{sweep['id']}"
         first = wait(client, url, lambda s: s["items"][0]["run"] is not None)["items"][0]["run"]
-        wait(client, f"/api/runs/{first}", lambda b: b["step"] >= 1)
+        wait(client, f"/api/runs/{first}", lambda b: b["checkpoint"] and b["step"] < 2000)
     # the server shut down mid-run: its run stopped at a checkpoint, the sweep is still queued
     assert json.loads((root / "sweeps" / f"{sweep['id']}.json").read_text())["state"] == "running"
     with running_studio(root) as base, httpx.Client(base_url=base, timeout=60) as client:
@@ -275,4 +275,4 @@ def test_a_sweep_carries_on_after_a_server_restart(tmp_path):
         assert [i["state"] for i in done["items"]] == ["finished", "finished"]
         assert done["items"][0]["run"] == first  # resumed, not started again
         records = metrics_file(root, first)
-        assert [rec["step"] for rec in records] == list(range(1, 401))
+        assert [rec["step"] for rec in records] == list(range(1, 2001))
