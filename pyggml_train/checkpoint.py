@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,29 @@ def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: checkpoint metadata is not valid JSON ({exc})") from None
     return arrays, metadata
+
+
+def parameter_count(path: str | Path) -> int:
+    """How many numbers the checkpoint's model parameters hold, from the array headers only
+    (comparing runs must not load every run's weights and optimizer moments)."""
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as z:
+            for name in z.namelist():
+                if not (name.startswith("params/") and name.endswith(".npy")):
+                    continue
+                with z.open(name) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, _ = read(f)
+                    total += math.prod(shape)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path} is not a readable checkpoint: {exc}") from None
+    return total
 
 
 @dataclass

@@ -14,10 +14,14 @@
     GET  /api/datasets              the named datasets: files, URLs, checksums, at hand or not
     POST /api/datasets/{name}/fetch download a dataset's missing files into the cache (checked)
     GET  /api/runs; POST /api/runs  list runs; start one from a spec (409 "busy" if one runs)
-    GET  /api/runs/{id}             a run with its metrics so far
+    GET  /api/runs/{id}             a run with its metrics so far; PATCH renames it
+                                    ({"name": ...}); DELETE removes it (not while active)
     POST /api/runs/{id}/stop|resume|generate|export;  GET /api/runs/{id}/script
     GET  /api/runs/{id}/files/{path}   a run's file (checkpoint.npz, exports/model.gguf...)
-    WS   /ws                        run events (runs.py), after a "hello" snapshot
+    GET  /api/compare?runs=ID,ID    runs side by side: numbers, curves, differing spec fields
+    GET  /api/sweeps[/{id}]         sweeps; POST /api/sweeps {spec, axes} queues one
+    POST /api/sweeps/{id}/stop      stop the current run, cancel the rest
+    WS   /ws                        run and sweep events (runs.py, sweeps.py), after a "hello"
 
 Bad input gets a 4xx JSON answer {"error": message, "errors": [{node, message}...]} and
 never reaches the worker; file names resolve inside the data directory only (datadir.py).
@@ -45,8 +49,18 @@ from ..atomic import atomic_open
 from ..datasets import DATASETS, cache_dir, fetch, find_file, locate, missing_message
 from ..recipes import script_for
 from . import worker
+from .compare import compare
 from .datadir import DataDir, PathError, inside
 from .runs import Busy, NotResumable, RunManager, RunNotFound
+from .sweeps import (
+    SweepConflict,
+    SweepError,
+    SweepManager,
+    SweepNotFound,
+    combinations,
+    parse_axes,
+    variant,
+)
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 64 << 20  # bytes: a spec is a few KB, a text corpus a few MB
@@ -100,6 +114,10 @@ async def _json_object(request: Request, what: str) -> dict[str, Any]:
 
 def _studio(request: Request) -> tuple[DataDir, RunManager]:
     return request.app.state.datadir, request.app.state.runs
+
+
+def _sweeps(request: Request) -> SweepManager:
+    return request.app.state.sweeps
 
 
 def _check(datadir: DataDir, spec: Any) -> dict[str, Any]:
@@ -406,6 +424,29 @@ async def get_run(request: Request) -> Response:
     return JSONResponse(runs.detail(request.path_params["run"]))
 
 
+async def rename_run(request: Request) -> Response:
+    _, runs = _studio(request)
+    data = await _json_object(request, '{"name": ...}')
+    try:
+        return JSONResponse(runs.rename(request.path_params["run"], data.get("name")))
+    except ValueError as exc:
+        raise BadRequest(400, str(exc)) from None
+
+
+async def delete_run(request: Request) -> Response:
+    _, runs = _studio(request)
+    return JSONResponse(await runs.delete(request.path_params["run"]))
+
+
+async def compare_runs(request: Request) -> Response:
+    _, runs = _studio(request)
+    ids = [i for i in request.query_params.get("runs", "").split(",") if i]
+    try:
+        return JSONResponse(await asyncio.to_thread(compare, runs, ids))
+    except ValueError as exc:
+        raise BadRequest(400, str(exc)) from None
+
+
 async def stop_run(request: Request) -> Response:
     _, runs = _studio(request)
     return JSONResponse(await runs.stop(request.path_params["run"]))
@@ -484,6 +525,43 @@ async def run_file(request: Request) -> Response:
     return FileResponse(path, filename=path.name)
 
 
+# ---- sweeps -------------------------------------------------------------------------------------
+async def list_sweeps(request: Request) -> Response:
+    return JSONResponse(await asyncio.to_thread(_sweeps(request).list_sweeps))
+
+
+async def get_sweep(request: Request) -> Response:
+    return JSONResponse(_sweeps(request).get(request.path_params["sweep"]))
+
+
+def _checked_variants(datadir: DataDir, spec: dict, axes: list) -> list[int]:
+    """Each combination's planned steps; a 422 naming the combination whose spec is invalid."""
+    steps = []
+    for values in combinations(axes):
+        try:
+            steps.append(worker.planned_steps(_checked_spec(datadir, variant(spec, values))))
+        except BadRequest as exc:
+            label = ", ".join(f"{k}={v!r}" for k, v in values.items())
+            message = f"the sweep's run with {label}: {exc.message}"
+            raise BadRequest(422, message, exc.errors) from None
+    return steps
+
+
+async def start_sweep(request: Request) -> Response:
+    datadir, _ = _studio(request)
+    data = await _json_object(request, '{"spec": ..., "axes": [...]}')
+    spec = data.get("spec")
+    if not isinstance(spec, dict) or not isinstance(spec.get("nodes"), list):
+        raise BadRequest(400, f"expected 'spec' as a spec object with 'nodes', got {spec!r:.80}")
+    axes = parse_axes(spec, data.get("axes"))
+    steps = await asyncio.to_thread(_checked_variants, datadir, spec, axes)
+    return JSONResponse(_sweeps(request).start(spec, axes, steps), status_code=201)
+
+
+async def stop_sweep(request: Request) -> Response:
+    return JSONResponse(await _sweeps(request).stop(request.path_params["sweep"]))
+
+
 # ---- events -------------------------------------------------------------------------------------
 async def events(ws: WebSocket) -> None:
     """A hello snapshot (runs, the active run's metrics), then every run event as it happens."""
@@ -536,6 +614,9 @@ async def _on_known(request: Request, exc: Exception) -> Response:
         RunNotFound: 404,
         PathError: 400,
         S.SpecError: 422,
+        SweepError: 400,
+        SweepNotFound: 404,
+        SweepConflict: 409,
     }[type(exc)]
     errors = exc.errors if isinstance(exc, S.SpecError) else None
     return _error(status, exc.args[0] if exc.args else str(exc), errors)
@@ -555,9 +636,12 @@ def create_app(data_dir: str | Path) -> Starlette:
         app.state.datadir = datadir
         app.state.runs = RunManager(datadir)
         app.state.generator = worker.Generator()
+        app.state.sweeps = SweepManager(datadir, app.state.runs)
+        app.state.sweeps.recover()
         try:
             yield
         finally:
+            await app.state.sweeps.close()
             await app.state.runs.close()
             app.state.generator.close()
 
@@ -586,16 +670,24 @@ def create_app(data_dir: str | Path) -> Starlette:
         Route("/api/runs", list_runs),
         Route("/api/runs", start_run, methods=["POST"]),
         Route(run, get_run),
+        Route(run, rename_run, methods=["PATCH"]),
+        Route(run, delete_run, methods=["DELETE"]),
         Route(run + "/stop", stop_run, methods=["POST"]),
         Route(run + "/resume", resume_run, methods=["POST"]),
         Route(run + "/generate", generate, methods=["POST"]),
         Route(run + "/script", run_script),
         Route(run + "/export", export_run, methods=["POST"]),
         Route(run + "/files/{path:path}", run_file),
+        Route("/api/compare", compare_runs),
+        Route("/api/sweeps", list_sweeps),
+        Route("/api/sweeps", start_sweep, methods=["POST"]),
+        Route("/api/sweeps/{sweep}", get_sweep),
+        Route("/api/sweeps/{sweep}/stop", stop_sweep, methods=["POST"]),
         WebSocketRoute("/ws", events),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     handlers: dict[Any, Any] = {BadRequest: _on_bad_request, HTTPException: _on_http}
-    for exc_type in (Busy, NotResumable, RunNotFound, PathError, S.SpecError):
+    known = (Busy, NotResumable, RunNotFound, PathError, S.SpecError)
+    for exc_type in (*known, SweepError, SweepNotFound, SweepConflict):
         handlers[exc_type] = _on_known
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)

@@ -5,6 +5,7 @@
     DATA_DIR/data/               text files a TextDataset may read (its data_dir)
     DATA_DIR/runs/<run id>/      one training run: spec.json, run.json, metrics.jsonl,
                                  checkpoint.npz, log.txt, exports
+    DATA_DIR/sweeps/<id>.json    a sweep: its axes, its queue of runs, its state
 
 Every name that arrives over HTTP or inside a spec is resolved here, and refused when it
 is absolute or climbs out with ``..`` (also through a symlink).
@@ -55,6 +56,7 @@ class DataDir:
         self.root = Path(root).resolve()
         for sub in (self.specs, self.templates, self.data, self.runs):
             sub.mkdir(parents=True, exist_ok=True)
+        self.sweeps.mkdir(exist_ok=True)
 
     @property
     def specs(self) -> Path:
@@ -71,6 +73,13 @@ class DataDir:
     @property
     def runs(self) -> Path:
         return self.root / "runs"
+
+    @property
+    def sweeps(self) -> Path:
+        return self.root / "sweeps"
+
+    def sweep_file(self, sweep_id: str) -> Path:
+        return inside(self.sweeps, check_name(sweep_id, "sweep") + ".json")
 
     def spec_file(self, name: str) -> Path:
         """DATA_DIR/specs/<name>.json for a plain name (".json" optional)."""

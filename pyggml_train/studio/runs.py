@@ -11,6 +11,7 @@ Events sent to every WebSocket subscriber are small JSON objects with a ``type``
     {"type": "metrics", "run": id, "step", "max_steps", "progress", "train_loss",
      "val_loss", "lr", "tokens_per_s", "elapsed_s"}                         one per step
     {"type": "log", "run": id, "line": str}                                  worker output
+    {"type": "deleted", "run": id}                                           a run removed
 
 States: "starting" -> "running" -> "finished" | "stopped" | "failed"; a stopped or failed
 run with a checkpoint can be resumed.
@@ -23,6 +24,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import queue
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +40,7 @@ STOP_GRACE_S = 120.0  # a stop waits this long for the step in flight and the ch
 
 
 class Busy(RuntimeError):
-    """A run is active; the studio trains one at a time."""
+    """A run is active; the studio trains one at a time (and keeps an active run's files)."""
 
 
 class RunNotFound(KeyError):
@@ -47,6 +49,18 @@ class RunNotFound(KeyError):
 
 class NotResumable(ValueError):
     pass
+
+
+MAX_NAME = 100  # characters of a run's name
+
+
+def check_run_name(name: Any) -> str:
+    """A run's display name, stripped; ValueError saying what a name may be."""
+    if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_NAME:
+        raise ValueError(
+            f"a run's name is 1 to {MAX_NAME} characters of text, got {name!r}; type a name"
+        )
+    return name.strip()
 
 
 @dataclass
@@ -64,6 +78,11 @@ class RunInfo:
     def save(self, run_dir: Path) -> None:
         with atomic_open(run_dir / "run.json") as f:
             f.write(json.dumps(asdict(self), indent=1).encode())
+
+
+def new_id() -> str:
+    """A run's or sweep's id: the local time to the millisecond, sortable as text."""
+    return time.strftime("%Y%m%d-%H%M%S") + f"-{int(time.time() * 1000) % 1000:03d}"
 
 
 def _load_info(run_dir: Path) -> RunInfo:
@@ -198,7 +217,7 @@ class RunManager:
     def unsubscribe(self, q: asyncio.Queue) -> None:
         self._subscribers.discard(q)
 
-    def _broadcast(self, event: dict[str, Any]) -> None:
+    def broadcast(self, event: dict[str, Any]) -> None:
         for q in list(self._subscribers):
             if q.full():  # a client that stopped reading loses old events, not the server
                 with contextlib.suppress(asyncio.QueueEmpty):
@@ -208,7 +227,7 @@ class RunManager:
     def _set_state(self, info: RunInfo, state: str, message: str = "") -> None:
         info.state, info.message = state, message
         info.save(self.datadir.run_dir(info.id))
-        self._broadcast({"type": "run", "run": self._public(info)})
+        self.broadcast({"type": "run", "run": self._public(info)})
 
     # -- control ------------------------------------------------------------------------------
     def _check_idle(self) -> None:
@@ -223,7 +242,7 @@ class RunManager:
         """A new run of a checked spec; Busy if one is active."""
         async with self._lock:
             self._check_idle()
-            run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{int(time.time() * 1000) % 1000:03d}"
+            run_id = new_id()
             run_dir = self.datadir.run_dir(run_id)
             run_dir.mkdir()
             with atomic_open(run_dir / "spec.json") as f:
@@ -274,6 +293,23 @@ class RunManager:
             asyncio.create_task(self._kill_after(self._proc, STOP_GRACE_S))
         return self._public(info)
 
+    def rename(self, run_id: str, name: str) -> dict[str, Any]:
+        """Give a run another display name (its id and directory stay)."""
+        info = self.get(run_id)
+        info.name = check_run_name(name)
+        info.save(self.datadir.run_dir(run_id))
+        self.broadcast({"type": "run", "run": self._public(info)})
+        return self._public(info)
+
+    async def delete(self, run_id: str) -> dict[str, Any]:
+        """Remove a run's directory; the active run must be stopped first."""
+        info = self.get(run_id)
+        if self._active is not None and self._active.id == run_id:
+            raise Busy(f"run {run_id} is {info.state}; stop it before deleting it")
+        await asyncio.to_thread(shutil.rmtree, self.datadir.run_dir(run_id))
+        self.broadcast({"type": "deleted", "run": run_id})
+        return {"deleted": run_id}
+
     async def _kill_after(self, proc: mp.process.BaseProcess, seconds: float) -> None:
         await asyncio.sleep(seconds)
         if proc.is_alive():
@@ -297,14 +333,14 @@ class RunManager:
         while True:
             alive = proc.is_alive()
             for line in log.lines():
-                self._broadcast({"type": "log", "run": info.id, "line": line})
+                self.broadcast({"type": "log", "run": info.id, "line": line})
             for record in _drain(updates):
                 info.step, info.max_steps = record["step"], record["max_steps"]
                 if info.state == "starting":
                     self._set_state(info, "running")
-                self._broadcast(metrics_event(info.id, record, info.max_steps))
+                self.broadcast(metrics_event(info.id, record, info.max_steps))
             if checkpoint.changed():  # generation and export now have something to read
-                self._broadcast({"type": "run", "run": self._public(info)})
+                self.broadcast({"type": "run", "run": self._public(info)})
             if not alive:
                 break
             await asyncio.sleep(self.poll_s)
@@ -321,10 +357,13 @@ class RunManager:
         self._set_state(info, state, message)
 
     async def close(self) -> None:
-        """Stop the active worker (server shutdown)."""
+        """Stop the active worker (server shutdown); killed after 5 s, it ends "stopped" at
+        its last checkpoint, not "failed"."""
         proc = self._proc
         if proc is not None and proc.is_alive():
             self._stop_event.set()
+            if self._active is not None and self._active.state != "stopping":
+                self._set_state(self._active, "stopping")
             await asyncio.to_thread(proc.join, 5.0)
             if proc.is_alive():
                 proc.kill()

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import traceback
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -146,9 +147,20 @@ def train_run(run_dir: str, data_dir: str, resume: bool, stop: Any, updates: Any
         _write_result(run, "finished")
 
 
+def _zip_dir(directory: Path) -> Path:
+    """DIRECTORY.zip beside it, holding DIRECTORY/... (a browser downloads files, not folders)."""
+    out = directory.with_name(directory.name + ".zip")
+    with atomic_open(out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+        for file in sorted(directory.rglob("*")):
+            if file.is_file():
+                z.write(file, (Path(directory.name) / file.relative_to(directory)).as_posix())
+    return out
+
+
 def export(run_dir: Path, fmt: str) -> dict[str, Any]:
     """The run's checkpoint written by ``pyggml-train export`` into RUN_DIR/exports/
-    (model.gguf, or the directory hf/); ValueError with the command's own message if it fails."""
+    (model.gguf, or the directory hf/ and hf.zip); ``download`` is the file to fetch.
+    ValueError with the command's own message if it fails."""
     out = run_dir / "exports" / EXPORT_FORMATS[fmt]
     out.parent.mkdir(exist_ok=True)
     cmd = [sys.executable, "-m", "pyggml_train.cli", "export", "--format", fmt]
@@ -156,7 +168,13 @@ def export(run_dir: Path, fmt: str) -> dict[str, Any]:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S)
     if proc.returncode != 0:
         raise ValueError(f"pyggml-train export failed: {(proc.stderr or proc.stdout).strip()}")
-    return {"format": fmt, "path": str(out.relative_to(run_dir)), "log": proc.stdout.strip()}
+    download = _zip_dir(out) if out.is_dir() else out
+    return {
+        "format": fmt,
+        "path": out.relative_to(run_dir).as_posix(),
+        "download": download.relative_to(run_dir).as_posix(),
+        "log": proc.stdout.strip(),
+    }
 
 
 # ---- generation -------------------------------------------------------------------------------

@@ -188,3 +188,13 @@ def overlap(a: dict, b: dict) -> bool:
         and a["y"] < b["y"] + b["height"]
         and b["y"] < a["y"] + a["height"]
     )
+
+
+def set_param(page, node_id: str, name: str, value) -> None:
+    """What typing into a node's widget does: the widget holds the new value."""
+    page.evaluate(
+        "([id, name, value]) => {"
+        " const n = studio.editor.nodeBySpecId(id); n.widgetsByName[name].value = value;"
+        " studio.editor.canvas.setDirty(true, true); }",
+        [node_id, name, value],
+    )

@@ -12,11 +12,12 @@ from pyggml_train.checkpoint import (
     Checkpoint,
     load_arrays,
     load_checkpoint,
+    parameter_count,
     save_arrays,
     save_checkpoint,
 )
 from pyggml_train.config import load_preset
-from pyggml_train.hf_gpt2 import init_params
+from pyggml_train.hf_gpt2 import init_params, param_count
 from pyggml_train.tokenizer import CharTokenizer
 
 
@@ -118,3 +119,14 @@ def test_generic_arrays_round_trip(tmp_path: Path) -> None:
     assert back["b.c"].dtype == np.float16
     with pytest.raises(ValueError, match="reserved"):
         save_arrays(tmp_path / "y.npz", {"__metadata__": np.zeros(1)}, {})
+
+
+def test_parameter_count_reads_the_headers_of_the_parameters_only(tmp_path: Path) -> None:
+    ckpt = make_checkpoint()
+    save_checkpoint(tmp_path / "ck.npz", ckpt)
+    # the model's own count, not the AdamW moments (which hold as many numbers again, twice)
+    assert parameter_count(tmp_path / "ck.npz") == param_count(ckpt.model_config)
+    assert parameter_count(tmp_path / "ck.npz") == sum(v.size for v in ckpt.params.values())
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="bad.npz is not a readable checkpoint"):
+        parameter_count(tmp_path / "bad.npz")

@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers.browser import studio_page
 from helpers.env import REPO_ROOT
-from helpers.studio_server import require_studio, running_studio, seed_data_dir
+from helpers.studio_browser import set_param, studio_page
+from helpers.studio_server import seed_data_dir
 
 pytestmark = pytest.mark.slow  # drives a browser
 
@@ -22,20 +22,8 @@ SCREENSHOT = REPO_ROOT / "docs" / "workbench.png"
 
 @pytest.fixture
 def page(tmp_path):
-    require_studio()
-    root = seed_data_dir(tmp_path / "studio")
-    with running_studio(root) as base, studio_page(base) as page:
+    with studio_page(seed_data_dir(tmp_path / "studio")) as page:
         yield page
-
-
-def set_param(page, node_id: str, name: str, value) -> None:
-    """What typing into a node's widget does: the widget holds the new value."""
-    page.evaluate(
-        "([id, name, value]) => {"
-        " const n = studio.editor.nodeBySpecId(id); n.widgetsByName[name].value = value;"
-        " studio.editor.canvas.setDirty(true, true); }",
-        [node_id, name, value],
-    )
 
 
 def test_train_watch_generate_stop_in_the_browser(page, tmp_path):

@@ -26,6 +26,10 @@ PATHS = [
     "/api/runs/{name}/generate",
     "/api/runs/{name}/export",
     "/api/runs/{name}/files/{name}",
+    "/api/compare?runs={name},{name}",
+    "/api/sweeps",
+    "/api/sweeps/{name}",
+    "/api/sweeps/{name}/stop",
 ]
 NAMES = ["x", "..", "%2e%2e", "a" * 300, "\u00e9t\u00e9", "%00", "a/b", "CON", " ", "-1"]
 

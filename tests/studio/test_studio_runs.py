@@ -6,12 +6,14 @@ from the latest checkpoint, and the exported script trains the same losses again
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -287,9 +289,22 @@ def test_export_goes_through_pyggml_train_export(studio, finished_run):
     assert r.json()["path"] == "exports/model.gguf" and "wrote" in r.json()["log"], r.json()
     assert (studio.root / "runs" / run["id"] / r.json()["path"]).is_file()
     assert studio.get(f"/api/runs/{run['id']}/files/{r.json()['path']}").status_code == 200
+    assert r.json()["download"] == "exports/model.gguf"
     r = studio.post(url, json={"format": "hf"})
     assert r.status_code == 200, r.text
-    assert (studio.root / "runs" / run["id"] / r.json()["path"] / "config.json").is_file()
+    hf = studio.root / "runs" / run["id"] / r.json()["path"]
+    assert (hf / "config.json").is_file()
+    # a directory downloads as a zip holding exactly its files
+    assert r.json()["download"] == "exports/hf.zip"
+    got = studio.get(f"/api/runs/{run['id']}/files/{r.json()['download']}")
+    assert got.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(got.content)) as z:
+        zipped = {name: z.read(name) for name in z.namelist()}
+    files = {
+        f"hf/{f.relative_to(hf).as_posix()}": f.read_bytes() for f in hf.rglob("*") if f.is_file()
+    }
+    assert zipped == files
+    assert "hf/config.json" in zipped
 
 
 def test_run_files_download_inside_the_run_only(studio, finished_run):

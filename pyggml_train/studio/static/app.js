@@ -1,9 +1,11 @@
 // The workbench page: toolbar, live check of the graph, runs over the WebSocket, generation.
 // window.studio exposes the editor, the curves and the state for scripted (browser) tests.
 import { Curves } from "./charts.js";
+import { CompareView } from "./compare.js";
 import { DataPanel } from "./datasets.js";
 import { wireEditorBar } from "./editbar.js";
 import { Editor } from "./graph.js";
+import { SweepView } from "./sweeps.js";
 
 const $ = (id) => document.getElementById(id);
 const CHECK_EVERY_MS = 300;
@@ -15,6 +17,7 @@ const state = {
   runs: new Map(), // id -> run (runs.py RunInfo + checkpoint/resumable)
   checkedText: null, // the spec text the last check was for
   checking: false,
+  generatedFor: null, // id of the run the generated text came from
 };
 
 async function api(method, path, body) {
@@ -157,6 +160,10 @@ function updateButtons() {
 }
 
 function showStatus() {
+  if (state.generatedFor && state.generatedFor !== state.shown) {
+    $("generated").textContent = ""; // text of another run than the one shown
+    state.generatedFor = null;
+  }
   const r = state.shown && state.runs.get(state.shown);
   if (!r) {
     $("run-status").textContent = "no run yet";
@@ -220,12 +227,24 @@ function onEvent(e) {
       curves.add(e);
       if (e.tokens_per_s) state.rate = state.rate ? 0.8 * state.rate + 0.2 * e.tokens_per_s : e.tokens_per_s;
     }
+  } else if (e.type === "deleted") {
+    state.runs.delete(e.run);
+    [...$("runs").options].find((o) => o.value === e.run)?.remove();
+    if (state.shown === e.run) {
+      state.shown = null;
+      curves.clear();
+    }
+  } else if (e.type === "sweep") {
+    sweeps.show(e.sweep);
   } else if (e.type === "log") {
     const log = $("log");
     const lines = (log.textContent ? log.textContent.split("\n") : []).concat(e.line);
     log.textContent = lines.slice(-LOG_LINES).join("\n");
     log.scrollTop = log.scrollHeight;
   }
+  if (["run", "deleted", "hello"].includes(e.type)) compare.runsChanged();
+  if (["run", "metrics", "deleted"].includes(e.type)) sweeps.runsChanged();
+  if (e.type === "metrics") compare.metricsArrived(e.run);
   showStatus();
   updateButtons();
 }
@@ -299,16 +318,16 @@ function wireToolbar() {
   for (const fmt of ["gguf", "hf"]) {
     bind(`export-${fmt}`, async () => {
       const out = await api("POST", `/api/runs/${state.shown}/export`, { format: fmt });
-      if (fmt === "gguf") {
-        const a = document.createElement("a");
-        a.href = `/api/runs/${state.shown}/files/${out.path}`;
-        a.download = "";
-        a.click();
-      }
-      toast(`exported ${fmt.toUpperCase()} into the run's ${out.path}`, "info");
+      const a = document.createElement("a");
+      a.href = `/api/runs/${state.shown}/files/${out.download}`;
+      a.download = "";
+      a.click();
+      toast(`exported ${fmt.toUpperCase()} into the run's ${out.path}; downloading ${out.download}`, "info");
     });
   }
   $("runs").addEventListener("change", (ev) => showRun(ev.target.value));
+  bind("compare-open", () => compare.open(state.shown && !compare.selected.size ? [state.shown] : null));
+  bind("sweep-open", () => sweeps.open());
   bind("generate", async () => {
     const topK = $("top-k").value.trim();
     $("generate").disabled = true;
@@ -321,6 +340,7 @@ function wireToolbar() {
         max_new_tokens: Number($("max-tokens").value),
       });
       $("generated").textContent = out.text;
+      state.generatedFor = state.shown;
     } catch (e) {
       $("generated").textContent = "";
       throw e;
@@ -366,6 +386,8 @@ function buildPalette(types, examples) {
 // ---- start ------------------------------------------------------------------------------------
 let editor;
 let curves;
+let compare;
+let sweeps;
 
 async function main() {
   const [nodeTypes, examples] = await Promise.all([
@@ -376,13 +398,26 @@ async function main() {
     api("POST", "/api/groups", { groups }),
   );
   curves = new Curves($("loss-chart"), $("rate-chart"));
+  compare = new CompareView({ api, toast, runs: () => state.runs });
+  sweeps = new SweepView({
+    api,
+    toast,
+    nodeTypes: nodeTypes.types,
+    currentSpec,
+    runs: () => state.runs,
+    openCompare: (ids) => compare.open(ids),
+    onChange: (s) => {
+      const active = ["running", "stopping"].includes(s.state);
+      $("sweep-open").textContent = active ? `Sweep ${s.done}/${s.items.length}` : "Sweep";
+    },
+  });
   buildPalette(nodeTypes.types, examples);
   const data = new DataPanel({ api, toast, editor, recheck: () => (state.checkedText = null) });
   await data.refresh();
   wireToolbar();
   markSaved();
-  await Promise.all([refreshSaved(), wireEditorBar(editor, { api, toast })]);
-  window.studio = { editor, curves, state, loadSpec, currentSpec, ready: true };
+  await Promise.all([refreshSaved(), sweeps.load(), wireEditorBar(editor, { api, toast })]);
+  window.studio = { editor, curves, state, loadSpec, currentSpec, compare, sweeps, ready: true };
   connect();
   checkLoop();
 }
