@@ -31,6 +31,7 @@ MATMUL_DTYPES = ("f32", "bf16", "auto")
 RECOMPUTE = ("none", "blocks")  # blocks: keep block inputs only, recompute in the backward
 LLAMA_TYPES = ("llama", "qwen2")  # model_type values of LlamaConfig
 OPTIMIZERS = ("adamw", "adam", "sgd")  # adam: AdamW without weight decay; sgd: plain SGD
+LOSS_CHUNK_ROWS = 512  # default rows per chunk of the sparse loss head (GPT2Config)
 
 
 # how a model's graphs compute, not what it is: every family's config has these fields, and
@@ -93,6 +94,10 @@ class GPT2Config(_ModelShape):
     attention: str = "auto"  # "fused" attn_causal op (CPU only) or "unfused" mul_mat + soft_max
     matmul_dtype: str = "f32"  # "bf16": mixed precision on bf16 casts of f32 master weights
     recompute: str = "none"  # "blocks": activation recomputation (less memory, one more forward)
+    # rows per chunk of the sparse loss head in validation and recomputing train graphs
+    # (no (B*T, Vp) logits tensor: 103 MB per chunk at Vp=50304 instead of 824 MB at
+    # B*T=4096); 0 = all rows at once
+    loss_chunk_rows: int = LOSS_CHUNK_ROWS
 
     def __post_init__(self) -> None:
         self.validate()
@@ -123,6 +128,7 @@ class GPT2Config(_ModelShape):
             raise ValueError("bias=False is not supported: GPT-2 has biases everywhere")
         for name, choices in GRAPH_OPTIONS.items():
             _check_choice(self, name, choices)
+        _check_chunk_rows(self)
 
 
 @dataclass
@@ -148,6 +154,7 @@ class LlamaConfig(_ModelShape):
     attention: str = "auto"
     matmul_dtype: str = "f32"
     recompute: str = "none"
+    loss_chunk_rows: int = LOSS_CHUNK_ROWS
 
     def __post_init__(self) -> None:
         self.validate()
@@ -174,6 +181,7 @@ class LlamaConfig(_ModelShape):
             raise ValueError("rope_theta, norm_eps and init_std must be > 0")
         for name, choices in {"model_type": LLAMA_TYPES, **GRAPH_OPTIONS}.items():
             _check_choice(self, name, choices)
+        _check_chunk_rows(self)
 
 
 @dataclass
@@ -387,6 +395,14 @@ def _check_choice(obj: object, name: str, choices: tuple[str, ...]) -> None:
         raise ValueError(
             f"{type(obj).__name__}.{name} must be one of {choices}, got {value!r}; "
             f"e.g. --set {name}={choices[0]}"
+        )
+
+
+def _check_chunk_rows(obj: GPT2Config | LlamaConfig) -> None:
+    if obj.loss_chunk_rows < 0:
+        raise ValueError(
+            f"{type(obj).__name__}.loss_chunk_rows must be >= 0 (0: the loss head in one "
+            f"piece), got {obj.loss_chunk_rows}; e.g. --set loss_chunk_rows={LOSS_CHUNK_ROWS}"
         )
 
 
