@@ -101,13 +101,23 @@ def graph_options(config: Any, ctx: G.Context) -> dict[str, Any]:
 class DeviceArrays(Mapping[str, np.ndarray]):
     """Per-parameter device tensors (weights, AdamW moments) in exchange layout, each read
     from the device when accessed: a checkpoint streams them to its file one at a time
-    instead of holding host copies of them all (1.5 GB for GPT-2 124M with its moments)."""
+    instead of holding host copies of them all (1.5 GB for GPT-2 124M with its moments).
+    ``views``: hand out read-only views of host memory where the layout allows (no copy at
+    all), valid only until the tensors change, for writing them out at once."""
 
-    def __init__(self, tensors: Mapping[str, G.Tensor], layout: Mapping[str, Param]):
-        self._tensors, self._layout = tensors, layout
+    def __init__(
+        self, tensors: Mapping[str, G.Tensor], layout: Mapping[str, Param], views: bool = False
+    ):
+        self._tensors, self._layout, self._views = tensors, layout, views
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self._layout[name].from_device(self._tensors[name].numpy())
+        tensor = self._tensors[name]
+        if self._views:
+            value = tensor.host_view()
+            value.flags.writeable = False
+        else:
+            value = tensor.numpy()
+        return self._layout[name].from_device(value)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._tensors)
@@ -198,10 +208,11 @@ class Model:
         """All parameters as float32 numpy in exchange names and shapes."""
         return dict(self.device_arrays(self.params))
 
-    def device_arrays(self, tensors: Mapping[str, G.Tensor]) -> DeviceArrays:
+    def device_arrays(self, tensors: Mapping[str, G.Tensor], views: bool = False) -> DeviceArrays:
         """Per-parameter device tensors (e.g. ``params``, AdamW's moments) read one at a
-        time, on access, in exchange layout."""
-        return DeviceArrays(tensors, self.layout)
+        time, on access, in exchange layout; ``views``: without copies where the memory is
+        the host's (the CPU), valid until the tensors change (see :class:`DeviceArrays`)."""
+        return DeviceArrays(tensors, self.layout, views and self.ctx.device == "cpu")
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Set every parameter from exchange-layout arrays."""

@@ -220,12 +220,14 @@ class Trainer:
     def _state_arrays(self) -> tuple[Mapping, Mapping, Mapping, int]:
         """Parameters, AdamW's m and v (exchange layout) and the optimizer's step count. On
         one process they are read from the device one tensor at a time as the checkpoint
-        is written (model.DeviceArrays); ZeRO-1 gathers the moments to the master."""
+        is written (model.DeviceArrays; on the CPU as views of the tensors, no copies);
+        ZeRO-1 gathers the moments to the master."""
         step, model = self.optimizer_step, self.model
         optimizer = step.optimizer
-        params = model.device_arrays(model.params)
+        params = model.device_arrays(model.params, views=True)
         if step.owners is None and isinstance(optimizer, AdamW):
-            m, v = model.device_arrays(optimizer.m), model.device_arrays(optimizer.v)
+            m = model.device_arrays(optimizer.m, views=True)
+            v = model.device_arrays(optimizer.v, views=True)
             return params, m, v, optimizer.steps
         state = step.state()
         m, v = model.from_device(state["m"]), model.from_device(state["v"])
