@@ -16,7 +16,7 @@ them do.
 from __future__ import annotations
 
 import argparse
-import platform
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +38,16 @@ def status_mb(key: str) -> float:
             if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024 / 1e6
     raise KeyError(key)
+
+
+def cpu_name() -> str:
+    """The CPU as /proc/cpuinfo names it, with its family and model numbers."""
+    info: dict[str, str] = {}
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    return f"{info.get('model name')}, family {info.get('cpu family')} model {info.get('model')}"
 
 
 def measure(name: str, phase: Callable[[], object], rows: list[tuple[str, float, float, float]]):
@@ -88,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     measure("checkpoint", lambda: trainer.save(out / "checkpoint.npz"), rows)
     measure(f"sample ({train_config.sample_tokens} tokens)", trainer.sample, rows)
 
-    print(f"\n{platform.processor() or platform.machine()}; RSS before the model {start:.0f} MB")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n{cpu_name()}; load average {load}; RSS before the model {start:.0f} MB")
     print("| phase | peak RSS MB | RSS after MB | s |\n|---|---:|---:|---:|")
     for name, peak, after, seconds in rows:
         print(f"| {name} | {peak:.0f} | {after:.0f} | {seconds:.1f} |")
