@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--block-size", type=int, default=1024)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=2, help="training steps before validation")
     ap.add_argument("--data", default=str(SHAKESPEARE))
     ap.add_argument("--out-dir", default="out-phases")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
 
     overrides = dict(item.split("=", 1) for item in args.set)
     overrides.update(batch_size=args.batch_size, block_size=args.block_size)
-    overrides.update(threads=args.threads, max_steps=2, warmup_steps=1)
+    overrides.update(threads=args.threads, max_steps=args.steps, warmup_steps=1)
     model_config, train_config, tokenizer = load_preset(args.preset, **overrides)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,8 +93,8 @@ def main(argv: list[str] | None = None) -> None:
         ),  # fmt: skip
         rows,
     )
-    measure("step 1", trainer.train_one_step, rows)
-    measure("step 2", trainer.train_one_step, rows)
+    for step in range(args.steps):
+        measure(f"step {step + 1}", trainer.train_one_step, rows)
     measure(f"validation ({train_config.eval_steps} batches)", trainer.evaluate, rows)
     measure("checkpoint", lambda: trainer.save(out / "checkpoint.npz"), rows)
     measure(f"sample ({train_config.sample_tokens} tokens)", trainer.sample, rows)
