@@ -94,10 +94,7 @@ class GPT2Config(_ModelShape):
     attention: str = "auto"  # "fused" attn_causal op (CPU only) or "unfused" mul_mat + soft_max
     matmul_dtype: str = "f32"  # "bf16": mixed precision on bf16 casts of f32 master weights
     recompute: str = "none"  # "blocks": activation recomputation (less memory, one more forward)
-    # rows per chunk of the sparse loss head in validation and recomputing train graphs
-    # (no (B*T, Vp) logits tensor: 103 MB per chunk at Vp=50304 instead of 824 MB at
-    # B*T=4096); 0 = all rows at once
-    loss_chunk_rows: int = LOSS_CHUNK_ROWS
+    loss_chunk_rows: int = LOSS_CHUNK_ROWS  # loss head rows per chunk (recompute, eval); 0: all
 
     def __post_init__(self) -> None:
         self.validate()
