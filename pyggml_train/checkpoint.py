@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import zipfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,15 +29,37 @@ _META_KEY = "__metadata__"
 _GROUPS = ("params", "adam_m", "adam_v")
 
 
-def save_arrays(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> Path:
-    """Atomically write arrays and JSON-able metadata to path (an uncompressed .npz)."""
+Arrays = Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndarray]]
+
+
+def save_arrays(path: str | Path, arrays: Arrays, metadata: dict[str, Any]) -> Path:
+    """Atomically write arrays and JSON-able metadata to path (an uncompressed .npz, as
+    np.savez writes it). The arrays are written one at a time, in the order given, and
+    may be produced lazily (a Mapping read on access, or (name, array) pairs from a
+    generator): a checkpoint holds one tensor's host copy at a time, not all of them. An
+    exception while producing them leaves the previous file in place."""
     path = Path(path)
-    if _META_KEY in arrays:
-        raise ValueError(f"array name {_META_KEY!r} is reserved for the metadata")
+    pairs = arrays.items() if isinstance(arrays, Mapping) else arrays
     meta = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
-    with atomic_open(path) as f:
-        np.savez(f, **{_META_KEY: meta}, **arrays)
+    with atomic_open(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, True) as npz:
+        _write_npy(npz, _META_KEY, meta)
+        seen = {_META_KEY}
+        for name, array in pairs:
+            if name in seen:
+                raise ValueError(
+                    f"array name {name!r} is reserved for the metadata"
+                    if name == _META_KEY
+                    else f"two arrays are named {name!r}"
+                )
+            seen.add(name)
+            _write_npy(npz, name, array)
     return path
+
+
+def _write_npy(npz: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
+    """One member of an .npz, streamed in numpy's buffered pieces (no whole copy)."""
+    with npz.open(f"{name}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -93,9 +116,11 @@ class Checkpoint:
     model_config: GPT2Config | None  # None for a spec's model (see spec)
     train_config: TrainConfig
     tokenizer: dict[str, Any]  # Tokenizer.to_dict()
-    params: dict[str, np.ndarray]
-    adam_m: dict[str, np.ndarray] = field(default_factory=dict)  # AdamW first moments
-    adam_v: dict[str, np.ndarray] = field(default_factory=dict)  # AdamW second moments
+    # saving reads these groups one array at a time: a Mapping that reads the device on
+    # access (model.DeviceArrays) streams them to the file without host copies of them all
+    params: Mapping[str, np.ndarray]
+    adam_m: Mapping[str, np.ndarray] = field(default_factory=dict)  # AdamW first moments
+    adam_v: Mapping[str, np.ndarray] = field(default_factory=dict)  # AdamW second moments
     loader_state: dict[str, Any] = field(default_factory=dict)  # BatchLoader.state()
     rng_state: dict[str, Any] = field(default_factory=dict)  # e.g. Generator.bit_generator.state
     extra: dict[str, Any] = field(default_factory=dict)  # free-form JSON-able (best val loss...)
@@ -104,11 +129,11 @@ class Checkpoint:
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
     """Write ckpt atomically to path."""
-    arrays = {
-        f"{group}/{name}": value
+    arrays = (  # lazily: a group may read its arrays from the device on access
+        (f"{group}/{name}", value)
         for group in _GROUPS
         for name, value in getattr(ckpt, group).items()
-    }
+    )
     if ckpt.model_config is not None:
         configs = json.loads(to_json(ckpt.model_config, ckpt.train_config, ckpt.tokenizer["type"]))
     elif ckpt.spec is not None:

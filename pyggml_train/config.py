@@ -35,6 +35,7 @@ LLAMA_TYPES = ("llama", "qwen2")  # model_type values of LlamaConfig
 # storage of a LoRA run's frozen Linear weights (embeddings and norms stay f32)
 BASE_DTYPES = ("f32", "bf16", "q8_0")
 OPTIMIZERS = ("adamw", "adam", "sgd")  # adam: AdamW without weight decay; sgd: plain SGD
+LOSS_CHUNK_ROWS = 512  # default rows per chunk of the sparse loss head (GPT2Config)
 
 
 # how a model's graphs compute, not what it is: every family's config has these fields, and
@@ -97,6 +98,7 @@ class GPT2Config(_ModelShape):
     attention: str = "auto"  # "fused" attn_causal op (CPU, Vulkan) or "unfused" mul_mat + soft_max
     matmul_dtype: str = "f32"  # "bf16": mixed precision on bf16 casts of f32 master weights
     recompute: str = "none"  # "blocks": activation recomputation (less memory, one more forward)
+    loss_chunk_rows: int = LOSS_CHUNK_ROWS  # loss head rows per chunk (recompute, eval); 0: all
 
     def __post_init__(self) -> None:
         self.validate()
@@ -127,6 +129,7 @@ class GPT2Config(_ModelShape):
             raise ValueError("bias=False is not supported: GPT-2 has biases everywhere")
         for name, choices in GRAPH_OPTIONS.items():
             _check_choice(self, name, choices)
+        _check_chunk_rows(self)
 
 
 @dataclass
@@ -152,6 +155,7 @@ class LlamaConfig(_ModelShape):
     attention: str = "auto"
     matmul_dtype: str = "f32"
     recompute: str = "none"
+    loss_chunk_rows: int = LOSS_CHUNK_ROWS
 
     def __post_init__(self) -> None:
         self.validate()
@@ -178,6 +182,7 @@ class LlamaConfig(_ModelShape):
             raise ValueError("rope_theta, norm_eps and init_std must be > 0")
         for name, choices in {"model_type": LLAMA_TYPES, **GRAPH_OPTIONS}.items():
             _check_choice(self, name, choices)
+        _check_chunk_rows(self)
 
 
 @dataclass
@@ -406,6 +411,14 @@ def _check_choice(obj: object, name: str, choices: tuple[str, ...]) -> None:
         raise ValueError(
             f"{type(obj).__name__}.{name} must be one of {choices}, got {value!r}; "
             f"e.g. --set {name}={choices[0]}"
+        )
+
+
+def _check_chunk_rows(obj: GPT2Config | LlamaConfig) -> None:
+    if obj.loss_chunk_rows < 0:
+        raise ValueError(
+            f"{type(obj).__name__}.loss_chunk_rows must be >= 0 (0: the loss head in one "
+            f"piece), got {obj.loss_chunk_rows}; e.g. --set loss_chunk_rows={LOSS_CHUNK_ROWS}"
         )
 
 

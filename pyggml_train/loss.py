@@ -1,7 +1,10 @@
 """The loss head: mean cross-entropy of a model's padded logits against next-token targets,
-in three formulations (docs/training.md compares their memory and speed)."""
+in three formulations (docs/training.md compares their memory and speed), and the sparse
+one over row chunks of the hidden states, so that no (N, Vp) logits tensor exists."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -51,13 +54,7 @@ class LossHead:
             raise ValueError(f"loss kind must be one of {LOSS_KINDS}, got {kind!r}")
 
     def set_targets(self, targets: np.ndarray) -> None:
-        flat = np.asarray(targets).reshape(-1)  # (N,)
-        if flat.size != self.rows:
-            raise ValueError(f"targets have {flat.size} entries, the graph expects {self.rows}")
-        if flat.min() < 0 or flat.max() >= self.vocab:
-            raise ValueError(
-                f"targets must lie in [0, {self.vocab}), got [{flat.min()}, {flat.max()}]"
-            )
+        flat = checked_targets(targets, self.rows, self.vocab)  # (N,)
         if self.kind == "sparse":
             self.labels.set(flat)
         elif self.kind == "dense":
@@ -66,3 +63,68 @@ class LossHead:
             self.labels.set(onehot)
         else:
             self.labels.set(np.arange(self.rows, dtype=np.int64) * self.vocab + flat)
+
+
+def checked_targets(targets: np.ndarray, rows: int, vocab: int) -> np.ndarray:
+    """``targets`` flattened to (rows,), or ValueError if their count or a value is wrong."""
+    flat = np.asarray(targets).reshape(-1)  # (N,)
+    if flat.size != rows:
+        raise ValueError(f"targets have {flat.size} entries, the graph expects {rows}")
+    if flat.min() < 0 or flat.max() >= vocab:
+        raise ValueError(f"targets must lie in [0, {vocab}), got [{flat.min()}, {flat.max()}]")
+    return flat
+
+
+def row_chunks(rows: int, chunk_rows: int) -> list[tuple[int, int]]:
+    """(first row, row count) of consecutive chunks of at most ``chunk_rows`` rows."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    return [(r0, min(chunk_rows, rows - r0)) for r0 in range(0, rows, chunk_rows)]
+
+
+class ChunkedLossHead:
+    """The sparse cross-entropy of the LM head over row chunks of the hidden states.
+
+    ``hidden`` (N, C) are the rows the head reads (the last block's output); ``head`` maps
+    a (n, C) view of them to the padded logits (n, Vp) (the final norm and the LM head
+    product, e.g. ``GPT2Net.head``). Chunk k's loss ``losses[k]`` is the mean over its
+    rows; the mean over all N rows, ``loss``, is the sum of ``weights[k] * losses[k]``,
+    weights[k] = n_k / N. A graph that holds one chunk's logits at a time (a forward graph
+    summing the chunks, whose allocator frees each chunk's logits before the next; or one graph per
+    chunk for a backward, recompute.py) never holds the (N, Vp) logits: 824 MB for GPT-2
+    at B*T = 4096, against 103 MB for a chunk of 512 rows.
+
+    Each row's logits, softmax and gradient are the unchunked head's; what a chunk changes
+    is the order of the sums over rows (the loss, and the head's weight gradients, added
+    up chunk by chunk) and the gradient's scale, seed_k / n_k instead of seed / N (one
+    rounding). docs/training.md states the measured difference.
+    """
+
+    def __init__(
+        self,
+        ctx: G.Context,
+        hidden: G.Tensor,
+        head: Callable[[G.Tensor], G.Tensor],
+        vocab_size: int,
+        chunk_rows: int,
+    ):
+        n, c = hidden.shape  # (N, C)
+        self.rows, self.vocab = n, vocab_size
+        self.labels = ctx.input((n,), dtype="i32", name="targets")  # (N,)
+        self.chunks = row_chunks(n, chunk_rows)
+        self.weights = [rows / n for _, rows in self.chunks]
+        self.losses = []  # each ()
+        for r0, rows in self.chunks:
+            x = G.view(hidden, (rows, c), offset=r0 * c)  # (n_k, C)
+            logits = head(x)  # (n_k, Vp)
+            targets = G.view(self.labels, (rows,), offset=r0)  # (n_k,)
+            self.losses.append(G.cross_entropy_loss_sparse(logits, targets, n_classes=vocab_size))
+        # the mean over all rows () for a forward graph, summed in chunk order, so the
+        # graph computes (and frees) one chunk's logits after another
+        total = self.losses[0] * self.weights[0]
+        for loss, weight in zip(self.losses[1:], self.weights[1:], strict=True):
+            total = total + loss * weight
+        self.loss = total
+
+    def set_targets(self, targets: np.ndarray) -> None:
+        self.labels.set(checked_targets(targets, self.rows, self.vocab))

@@ -20,7 +20,8 @@ F32 = 4
 # attention), 18 for the one block a recomputing run holds; 16 is a floor below both
 # (tests/reliability/test_memory.py checks the estimate against measured buffers).
 ACTIVATIONS_PER_LAYER = 16
-# per token, over the vocabulary: the logits (measured 1.06 with the sparse loss)
+# per row of logits, over the vocabulary (measured 1.06 with the sparse loss); a recomputing
+# run holds one chunk of loss_chunk_rows rows of them (loss.ChunkedLossHead)
 LOGITS_PER_TOKEN = 1
 # parameters, gradient accumulators, and AdamW's two moments
 STATE_PER_PARAM = 4
@@ -50,12 +51,18 @@ def estimate_training(model: GPT2Config, train: TrainConfig) -> Estimate:
     """A lower bound of the bytes one process of a training run allocates."""
     tokens = train.batch_size * train.block_size
     vocab = model.padded_vocab_size or model.vocab_size or 0
-    per_token = ACTIVATIONS_PER_LAYER * model.n_layer * model.n_embd + LOGITS_PER_TOKEN * vocab
-    if model.recompute == "blocks":  # every block's input, and one block's activations
-        per_token = (model.n_layer + 1 + ACTIVATIONS_PER_LAYER) * model.n_embd + vocab
-    return Estimate(
-        state=STATE_PER_PARAM * F32 * num_params(model), activations=F32 * tokens * per_token
-    )
+    state = STATE_PER_PARAM * F32 * num_params(model)
+    logits = LOGITS_PER_TOKEN * vocab
+    if model.recompute != "blocks":  # every block's activations and all logits in one graph
+        per_token = ACTIVATIONS_PER_LAYER * model.n_layer * model.n_embd + logits
+        return Estimate(state=state, activations=F32 * tokens * per_token)
+    # every block's input, and the larger graph of one block's and one head chunk's
+    rows = min(tokens, model.loss_chunk_rows or tokens)
+    if model.loss_kind != "sparse":  # only the sparse loss runs in chunks
+        rows = tokens
+    inputs = (model.n_layer + 1) * model.n_embd * tokens
+    largest = max(ACTIVATIONS_PER_LAYER * model.n_embd * tokens, logits * rows)
+    return Estimate(state=state, activations=F32 * (inputs + largest))
 
 
 def available_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:

@@ -20,6 +20,7 @@ N = B*T rows, V vocab, Vp padded vocab.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,7 +31,7 @@ from . import kernels
 from .adapters import LoraConfig, LoraWeights, from_lora_state, lora_state, select_targets
 from .config import BASE_DTYPES, LOSS_KINDS, MATMUL_DTYPES
 from .layers import Build, LoraAdapter, Param, init_values, linear_layers
-from .loss import LossHead, vocab_logits
+from .loss import ChunkedLossHead, LossHead, vocab_logits
 from .recompute import RecomputeStep
 from .step import accumulate
 from .tokenizer import Tokenizer
@@ -70,8 +71,8 @@ class StepGraph:
 
     graph: G.Graph
     idx: G.Tensor  # (B, T) i32 inputs
-    logits: G.Tensor  # (N, V) in a logits graph; (N, Vp) with a loss head
-    head: LossHead | None  # None for a logits-only graph
+    logits: G.Tensor | None  # (N, V) in a logits graph; (N, Vp) with a LossHead; None in chunks
+    head: LossHead | ChunkedLossHead | None  # None for a logits-only graph
     dropout_state: G.Tensor | None = None  # i32 (2,) in a training graph
     dropout_rng: DropoutRNG | None = None
 
@@ -99,7 +100,36 @@ def graph_options(config: Any, ctx: G.Context) -> dict[str, Any]:
         "fused_attention": attention == "fused"
         or (attention == "auto" and ctx.device in FUSED_ATTENTION_DEVICES),
         "recompute": config.recompute == "blocks",
+        "loss_chunk_rows": config.loss_chunk_rows,
     }
+
+
+class DeviceArrays(Mapping[str, np.ndarray]):
+    """Per-parameter device tensors (weights, AdamW moments) in exchange layout, each read
+    from the device when accessed: a checkpoint streams them to its file one at a time
+    instead of holding host copies of them all (1.5 GB for GPT-2 124M with its moments).
+    ``views``: hand out read-only views of host memory where the layout allows (no copy at
+    all), valid only until the tensors change, for writing them out at once."""
+
+    def __init__(
+        self, tensors: Mapping[str, G.Tensor], layout: Mapping[str, Param], views: bool = False
+    ):
+        self._tensors, self._layout, self._views = tensors, layout, views
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        tensor = self._tensors[name]
+        if self._views:
+            value = tensor.host_view()
+            value.flags.writeable = False
+        else:
+            value = tensor.numpy()
+        return self._layout[name].from_device(value)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
 
 
 class Model:
@@ -108,7 +138,10 @@ class Model:
     ``params`` (exchange layout) sets the weights, else the layers' init from ``seed``
     (drawn in ``net.params()`` order). ``loss_kind``: see :class:`LossHead`;
     ``matmul_dtype`` and ``fused_attention``: see :class:`layers.Build`; ``matmul_dtype`` "auto"
-    takes bf16 where the CPU multiplies it natively (:mod:`kernels`), else f32. The net's
+    takes bf16 where the CPU multiplies it natively (:mod:`kernels`), else f32.
+    ``loss_chunk_rows``: the sparse loss of 'loss' graphs and of recomputing 'train' graphs
+    runs over chunks of this many rows (:class:`loss.ChunkedLossHead`; 0: all rows at once),
+    for a net with ``embed``, ``blocks`` and ``head`` (as gpt2.GPT2Net). The net's
     :class:`layers.Dropout` layers act in 'train' graphs only, with masks from
     ``dropout_rng`` (seeded with ``seed``).
 
@@ -142,6 +175,7 @@ class Model:
         recompute: bool = False,
         lora: LoraConfig | None = None,
         base_dtype: str = "f32",
+        loss_chunk_rows: int = 0,
     ):
         if loss_kind not in LOSS_KINDS:
             raise ValueError(f"loss_kind must be one of {LOSS_KINDS}, got {loss_kind!r}")
@@ -157,6 +191,9 @@ class Model:
         self.lora = lora
         self.adapters = self._adapters(net, lora) if lora is not None else {}
         adapter_params = [p for a in self.adapters.values() for p in a.params()]
+        if loss_chunk_rows < 0:
+            raise ValueError(f"loss_chunk_rows must be >= 0 (0: no chunks), got {loss_chunk_rows}")
+        self.loss_chunk_rows = loss_chunk_rows
         self.layout: dict[str, Param] = {}  # name -> Param, in init order
         for p in [*net.params(), *adapter_params]:
             if p.name in self.layout:
@@ -232,7 +269,13 @@ class Model:
     # -- parameters ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """All parameters as float32 numpy in exchange names and shapes."""
-        return self.from_device({name: t.numpy() for name, t in self.params.items()})
+        return dict(self.device_arrays(self.params))
+
+    def device_arrays(self, tensors: Mapping[str, G.Tensor], views: bool = False) -> DeviceArrays:
+        """Per-parameter device tensors (e.g. ``params``, AdamW's moments) read one at a
+        time, on access, in exchange layout; ``views``: without copies where the memory is
+        the host's (the CPU), valid until the tensors change (see :class:`DeviceArrays`)."""
+        return DeviceArrays(tensors, self.layout, views and self.ctx.device == "cpu")
 
     def load_state_dict(self, state: dict[str, np.ndarray], adapters: bool = True) -> None:
         """Set every parameter from exchange-layout arrays; ``adapters`` False: the base's
@@ -309,6 +352,17 @@ class Model:
         # dropout in training graphs only: validation and sampling see the whole network
         state = self.ctx.input((2,), "i32", name="dropout_state") if mode == "train" else None
         g = self.builder(state)
+        rows = batch * seq
+        if mode == "loss" and self._chunks_loss(rows):  # a forward graph, one chunk at a time
+            x = self.net.embed(g, idx)  # (B, T, C)
+            for block in self.net.blocks:
+                x = block(g, x)  # (B, T, C)
+            hidden = G.reshape(x, (rows, x.shape[-1]))  # (N, C)
+            head = ChunkedLossHead(
+                self.ctx, hidden, lambda h: self.net.head(g, h), self.vocab_size,
+                self.loss_chunk_rows,
+            )  # fmt: skip
+            return StepGraph(self.ctx.graph(head.loss, arena=self.arena), idx, None, head)
         logits = self.net(g, idx)  # (B, T, Vp)
         logits = G.reshape(logits, (batch * seq, logits.shape[-1]))  # (N, Vp)
         if mode == "logits":
@@ -322,6 +376,11 @@ class Model:
             graph = self.ctx.graph(head.loss, backward=True, arena=self.arena)
             return StepGraph(graph, idx, logits, head, state, self.dropout_rng)
         raise ValueError(f"mode must be 'logits', 'loss' or 'train', got {mode!r}")
+
+    def _chunks_loss(self, rows: int) -> bool:
+        """Whether a forward loss graph of ``rows`` rows runs its head in chunks."""
+        staged = all(hasattr(self.net, stage) for stage in ("embed", "blocks", "head"))
+        return staged and self.loss_kind == "sparse" and 0 < self.loss_chunk_rows < rows
 
     def graph(self, batch: int, seq: int, mode: str) -> StepGraph | RecomputeStep:
         """The cached graph for (mode, B, T), built on first use. The cache keeps the

@@ -8,7 +8,8 @@ into one set of gradient accumulators and sharing one set of compute buffers (G.
 1. forward: embeddings and every block, copying each block's input x_i (B, T, C) into a
    persistent slot (and the last block's output x_n);
 2. head: ln_f, the LM head and the loss from x_n, backward to the head's parameters and to
-   dL/dx_n;
+   dL/dx_n; with the sparse loss, one such graph per row chunk of x_n
+   (loss.ChunkedLossHead), so no (B*T, Vp) logits exist, only one chunk's;
 3. block i = n-1 .. 0: the block again from x_i, with the loss sum(block(x_i) * dL/dx_{i+1})
    whose gradients are the block's parameter gradients and dL/dx_i;
 4. embeddings: again from the token ids, loss sum(x_0 * dL/dx_0), for wte and wpe (when
@@ -18,7 +19,8 @@ Each graph holds one block's activations, so the peak is the largest of the head
 one block's instead of all blocks', for one extra forward pass of the blocks. The ops and
 the order in which gradient contributions add up are those of the whole-model graph, so
 on the CPU the gradients are bit-identical to it (tests/model/test_recompute.py), bf16 matmuls
-included.
+included, when the head is one chunk (B*T <= the model's ``loss_chunk_rows``, or 0); in
+chunks, the head's sums over rows add up chunk by chunk (loss.ChunkedLossHead).
 Dropout masks are the same in the forward and the recomputation: every graph reads one
 dropout state.
 """
@@ -31,7 +33,7 @@ import numpy as np
 
 from . import ggml as G
 from .layers import Build
-from .loss import LossHead
+from .loss import ChunkedLossHead, LossHead
 
 
 class Recomputable(Protocol):
@@ -47,6 +49,7 @@ class Recomputable(Protocol):
     arena: G.Arena | None  # None: every graph its own buffers
     vocab_size: int
     loss_kind: str
+    loss_chunk_rows: int  # rows per chunk of the sparse loss head; 0: one chunk
 
 
 class RecomputeStep:
@@ -86,13 +89,25 @@ class RecomputeStep:
         # writes dL/dx_i, as the accumulator of its input slot, into the other
         self.dx = [ctx.tensor(x.shape, name=f"block_input_grad:{k}") for k in range(2)]
 
-        # 2. head
-        logits = net.head(g, self.slots[n])  # (B, T, Vp)
-        logits = G.reshape(logits, (batch * seq, logits.shape[-1]))  # (N, Vp)
-        self.head = LossHead(ctx, logits, model.vocab_size, model.loss_kind)
-        self.head.loss.set_loss()
+        # 2. head: one graph per row chunk of x_n with the sparse loss, else one graph
+        rows = batch * seq
         accs = {**self.accs, self.slots[n]: self.dx[n % 2]}
-        self.head_graph = ctx.graph(self.head.loss, True, grad_accs=accs, arena=arena)
+        self.head: ChunkedLossHead | LossHead
+        if model.loss_kind == "sparse":
+            hidden = G.reshape(self.slots[n], (rows, x.shape[-1]))  # (N, C)
+            chunk = model.loss_chunk_rows or rows
+            self.head = ChunkedLossHead(
+                ctx, hidden, lambda h: net.head(g, h), model.vocab_size, chunk
+            )
+            self.losses, self.loss_weights = self.head.losses, self.head.weights
+        else:
+            logits = net.head(g, self.slots[n])  # (B, T, Vp)
+            logits = G.reshape(logits, (rows, logits.shape[-1]))  # (N, Vp)
+            self.head = LossHead(ctx, logits, model.vocab_size, model.loss_kind)
+            self.losses, self.loss_weights = [self.head.loss], [1.0]
+        self.head_graphs = [
+            ctx.graph(loss.set_loss(), True, grad_accs=accs, arena=arena) for loss in self.losses
+        ]
 
         # 3. blocks, recomputed from their inputs
         self.block_graphs = []
@@ -109,13 +124,15 @@ class RecomputeStep:
         if g.used & set(model.trainable):
             loss = G.sum(G.mul(x, self.dx[0])).set_loss()
             self.embed_graph = ctx.graph(loss, True, grad_accs=self.accs, arena=arena)
-        self._graphs = [self.head_graph, *self.block_graphs]
+        self._graphs = [*self.head_graphs, *self.block_graphs]
         self._graphs += [self.embed_graph] if self.embed_graph is not None else []
 
     # -- the train-graph protocol ---------------------------------------------------------------
     def set_loss_scale(self, scale: float) -> None:
-        """Seed of the loss's backward; the other graphs start from the gradient it gives."""
-        self.head_graph.set_loss_scale(scale)
+        """Seed of the loss's backward (each head chunk's, by its share of the rows); the
+        other graphs start from the gradient the head gives."""
+        for graph, weight in zip(self.head_graphs, self.loss_weights, strict=True):
+            graph.set_loss_scale(scale * weight)
 
     def reset_grads(self) -> None:
         for graph in self._graphs:  # each zeroes its accumulators and writes its loss seed
@@ -135,8 +152,11 @@ class RecomputeStep:
         self.forward.compute()
         n = len(self.block_graphs)
         self.dx[n % 2].fill(0.0)
-        self.head_graph.compute()
-        loss = float(self.head.loss.numpy())  # before another graph reuses the buffers
+        loss = 0.0
+        chunks = zip(self.head_graphs, self.losses, self.loss_weights, strict=True)
+        for graph, chunk_loss, weight in chunks:
+            graph.compute()
+            loss += weight * float(chunk_loss.numpy())  # before another graph reuses the buffers
         for i in reversed(range(n)):
             self.dx[i % 2].fill(0.0)
             self.block_graphs[i].compute()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from .datasets import resolve
 from .distributed import Distributed
 from .metrics import MetricsWriter, plot_losses, read_metrics
 from .model import Model
+from .optim import AdamW
 from .sample import KVCacheDecoder, WindowDecoder, decoder_for, generate
 from .schedule import lr_at
 from .step import OptimizerStep
@@ -195,10 +196,9 @@ class Trainer:
     def save(self, path: Path) -> Path:
         """Write the checkpoint (the master does; every rank must call); refuses
         (NonFiniteError) if any value is NaN or Inf, so the previous checkpoint stays."""
-        opt = self.optimizer_step.state()
-        params = self.model.state_dict()
-        for group, arrays in (("parameter", params), ("AdamW m", opt["m"]), ("AdamW v", opt["v"])):
-            bad = [n for n, a in arrays.items() if not np.isfinite(a).all()]
+        params, adam_m, adam_v, optimizer_steps = self._state_arrays()
+        for group, arrays in (("parameter", params), ("AdamW m", adam_m), ("AdamW v", adam_v)):
+            bad = [n for n in arrays if not np.isfinite(arrays[n]).all()]  # one at a time
             if bad:
                 raise NonFiniteError(
                     f"not writing {path} at step {self.step}: {group} {bad[0]!r} (and "
@@ -210,12 +210,12 @@ class Trainer:
             train_config=self.train_config,
             tokenizer=self.data.tokenizer.to_dict(),
             params=params,
-            adam_m=self.model.from_device(opt["m"]),
-            adam_v=self.model.from_device(opt["v"]),
+            adam_m=adam_m,
+            adam_v=adam_v,
             loader_state=self.loader.state(),
             rng_state=self.sample_rng.bit_generator.state,
             extra={
-                "optimizer_steps": opt["steps"],
+                "optimizer_steps": optimizer_steps,
                 "elapsed_s": self.elapsed_s,
                 "world_size": self.dist.world_size,
                 "skipped_nonfinite": self.skipped_nonfinite,
@@ -228,6 +228,22 @@ class Trainer:
             save_checkpoint(path, ckpt)
         self.dist.barrier()  # the file is complete before any rank goes on (or resumes from it)
         return path
+
+    def _state_arrays(self) -> tuple[Mapping, Mapping, Mapping, int]:
+        """Parameters, AdamW's m and v (exchange layout) and the optimizer's step count. On
+        one process they are read from the device one tensor at a time as the checkpoint
+        is written (model.DeviceArrays; on the CPU as views of the tensors, no copies);
+        ZeRO-1 gathers the moments to the master."""
+        step, model = self.optimizer_step, self.model
+        optimizer = step.optimizer
+        params = model.device_arrays(model.params, views=True)
+        if step.owners is None and isinstance(optimizer, AdamW):
+            m = model.device_arrays(optimizer.m, views=True)
+            v = model.device_arrays(optimizer.v, views=True)
+            return params, m, v, optimizer.steps
+        state = step.state()
+        m, v = model.from_device(state["m"]), model.from_device(state["v"])
+        return params, m, v, int(state["steps"])
 
     def restore(self, ckpt: Checkpoint) -> None:
         self.model.load_state_dict(ckpt.params)

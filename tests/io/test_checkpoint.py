@@ -78,10 +78,16 @@ def test_atomic_write_leaves_no_temp_and_keeps_old_on_failure(tmp_path: Path, mo
     save_checkpoint(path, make_checkpoint(step=2))  # replace in place
     assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]
 
-    def crash(*args, **kwargs):
-        raise OSError("disk full")
+    written = []
+    write_npy = checkpoint_mod._write_npy
 
-    monkeypatch.setattr(checkpoint_mod.np, "savez", crash)
+    def crash_on_the_third(npz, name, array):  # the disk fills up in the middle of the stream
+        if len(written) == 2:
+            raise OSError("disk full")
+        written.append(name)
+        write_npy(npz, name, array)
+
+    monkeypatch.setattr(checkpoint_mod, "_write_npy", crash_on_the_third)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, make_checkpoint(step=3))
     assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]
