@@ -223,6 +223,8 @@ class TrainConfig:
     top_k: int | None = None  # keep only the k most likely tokens when sampling; None = all
     skip_nonfinite: int = 0  # steps with a NaN/Inf loss or gradient norm skipped before stopping
     zero: int = 0  # ZeRO stage over MPI ranks: 0 = AdamW moments on every rank, 1 = sharded
+    overlap: bool = True  # MPI: sum each block's gradients while the backward goes on
+    # (recompute='blocks' splits the backward; else the sums follow it, as with False)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -594,6 +596,7 @@ RESUMABLE = (
     "threads",
     "device",
     "zero",
+    "overlap",
 )
 
 

@@ -20,10 +20,16 @@ on the CPU the gradients are bit-identical to it (tests/model/test_recompute.py)
 included.
 Dropout masks are the same in the forward and the recomputation: every graph reads one
 dropout state.
+
+Since the backward runs graph by graph, a parameter's gradient is final once the last graph
+that adds to it has run (block i's after block i's graph; a tied wte's after the
+embeddings'). ``run_split`` says so after each graph, so that a data-parallel step can start
+summing those gradients over the ranks while the backward goes on (step.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -103,6 +109,9 @@ class RecomputeStep:
         loss = G.sum(G.mul(net.embed(g, self.idx), self.dx[0])).set_loss()
         self.embed_graph = ctx.graph(loss, True, grad_accs=self.accs, arena=arena)
         self._graphs = [self.head_graph, *self.block_graphs, self.embed_graph]
+        self.finished = finished_after(
+            [self.head_graph, *reversed(self.block_graphs), self.embed_graph], list(self.params)
+        )
 
     # -- the train-graph protocol ---------------------------------------------------------------
     def set_loss_scale(self, scale: float) -> None:
@@ -121,6 +130,18 @@ class RecomputeStep:
 
     def run(self, idx: np.ndarray, targets: np.ndarray) -> float:
         """Forward + backward of one micro-batch into the accumulators; its loss."""
+        return self.run_split(idx, targets, None)
+
+    def run_split(
+        self,
+        idx: np.ndarray,
+        targets: np.ndarray,
+        done: Callable[[list[str]], None] | None,
+    ) -> float:
+        """run(), calling ``done(names)`` after each backward graph with the parameters whose
+        gradients no later graph of this micro-batch adds to (:attr:`finished`)."""
+        report = done or (lambda names: None)
+        backward = iter(self.finished)
         self.idx.set(np.asarray(idx, dtype=np.int32))
         self.head.set_targets(targets)
         self.dropout_rng.draw(self.dropout_state)
@@ -129,8 +150,25 @@ class RecomputeStep:
         self.dx[n % 2].fill(0.0)
         self.head_graph.compute()
         loss = float(self.head.loss.numpy())  # before another graph reuses the buffers
+        report(next(backward))
         for i in reversed(range(n)):
             self.dx[i % 2].fill(0.0)
             self.block_graphs[i].compute()
+            report(next(backward))
         self.embed_graph.compute()
+        report(next(backward))
         return loss
+
+
+def finished_after(graphs: list[G.Graph], names: list[str]) -> list[list[str]]:
+    """For graphs run in this order, the parameters (of ``names``, in that order) whose
+    gradients each one is the last to add to; a parameter no graph names (a name longer
+    than ggml keeps) is finished after the last graph."""
+    last = {}
+    for k, graph in enumerate(graphs):
+        for name in graph.param_names:
+            last[name] = k
+    groups: list[list[str]] = [[] for _ in graphs]
+    for name in names:
+        groups[last.get(name, len(graphs) - 1)].append(name)
+    return groups
