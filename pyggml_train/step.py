@@ -14,7 +14,7 @@ A step over k micro-batches on each of N processes (ranks):
 4. the global gradient norm gives the clip factor min(1, clip / norm);
 5. AdamW updates the parameters with the clipped gradient, identically on every rank.
 
-Gradients are summed once per step, after the last micro-batch (as nanoGPT's DDP and llm.c
+Gradients are summed once per step, with the last micro-batch (as nanoGPT's DDP and llm.c
 do), never per micro-batch.
 
 Overlap (``overlap=True``, the default): when the train graph runs its backward as several
@@ -277,8 +277,9 @@ class OptimizerStep:
             owners = self.owners
 
             def done(names: list[str]) -> None:
-                roots = None if owners is None else [owners[n] for n in names]
-                sums.add([self.grads[n] for n in names], roots)
+                mine = [n for n in names if n in self.grads]  # the model's trained parameters
+                roots = None if owners is None else [owners[n] for n in mine]
+                sums.add([self.grads[n] for n in mine], roots)
 
         loss = accumulate(self.train, batches, self.world_size, done)
         t1 = time.perf_counter()
