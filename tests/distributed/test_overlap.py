@@ -21,7 +21,10 @@ import numpy as np
 import pytest
 from helpers.env import REPO_ROOT, child_env, require
 
-pytestmark = pytest.mark.slow  # runs ranks under mpiexec
+from pyggml_train import ggml as G
+from pyggml_train.config import GPT2Config, LlamaConfig
+from pyggml_train.gpt2 import GPT2
+from pyggml_train.llama import Llama
 
 SCRIPT = REPO_ROOT / "tests" / "helpers" / "mpi_steps.py"
 # the parameters whose gradients only the last backward graph (the embeddings') finishes,
@@ -60,6 +63,7 @@ def mpi_steps(out, family: str, recompute: str, zero: int, accum: int) -> None:
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}{proc.stderr}"
 
 
+@pytest.mark.slow  # runs ranks under mpiexec
 @pytest.mark.parametrize(
     "family, zero", [("gpt2", 0), ("gpt2", 1), ("llama", 0), ("llama", 1)]
 )  # fmt: skip
@@ -89,6 +93,7 @@ def test_overlapped_sums_give_the_blocking_bits_and_the_one_process_result(famil
     assert sums["added"] == [sum(4 * want[k].size for k in group) for group in groups]
 
 
+@pytest.mark.slow  # runs ranks under mpiexec
 def test_llama_on_two_ranks_matches_one_process(tmp_path):
     """Issue 23's leftover, on the whole-model backward (no recompute, nothing to overlap)
     and one micro-batch per rank."""
@@ -99,3 +104,35 @@ def test_llama_on_two_ranks_matches_one_process(tmp_path):
         np.testing.assert_allclose(got["_losses"], single["_losses"], rtol=1e-5)
         for key, value in single.items():
             assert np.abs(got[key] - value).max() <= 1e-5, key
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_a_gradient_reported_final_is_final(family):
+    """What makes the overlap safe: run_split reports each parameter once, in the backward's
+    order, and its gradient never changes after the report (over 2 accumulated micro-batches,
+    where only the second reports)."""
+    ctx = G.Context("cpu", threads=1)
+    shape = dict(vocab_size=64, block_size=8, n_layer=N_LAYER, n_embd=16, recompute="blocks")
+    if family == "gpt2":
+        model = GPT2(GPT2Config(n_head=2, **shape), ctx=ctx, seed=1)
+    else:
+        config = LlamaConfig(n_head=2, n_kv_head=1, d_ff=32, tie_embeddings=False, **shape)
+        model = Llama(config, ctx=ctx, seed=1)
+    train = model.graph(2, 8, "train")
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 64, (2, 2, 9))
+    train.graph.set_loss_scale(0.5)
+    train.graph.reset_grads()
+    train.run(tokens[0, :, :-1], tokens[0, :, 1:])
+    reported: list[list[str]] = []
+    at_report: dict[str, np.ndarray] = {}
+
+    def done(names: list[str]) -> None:
+        reported.append(names)
+        at_report.update({n: train.grad(model.params[n]) for n in names})
+
+    train.run_split(tokens[1, :, :-1], tokens[1, :, 1:], done)
+    assert reported == backward_groups(family, list(model.params))
+    for name, grad in at_report.items():
+        np.testing.assert_array_equal(train.grad(model.params[name]), grad, err_msg=name)
+        assert np.any(grad != 0), name  # a real gradient, not an untouched accumulator
