@@ -234,6 +234,8 @@ class TrainConfig:
     zero: int = 0  # ZeRO stage over MPI ranks: 0 = AdamW moments on every rank, 1 = sharded
     lora: str | None = None  # LoRA on a frozen base: "rank=16,alpha=32,targets=q,v"; None = off
     base_dtype: str = "f32"  # with lora: the frozen Linear weights in "f32", "bf16" or "q8_0"
+    overlap: bool = True  # MPI: sum each block's gradients while the backward goes on
+    # (recompute='blocks' splits the backward; else the sums follow it, as with False)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -626,6 +628,7 @@ RESUMABLE = (
     "threads",
     "device",
     "zero",
+    "overlap",
 )
 
 

@@ -314,6 +314,11 @@ class Graph:
         return Tensor(self._g.grad_accumulator(param._h), param.shape)
 
     @property
+    def param_names(self) -> list[str]:
+        """Names of the parameters whose gradients this graph's backward adds to."""
+        return [p.name for p in self._g.params]
+
+    @property
     def n_nodes(self) -> int:
         return self._g.n_nodes
 

@@ -23,10 +23,16 @@ included, when the head is one chunk (B*T <= the model's ``loss_chunk_rows``, or
 chunks, the head's sums over rows add up chunk by chunk (loss.ChunkedLossHead).
 Dropout masks are the same in the forward and the recomputation: every graph reads one
 dropout state.
+
+Since the backward runs graph by graph, a parameter's gradient is final once the last graph
+that adds to it has run (block i's after block i's graph; a tied wte's after the
+embeddings'). ``run_split`` says so after each graph, so that a data-parallel step can start
+summing those gradients over the ranks while the backward goes on (step.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -124,8 +130,11 @@ class RecomputeStep:
         if g.used & set(model.trainable):
             loss = G.sum(G.mul(x, self.dx[0])).set_loss()
             self.embed_graph = ctx.graph(loss, True, grad_accs=self.accs, arena=arena)
-        self._graphs = [*self.head_graphs, *self.block_graphs]
-        self._graphs += [self.embed_graph] if self.embed_graph is not None else []
+        embed = [self.embed_graph] if self.embed_graph is not None else []
+        self._graphs = [*self.head_graphs, *self.block_graphs, *embed]
+        self.finished = finished_after(
+            [*self.head_graphs, *reversed(self.block_graphs), *embed], list(model.trainable)
+        )
 
     # -- the train-graph protocol ---------------------------------------------------------------
     def set_loss_scale(self, scale: float) -> None:
@@ -146,6 +155,18 @@ class RecomputeStep:
 
     def run(self, idx: np.ndarray, targets: np.ndarray) -> float:
         """Forward + backward of one micro-batch into the accumulators; its loss."""
+        return self.run_split(idx, targets, None)
+
+    def run_split(
+        self,
+        idx: np.ndarray,
+        targets: np.ndarray,
+        done: Callable[[list[str]], None] | None,
+    ) -> float:
+        """run(), calling ``done(names)`` after each backward graph with the parameters whose
+        gradients no later graph of this micro-batch adds to (:attr:`finished`)."""
+        report = done or (lambda names: None)
+        backward = iter(self.finished)
         self.idx.set(np.asarray(idx, dtype=np.int32))
         self.head.set_targets(targets)
         self.dropout_rng.draw(self.dropout_state)
@@ -157,9 +178,26 @@ class RecomputeStep:
         for graph, chunk_loss, weight in chunks:
             graph.compute()
             loss += weight * float(chunk_loss.numpy())  # before another graph reuses the buffers
+            report(next(backward))
         for i in reversed(range(n)):
             self.dx[i % 2].fill(0.0)
             self.block_graphs[i].compute()
+            report(next(backward))
         if self.embed_graph is not None:
             self.embed_graph.compute()
+            report(next(backward))
         return loss
+
+
+def finished_after(graphs: list[G.Graph], names: list[str]) -> list[list[str]]:
+    """For graphs run in this order, the parameters (of ``names``, in that order) whose
+    gradients each one is the last to add to; a parameter no graph names (a name longer
+    than ggml keeps) is finished after the last graph."""
+    last = {}
+    for k, graph in enumerate(graphs):
+        for name in graph.param_names:
+            last[name] = k
+    groups: list[list[str]] = [[] for _ in graphs]
+    for name in names:
+        groups[last.get(name, len(graphs) - 1)].append(name)
+    return groups

@@ -14,8 +14,16 @@ A step over k micro-batches on each of N processes (ranks):
 4. the global gradient norm gives the clip factor min(1, clip / norm);
 5. AdamW updates the parameters with the clipped gradient, identically on every rank.
 
-Gradients are summed once per step, after the last micro-batch (as nanoGPT's DDP and llm.c
+Gradients are summed once per step, with the last micro-batch (as nanoGPT's DDP and llm.c
 do), never per micro-batch.
+
+Overlap (``overlap=True``, the default): when the train graph runs its backward as several
+graphs (recompute.RecomputeStep, a SplitBackward), the sums of step 3 start during the last
+micro-batch's backward, each parameter's as soon as the graph that finishes its gradient has
+run, and a thread advances them with non-blocking MPI while the backward goes on (as PyTorch
+DDP's buckets do). The same MPI calls sum the same buckets as without overlap, so the
+results are bit-identical; only when they start changes. A whole-model backward is one ggml
+call with nothing to overlap, so there the sums start after it.
 
 ZeRO-1 (``zero=1``) shards the optimizer state: every parameter has one owner rank (whole
 parameters, balanced by size, as PyTorch's ZeroRedundancyOptimizer does). Step 3 becomes a
@@ -29,9 +37,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -48,6 +56,29 @@ class TrainGraph(Protocol):
     def run(self, idx: np.ndarray, targets: np.ndarray) -> float: ...
 
 
+@runtime_checkable
+class SplitBackward(Protocol):
+    """A train graph whose backward runs as several graphs (recompute.RecomputeStep is one)."""
+
+    def run_split(
+        self, idx: np.ndarray, targets: np.ndarray, done: Callable[[list[str]], None] | None
+    ) -> float:
+        """run(), calling ``done(names)`` as the gradients of those parameters are final."""
+        ...
+
+
+class GradientSums(Protocol):
+    """Sums over the ranks that run while the caller computes (distributed.BucketSums)."""
+
+    def add(self, tensors: Sequence[G.Tensor], roots: Sequence[int] | None = None) -> None:
+        """Start summing ``tensors`` in place: onto every rank, or onto ``roots[i]``."""
+        ...
+
+    def finish(self) -> None:
+        """Wait until every added sum is done."""
+        ...
+
+
 class GradientSync(Protocol):
     """What a step needs from the ranks it runs on (pyggml_train/distributed.py)."""
 
@@ -59,6 +90,11 @@ class GradientSync(Protocol):
 
     def sum(self, value: float) -> float:
         """The sum of a scalar over the ranks."""
+        ...
+
+    # overlap only
+    def start_sums(self) -> GradientSums:
+        """Sums that advance in the background until their finish()."""
         ...
 
     # ZeRO-1 only
@@ -80,18 +116,28 @@ class GradientSync(Protocol):
 Batch = tuple[np.ndarray, np.ndarray]  # inputs (B, T), targets (B, T)
 
 
-def accumulate(train: TrainGraph, batches: Sequence[Batch], world_size: int = 1) -> float:
+def accumulate(
+    train: TrainGraph,
+    batches: Sequence[Batch],
+    world_size: int = 1,
+    done: Callable[[list[str]], None] | None = None,
+) -> float:
     """Zero the accumulators and add the gradients of ``batches`` into them; the mean loss.
 
     The backward seed is 1/(k * world_size) for k micro-batches, so once the ranks' sums
     are added the accumulators hold the gradient of the mean loss over the global batch.
+    ``done`` (a SplitBackward ``train`` only) hears which gradients are final during the last
+    micro-batch.
     """
     if not batches:
         raise ValueError("a step needs at least one micro-batch, got none")
     k = len(batches)
     train.graph.set_loss_scale(1.0 / (k * world_size))
     train.graph.reset_grads()
-    return sum(train.run(x, y) for x, y in batches) / k
+    total = sum(train.run(x, y) for x, y in batches[:-1])
+    x, y = batches[-1]
+    last = train.run(x, y) if done is None else train.run_split(x, y, done)
+    return (total + last) / k
 
 
 def clip_factor(norm: float, grad_clip: float | None) -> float:
@@ -108,7 +154,9 @@ class StepStats:
     loss: float  # mean loss over the global batch (all micro-batches of all ranks)
     grad_norm: float  # global gradient norm before clipping
     accumulate_s: float  # forward + backward of this rank's micro-batches
-    sync_s: float  # summing gradients (and the loss) over the ranks; 0 for one process
+    # summing gradients (and the loss) over the ranks after the backward: with overlap, only
+    # what the backward did not hide; 0 for one process
+    sync_s: float
     update_s: float  # gradient norm + AdamW (+ the parameter broadcast under ZeRO-1)
     updated: bool = True  # False: the loss or the norm was NaN/Inf and the weights were kept
 
@@ -133,7 +181,8 @@ class OptimizerStep:
     """The optimizer step of one model: its train graph, its optimizer, its ranks.
 
     ``optimizer``: 'adamw'; 'adam' (AdamW without weight decay); 'sgd' (optim.SGD, which
-    takes only weight_decay).
+    takes only weight_decay). ``overlap``: sum gradients behind the backward where the train
+    graph splits it and there are several ranks (see the module docstring).
     """
 
     def __init__(
@@ -149,11 +198,13 @@ class OptimizerStep:
         sync: GradientSync | None = None,
         optimizer: str = "adamw",
         zero: int = 0,
+        overlap: bool = True,
     ):
         self.train = train
         self.sync = sync
         self.world_size = sync.world_size if sync is not None else 1
         self.grad_clip = grad_clip
+        self.overlaps = overlap and self.world_size > 1 and isinstance(train, SplitBackward)
         self.params = params
         self.grads = {n: train.graph.grad_accumulator(p) for n, p in params.items()}
         if optimizer not in OPTIMIZERS:
@@ -186,7 +237,7 @@ class OptimizerStep:
         """The step a TrainConfig describes (optimizer, its hyperparameters, clipping, ZeRO)."""
         c = config
         return cls(ctx, params, train, c.beta1, c.beta2, c.eps, c.weight_decay, c.grad_clip,
-                   sync, c.optimizer, c.zero)  # fmt: skip
+                   sync, c.optimizer, c.zero, c.overlap)  # fmt: skip
 
     @property
     def optimizer_state_bytes(self) -> int:
@@ -220,9 +271,21 @@ class OptimizerStep:
     def __call__(self, batches: Sequence[Batch], lr: float) -> StepStats:
         """Accumulate ``batches`` (this rank's micro-batches), sum over ranks, clip, update."""
         t0 = time.perf_counter()
-        loss = accumulate(self.train, batches, self.world_size)
+        sums = self.sync.start_sums() if self.overlaps else None
+        done = None
+        if sums is not None:
+            owners = self.owners
+
+            def done(names: list[str]) -> None:
+                mine = [n for n in names if n in self.grads]  # the model's trained parameters
+                roots = None if owners is None else [owners[n] for n in mine]
+                sums.add([self.grads[n] for n in mine], roots)
+
+        loss = accumulate(self.train, batches, self.world_size, done)
         t1 = time.perf_counter()
-        if self.sync is not None and self.owners is None:
+        if sums is not None:
+            sums.finish()
+        elif self.sync is not None and self.owners is None:
             self.sync.allreduce_sum(list(self.grads.values()))
         elif self.owners is not None:
             for name, owner in self.owners.items():

@@ -307,10 +307,11 @@ def test_the_distributed_benchmark_runs():
     boot = f"import sys; sys.path.append({str(REPO_ROOT)!r}); "
     boot += "from benchmarks.distributed import main; main()"
     cmd = [sys.executable, "-c", boot, "--configs", "smoke", "--steps", "1", "--rounds", "1"]
-    cmd += ["--skip", "allreduce,memory"]
+    cmd += ["--skip", "allreduce,memory", "--overlap-configs", "smoke"]
     proc = subprocess.run(
         cmd, env=child_env(), cwd=CWD, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| smoke")]
-    assert [r.split("|")[2].strip() for r in rows] == ["1 rank x 2 threads", "2 ranks x 1 thread"]
+    layouts = ["1 rank x 2 threads", "2 ranks x 1 thread", "off", "on"]  # throughput, overlap
+    assert [r.split("|")[2].strip() for r in rows] == layouts
