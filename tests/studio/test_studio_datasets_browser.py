@@ -7,8 +7,8 @@ then the uploaded text again from the data directory's list."""
 from __future__ import annotations
 
 import pytest
-from helpers.browser import studio_page
-from helpers.studio_server import require_studio, running_studio, seed_data_dir
+from helpers.studio_browser import studio_page
+from helpers.studio_server import seed_data_dir
 
 from pyggml_train import datasets
 
@@ -22,12 +22,11 @@ DATA_ERRORS = "studio.editor.nodeBySpecId('data').specErrors.join('\\n')"
 def offline_studio(tmp_path, monkeypatch):
     """The page on a server (in this process) over a data dir holding tiny shakespeare, with
     an empty cache, no other dataset folders and downloads switched off."""
-    require_studio()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv(datasets.DATASETS_ENV, raising=False)
     monkeypatch.setenv(datasets.OFFLINE_ENV, "1")
     root = seed_data_dir(tmp_path / "studio")
-    with running_studio(root) as base, studio_page(base) as page:
+    with studio_page(root) as page:
         yield page, root, tmp_path / "xdg" / "pyggml_train"
 
 
