@@ -1,7 +1,7 @@
 """Groups in the workbench, in Debian's headless Chromium, clicked as a person would: group
 "block 0" of the small GPT into a block exposing its width, repeat it 3 times in place of
 the 3 blocks, see its shapes and errors outside and inside, open and leave it, save it as
-a block in the palette and use it in a new spec. PYGGML_SCREENSHOTS=1 saves
+a block in the palette, use it in a new spec and ungroup it there. PYGGML_SCREENSHOTS=1 saves
 docs/workbench-group.png (the group node) and docs/workbench-group-inside.png."""
 
 from __future__ import annotations
@@ -165,3 +165,15 @@ def test_group_repeat_open_leave_and_reuse_a_block(page, tmp_path):
     }
     spec = page.evaluate("studio.currentSpec()")
     assert spec["groups"]["gptblock"] == saved["groups"]["gptblock"]
+
+    # Ungroup: the group node gives way to its inside (the block, with the group's width)
+    added = page.evaluate("studio.editor.graph._nodes[0].specId")
+    type_into_widget(page, added, "width", "64")
+    click_title(page, added)
+    page.click("#ungroup")
+    page.wait_for_function(
+        "studio.editor.graph._nodes.length === 1 && !studio.editor.graph._nodes[0].groupName"
+    )
+    (inner,) = page.evaluate("studio.currentSpec()")["nodes"]
+    assert inner["id"] == f"{added}_0_block0" and inner["type"] == "GPTBlock"
+    assert inner["params"]["d_model"] == 64 and inner["params"]["dropout"] == 0.1
