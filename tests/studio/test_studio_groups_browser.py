@@ -115,9 +115,15 @@ def test_group_repeat_open_leave_and_reuse_a_block(page, tmp_path):
         "128 wide"
     )
     # open it (double-click its title): the inside, with the same error on block 0
-    box = node_box(page, group)
-    page.mouse.dblclick(box["x"] + box["width"] / 2, box["y"] + 10)
-    page.wait_for_function("studio.editor.stack.length === 1")
+    click_title(page, group)
+    for _ in range(3):  # a busy page may see the two presses too far apart: try again
+        page.wait_for_timeout(400)
+        box = node_box(page, group)
+        page.mouse.dblclick(box["x"] + box["width"] / 2, box["y"] + 10)
+        page.wait_for_timeout(1_000)
+        if page.evaluate("studio.editor.stack.length") == 1:
+            break
+    assert page.evaluate("studio.editor.stack.length") == 1
     assert page.inner_text("#crumbs") == "spec › gptblock"
     assert page.is_visible("#leave-group")
     inside = page.evaluate("studio.editor.specNodes().map((n) => n.specId)")
