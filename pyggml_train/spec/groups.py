@@ -63,27 +63,35 @@ def uses_groups(data: Any) -> bool:
     )
 
 
-def flatten(data: Any) -> Flat:
+def flatten(data: Any, only: str | None = None) -> Flat:
     """``data`` with every Group node replaced by its copies; problems of the groups go
-    to ``errors`` (then ``spec`` is None). A spec without groups comes back as it is."""
+    to ``errors`` (then ``spec`` is None). A spec without groups comes back as it is.
+    ``only``: the id of the one top-level group node to replace (an "ungroup"; the other
+    group nodes and the definitions stay)."""
     if not uses_groups(data):
         return Flat(data)
     groups = data.get("groups", {})
     if not isinstance(groups, dict):
         return Flat(None, errors=[_err(None, (), f"groups must be an object, got {groups!r}")])
-    expander = _Expander(groups)
-    nodes, links, _, _ = expander.level(_list(data, "nodes"), _list(data, "links"), (), "", "", ())
+    top = _list(data, "nodes")
+    if only is not None and not any(
+        isinstance(n, dict) and n.get("type") == GROUP_TYPE and n.get("id") == only for n in top
+    ):
+        return Flat(None, errors=[_err(None, (), f"no group node {only!r} at the top level")])
+    expander = _Expander(groups, only)
+    nodes, links, _, _ = expander.level(top, _list(data, "links"), (), "", "", ())
     if expander.errors:
         return Flat(None, errors=expander.errors)
-    flat = {k: v for k, v in data.items() if k != "groups"}
+    flat = {k: v for k, v in data.items() if k != "groups" or only is not None}
     flat["nodes"] = nodes if isinstance(data.get("nodes"), list) else data.get("nodes")
     flat["links"] = links if isinstance(data.get("links", []), list) else data.get("links")
     return Flat(flat, expander.origins, [], expander.views, expander.outputs)
 
 
-def flatten_spec(data: Any) -> dict[str, Any]:
-    """The flattened spec JSON (no groups left), or SpecError naming the group's problem."""
-    flat = flatten(data)
+def flatten_spec(data: Any, only: str | None = None) -> dict[str, Any]:
+    """The flattened spec JSON (no groups left; with ``only``, that group node replaced),
+    or SpecError naming the group's problem."""
+    flat = flatten(data, only)
     if flat.errors:
         first = flat.errors[0]
         raise SpecError(first["node"], first["message"], flat.errors)
@@ -141,8 +149,9 @@ class _Interface:
 class _Expander:
     """Expands one level of nodes at a time, recursing into the groups a group uses."""
 
-    def __init__(self, groups: dict[str, Any]):
+    def __init__(self, groups: dict[str, Any], only: str | None = None):
         self.groups = groups
+        self.only = only  # the one top-level group node to expand (None: all)
         self.errors: list[dict[str, Any]] = []
         self.origins: dict[str, Origin] = {}
         self.views: dict[str, str] = {}
@@ -173,7 +182,8 @@ class _Expander:
         named = [n["id"] for n in nodes if isinstance(n, dict) and isinstance(n.get("id"), str)]
         ids = set(named)
         for raw in nodes:
-            if isinstance(raw, dict) and raw.get("type") == GROUP_TYPE:
+            group = isinstance(raw, dict) and raw.get("type") == GROUP_TYPE
+            if group and (path or self.only is None or raw.get("id") == self.only):
                 if named.count(raw.get("id")) > 1:  # links to it would be ambiguous
                     self.error(
                         (*path, raw["id"]),

@@ -6,7 +6,7 @@
     POST /api/script                spec -> a Python script that reproduces its training run
     GET  /api/examples[/{name}]     the bundled example specs
     GET  /api/specs[/{name}]        saved specs; PUT saves one, DELETE removes it
-    POST /api/flatten               spec -> the same spec with its groups expanded (422 if broken)
+    POST /api/flatten[?only=id]     spec -> the spec with its groups (or that one) expanded
     POST /api/groups                {groups} -> {interfaces: {name: ports, params}, errors}
     GET  /api/templates[/{name}]    group templates (the palette's blocks); PUT saves
                                     {groups} under a name that is one of them, DELETE removes
@@ -281,9 +281,10 @@ async def delete_spec(request: Request) -> Response:
 
 # ---- groups and their templates -----------------------------------------------------------------
 async def flatten(request: Request) -> Response:
+    """The spec without its groups; ?only=<group node id> replaces that group node only."""
     spec = await _json_object(request, "a spec")
     try:
-        return JSONResponse(S.flatten_spec(spec))
+        return JSONResponse(S.flatten_spec(spec, request.query_params.get("only")))
     except S.SpecError as exc:
         raise BadRequest(
             422, f"the spec's groups are not valid: {exc.message}", exc.errors

@@ -106,6 +106,7 @@ def bring_into_view(page, spec_id: str) -> None:
 def click_title(page, spec_id: str, modifiers: list[str] | None = None) -> None:
     """Click a node's title bar (selects it; Control adds it to the selection)."""
     bring_into_view(page, spec_id)
+    page.wait_for_timeout(400)  # LiteGraph takes any two presses within 300 ms for a double-click
     box = node_box(page, spec_id)
     for key in modifiers or []:
         page.keyboard.down(key)

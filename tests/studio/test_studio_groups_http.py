@@ -59,6 +59,30 @@ def test_flatten_gives_the_spec_without_groups(studio):
     assert r.json()["errors"][0]["path"] == ["blocks", "act"]
 
 
+def test_flatten_only_one_group_node_keeps_the_others(studio):
+    spec = grouped_unit(2)
+    spec["nodes"].insert(4, {"id": "more", "type": "Group", "group": "unit", "title": "more"})
+    spec["links"] = [lk for lk in spec["links"] if lk["to"] != ["ln", 0]]
+    spec["links"] += [
+        {"from": ["blocks", 0], "to": ["more", 0]},
+        {"from": ["more", 0], "to": ["ln", 0]},
+    ]
+    r = studio.post("/api/flatten?only=blocks", json=spec)
+    assert r.status_code == 200, r.text
+    once = r.json()
+    ids = [n["id"] for n in once["nodes"]]
+    assert ids[3:20] == [n["id"] for n in hand_written_unit(2)["nodes"][3:19]] + ["more"]
+    assert once["groups"] == spec["groups"]
+    assert {"from": ["blocks_1_res2", 0], "to": ["more", 0]} in once["links"]
+    # the same model as before: flattening the rest gives what flattening all gives
+    rest, whole = flatten_spec(once), flatten_spec(spec)
+    assert rest["nodes"] == whole["nodes"]
+    link = lambda lk: (*lk["from"], *lk["to"])  # noqa: E731
+    assert sorted(map(link, rest["links"])) == sorted(map(link, whole["links"]))
+    r = studio.post("/api/flatten?only=ln", json=spec)
+    assert r.status_code == 422 and "no group node 'ln' at the top level" in r.json()["error"]
+
+
 def test_groups_answers_each_definitions_interface_or_its_errors(studio):
     groups = {"unit": unit_group(), "looped": cyclic_unit()}
     body = studio.post("/api/groups", json={"groups": groups}).json()

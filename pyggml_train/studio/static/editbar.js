@@ -1,5 +1,5 @@
 // The editor bar over the canvas: group the selected nodes into a block (a name, exposed
-// parameters), open and leave groups, save a group as a template (the palette's blocks),
+// parameters), ungroup one, open and leave groups, save a group as a template (the palette's blocks),
 // arrange the canvas. The spec's groups themselves live in the Editor (graph.js).
 
 const $ = (id) => document.getElementById(id);
@@ -24,6 +24,7 @@ export function wireEditorBar(editor, { api, toast }) {
     }),
   );
   $("group").addEventListener("click", guard(() => openGroupDialog(editor)));
+  $("ungroup").addEventListener("click", guard(() => ungroup(editor, api)));
   $("group-dialog").addEventListener("close", guard(() => groupFromDialog(editor)));
   $("save-block").addEventListener(
     "click",
@@ -40,6 +41,17 @@ export function wireEditorBar(editor, { api, toast }) {
   );
   showLevel(editor);
   return refreshTemplates(editor, { api, toast });
+}
+
+// the selected group node replaced by its nodes (every copy), as the server flattens it
+async function ungroup(editor, api) {
+  const node = selectedGroup(editor);
+  if (!node) throw new Error("select a group node to ungroup");
+  if (editor.stack.length) throw new Error("leave the open group first: ungroup works at the top level");
+  const spec = editor.toSpec($("spec-name").value.trim() || "untitled");
+  const only = encodeURIComponent(node.specId);
+  const problems = await editor.load(await api("POST", `/api/flatten?only=${only}`, spec));
+  if (problems.length) throw new Error(problems.join("\n"));
 }
 
 function selectedGroup(editor) {

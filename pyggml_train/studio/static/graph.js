@@ -92,9 +92,10 @@ export class Editor {
         const n = this.widgetsByName.repeat.value;
         return n > 1 ? `${this.title} × ${n}` : this.title;
       };
-      // a double-click on the title opens it (quick clicks on a widget's arrows do not)
+      // a double-click on the title opens it (quick clicks on a widget's arrows do not),
+      // once LiteGraph is done with the press: it still holds this node while handling it
       SpecNode.prototype.onDblClick = function (e, pos) {
-        if (pos[1] < 0) editor.enter(this);
+        if (pos[1] < 0) setTimeout(() => editor.enter(this), 0);
       };
     }
     LiteGraph.registerNodeType(key, SpecNode);
