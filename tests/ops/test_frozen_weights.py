@@ -1,6 +1,6 @@
 """Frozen weights stored in bf16 or q8_0 (a LoRA run's base, --base-dtype): set from f32
 exactly as numpy's own rounding and block quantization say, and the gradient of a matmul's
-input flows through them (patch 0023 for q8_0) while they get none.
+input flows through them (patch 0024 for q8_0) while they get none.
 
 The input gradient is checked against float64 ``R @ W`` with W the values the tensor holds,
 and that analytic formula against central differences of the float64 forward. A q8_0
