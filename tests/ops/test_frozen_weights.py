@@ -13,17 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers.gradcheck import FD_RTOL, assert_close
+from helpers.matmul import bf16_round
 
 from pyggml_train import ggml as G
 
 RTOL = {"q8_0": 1e-5, "bf16": 1e-2}
-
-
-def bf16_round(x: np.ndarray) -> np.ndarray:
-    """float32 -> nearest bf16 (ties to even), widened back to float32."""
-    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16 << 16
-    return u.astype(np.uint32).view(np.float32)
 
 
 def q8_0_round(x: np.ndarray) -> np.ndarray:
