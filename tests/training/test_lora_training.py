@@ -26,7 +26,7 @@ def lora_trainer(**train_kw) -> Trainer:
     return Trainer(new_model(model_cfg, train_cfg, data.tokenizer.vocab_size), train_cfg, data)
 
 
-@pytest.mark.parametrize("base_dtype", ["f32", "q8_0"])
+@pytest.mark.parametrize("base_dtype", ["f32", pytest.param("q8_0", marks=pytest.mark.slow)])
 def test_only_the_adapters_train_and_the_base_keeps_its_bytes(base_dtype):
     trainer = lora_trainer(base_dtype=base_dtype)
     model = trainer.model
