@@ -32,11 +32,12 @@ def reset_peak() -> None:
 
 
 def status_mb(key: str) -> float:
-    """A /proc/self/status memory line (VmRSS, VmHWM) in MB."""
+    """A /proc/self/status memory line (VmRSS, VmHWM) in MB of 2**20 bytes, the unit of
+    benchmarks/run.py's peak RSS (getrusage's ru_maxrss / 1024)."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024 / 1e6
+                return int(line.split()[1]) / 1024
     raise KeyError(key)
 
 
