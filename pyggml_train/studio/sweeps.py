@@ -109,8 +109,7 @@ def parse_axes(spec: dict[str, Any], raw: Any) -> list[Axis]:
         node, param, values = a["node"], a["param"], a["values"]
         if node not in nodes:
             raise SweepError(f"axis {i}: the spec has no node {node!r}; its nodes: {list(nodes)}")
-        node_type = S.NODE_TYPES.get(nodes[node].get("type"))
-        names = [p.name for p in node_type.params] if node_type else []
+        names = _param_names(spec, nodes[node])
         if param not in names:
             raise SweepError(
                 f"axis {i}: node {node!r} ({nodes[node].get('type')}) has no parameter "
@@ -134,6 +133,19 @@ def parse_axes(spec: dict[str, Any], raw: Any) -> list[Axis]:
     if runs > MAX_RUNS:
         raise SweepError(f"the sweep would train {runs} runs; at most {MAX_RUNS}: fewer values")
     return axes
+
+
+def _param_names(spec: dict[str, Any], node: dict[str, Any]) -> list[str]:
+    """What a sweep may vary on ``node``: its type's parameters, or a group's (repeat and the
+    exposed ones). A width several nodes share is swept through a group that exposes it."""
+    if node.get("type") == S.GROUP_TYPE:
+        try:
+            face = S.group_interface(spec.get("groups"), node.get("group"))
+        except S.SpecError as err:
+            raise SweepError(f"node {node.get('id')!r}: {err}") from None
+        return [p["name"] for p in face["params"]]
+    node_type = S.NODE_TYPES.get(node.get("type"))
+    return [p.name for p in node_type.params] if node_type else []
 
 
 def combinations(axes: list[Axis]) -> list[dict[str, Any]]:

@@ -276,3 +276,78 @@ def test_a_sweep_carries_on_after_a_server_restart(tmp_path):
         assert done["items"][0]["run"] == first  # resumed, not started again
         records = metrics_file(root, first)
         assert [rec["step"] for rec in records] == list(range(1, 2001))
+
+
+def width_grouped_spec(steps: int) -> dict:
+    """tiny()'s layers as one group, "model", exposing the width they share: the one way to
+    sweep a width (a sweep varies one node's parameter)."""
+    spec = tiny_spec(steps, name="wide")
+    layers = [n for n in spec["nodes"] if n["id"] not in ("data", "loss")]
+    chain = [n["id"] for n in layers]
+    spec["groups"] = {
+        "model": {
+            "title": "model",
+            "nodes": layers,
+            "links": [
+                {"from": [a, 0], "to": [b, 0]} for a, b in zip(chain[:-1], chain[1:], strict=True)
+            ],
+            "inputs": [{"name": "ids", "to": [["emb", 0]]}],
+            "outputs": [{"name": "logits", "from": ["head", 0]}],
+            "params": [
+                {
+                    "name": "width",
+                    "binds": [
+                        ["emb", "embedding_dim"],
+                        ["b0", "d_model"],
+                        ["ln", "normalized_shape"],
+                        ["head", "in_features"],
+                    ],
+                }
+            ],
+        }
+    }
+    group = {"id": "model", "type": "Group", "group": "model", "params": {"width": 16}}
+    spec["nodes"] = [node(spec, "data"), group, node(spec, "loss")]
+    spec["links"] = [
+        {"from": ["data", 0], "to": ["model", 0]},
+        {"from": ["model", 0], "to": ["loss", 0]},
+        {"from": ["data", 1], "to": ["loss", 1]},
+    ]
+    return spec
+
+
+@pytest.mark.slow  # trains in a worker process
+def test_a_sweep_varies_a_width_shared_by_several_nodes_through_a_group(studio, two_runs):
+    from pyggml_train.checkpoint import load_checkpoint
+
+    widths = [16, 24]
+    r = studio.post(
+        "/api/sweeps",
+        json={
+            "spec": width_grouped_spec(4),
+            "axes": [
+                {"node": "loss", "param": "lr", "values": [3e-3, 1e-2]},
+                {"node": "model", "param": "width", "values": widths},
+            ],
+        },
+    )
+    assert r.status_code == 201, r.text
+    url = f"/api/sweeps/{r.json()['id']}"
+    done = wait(studio, url, lambda s: s["state"] not in ("running", "stopping"), 4 * TIMEOUT_S)
+    assert done["state"] == "finished" and done["done"] == 4, done
+    for item in done["items"]:
+        width = item["values"]["model.width"]
+        spec = json.loads((studio.root / "runs" / item["run"] / "spec.json").read_text())
+        assert node(spec, "model")["params"]["width"] == width
+        # every layer took the width: the embedding table is (vocabulary, width)
+        params = load_checkpoint(studio.root / "runs" / item["run"] / "checkpoint.npz").params
+        tables = [a.shape for a in params.values() if a.ndim == 2 and a.shape[0] == 65]
+        assert tables and all(shape == (65, width) for shape in tables), tables
+    bad = studio.post(
+        "/api/sweeps",
+        json={
+            "spec": width_grouped_spec(4),
+            "axes": [{"node": "model", "param": "depth", "values": [1, 2]}],
+        },
+    )
+    assert bad.status_code == 400 and "['repeat', 'width']" in bad.json()["error"], bad.text
