@@ -6,7 +6,10 @@ then the uploaded text again from the data directory's list."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from helpers.env import REPO_ROOT
 from helpers.studio_browser import studio_page
 from helpers.studio_server import seed_data_dir
 
@@ -15,6 +18,7 @@ from pyggml_train import datasets
 pytestmark = pytest.mark.slow  # drives a browser
 
 WIKITEXT_URL = "https://wikitext.smerity.com/wikitext-2-raw-v1.zip"
+SCREENSHOT = REPO_ROOT / "docs" / "workbench-datasets.png"  # PYGGML_SCREENSHOTS=1 writes it
 DATA_ERRORS = "studio.editor.nodeBySpecId('data').specErrors.join('\\n')"
 
 
@@ -43,6 +47,8 @@ def test_pick_a_dataset_offline_see_why_then_train_on_an_uploaded_text(offline_s
         "wikitext-2"
     )
     problems = page.inner_text("#errors")
+    if os.environ.get("PYGGML_SCREENSHOTS") == "1":
+        page.screenshot(path=str(SCREENSHOT))
     assert "WikiText-2 (raw): wikitext-2-raw-v1.zip is not at hand" in problems
     assert WIKITEXT_URL in problems and str(cache) in problems and str(root / "data") in problems
     assert page.is_disabled("#train")
