@@ -108,8 +108,9 @@ class DeviceArrays(Mapping[str, np.ndarray]):
     """Per-parameter device tensors (weights, AdamW moments) in exchange layout, each read
     from the device when accessed: a checkpoint streams them to its file one at a time
     instead of holding host copies of them all (1.5 GB for GPT-2 124M with its moments).
-    ``views``: hand out read-only views of host memory where the layout allows (no copy at
-    all), valid only until the tensors change, for writing them out at once."""
+    ``views``: hand out read-only views of host memory where the layout and type allow (no
+    copy of an f32 tensor), valid only until the tensors change, for writing them out at
+    once; a frozen bf16 or q8_0 base weight is read widened to f32, one tensor at a time."""
 
     def __init__(
         self, tensors: Mapping[str, G.Tensor], layout: Mapping[str, Param], views: bool = False
@@ -118,7 +119,7 @@ class DeviceArrays(Mapping[str, np.ndarray]):
 
     def __getitem__(self, name: str) -> np.ndarray:
         tensor = self._tensors[name]
-        if self._views:
+        if self._views and tensor.dtype == "f32":  # a bf16 or q8_0 base widens: a copy
             value = tensor.host_view()
             value.flags.writeable = False
         else:
