@@ -9,14 +9,10 @@ Speed is reported, never asserted.
 
 from __future__ import annotations
 
-import argparse
-import json
-import resource
-import subprocess
-import sys
-import time
-
 import numpy as np
+
+from . import step_rows
+from .step_rows import timed_row
 
 FRAMEWORKS = ("ours", "ours-bf16", "torch", "torch-bf16")
 
@@ -63,40 +59,11 @@ def measure(framework: str, seq: int, batch: int, threads: int, steps: int) -> d
             loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten())
             loss.backward()
 
-    step()  # warmup: graphs built, buffers allocated
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    median = float(np.median(times))
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {
-        "framework": framework,
-        "step_s": median,
-        "tokens_per_s": batch * seq / median,
-        "peak_rss_mb": rss_mb,
-    }
+    return timed_row(framework, step, steps, batch * seq)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seq", type=int, default=512)
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=2)
-    ap.add_argument("--frameworks", default=",".join(FRAMEWORKS))
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.child:
-        print(json.dumps(measure(args.child, args.seq, args.batch, args.threads, args.steps)))
-        return
-    for fw in args.frameworks.split(","):
-        cmd = [sys.executable, "-m", "benchmarks.llama_step", "--child", fw]
-        cmd += ["--seq", str(args.seq), "--batch", str(args.batch)]
-        cmd += ["--threads", str(args.threads), "--steps", str(args.steps)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        print(out.strip().splitlines()[-1], flush=True)
+    step_rows.main("benchmarks.llama_step", measure, FRAMEWORKS, __doc__)
 
 
 if __name__ == "__main__":
