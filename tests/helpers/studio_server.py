@@ -62,3 +62,17 @@ def running_studio(data_dir: Path) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+@contextlib.contextmanager
+def studio_client(root: Path, timeout: float = 30) -> Iterator:
+    """An httpx client of a studio serving ``root`` (seeded with tiny shakespeare); the
+    client also carries ``root`` and ``ws_base`` (the server's base URL, for WebSockets)."""
+    require_studio()
+    seed_data_dir(root)
+    with running_studio(root) as base:
+        import httpx
+
+        with httpx.Client(base_url=base, timeout=timeout) as client:
+            client.root, client.ws_base = root, base
+            yield client

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from helpers.specs import node, tiny
-from helpers.studio_server import require_studio, running_studio, seed_data_dir
+from helpers.studio_server import require_studio, running_studio, seed_data_dir, studio_client
 
 TIMEOUT_S = 180
 FINAL = ("finished", "stopped", "failed")
@@ -53,14 +53,8 @@ def best_val(records: list[dict]) -> float:
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
-    require_studio()
-    root = seed_data_dir(tmp_path_factory.mktemp("studio-compare"))
-    with running_studio(root) as base:
-        import httpx
-
-        with httpx.Client(base_url=base, timeout=60) as client:
-            client.root = root
-            yield client
+    with studio_client(tmp_path_factory.mktemp("studio-compare"), timeout=60) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

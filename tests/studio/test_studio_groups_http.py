@@ -9,21 +9,15 @@ import json
 
 import pytest
 from helpers.specs import grouped_unit, hand_written_unit, unit_group
-from helpers.studio_server import require_studio, running_studio, seed_data_dir
+from helpers.studio_server import studio_client
 
 from pyggml_train.spec import flatten_spec, group_interface
 
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
-    require_studio()
-    root = seed_data_dir(tmp_path_factory.mktemp("studio"))
-    with running_studio(root) as base:
-        import httpx
-
-        with httpx.Client(base_url=base, timeout=30) as client:
-            client.root = root
-            yield client
+    with studio_client(tmp_path_factory.mktemp("studio")) as client:
+        yield client
 
 
 def cyclic_unit() -> dict:

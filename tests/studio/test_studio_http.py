@@ -13,21 +13,19 @@ from pathlib import Path
 
 import pytest
 from helpers.env import REPO_ROOT, child_env
-from helpers.studio_server import CORPUS, require_studio, running_studio, seed_data_dir
+from helpers.studio_server import (
+    CORPUS,
+    require_studio,
+    studio_client,
+)
 
 SMALL_GPT = REPO_ROOT / "examples" / "specs" / "small-gpt.json"
 
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
-    require_studio()
-    root = seed_data_dir(tmp_path_factory.mktemp("studio"))
-    with running_studio(root) as base:
-        import httpx
-
-        with httpx.Client(base_url=base, timeout=30) as client:
-            client.root = root
-            yield client
+    with studio_client(tmp_path_factory.mktemp("studio")) as client:
+        yield client
 
 
 def small_gpt() -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.env import child_env
-from helpers.studio_server import require_studio, running_studio, seed_data_dir
+from helpers.studio_server import require_studio, running_studio, seed_data_dir, studio_client
 
 pytestmark = pytest.mark.slow  # each run trains in a worker process
 
@@ -85,14 +85,8 @@ def state_is(run_id: str, *states: str):
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
-    require_studio()
-    root = seed_data_dir(tmp_path_factory.mktemp("studio-runs"))
-    with running_studio(root) as base:
-        import httpx
-
-        with httpx.Client(base_url=base, timeout=60) as client:
-            client.root, client.ws_base = root, base
-            yield client
+    with studio_client(tmp_path_factory.mktemp("studio-runs"), timeout=60) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
